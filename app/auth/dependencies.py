@@ -1,0 +1,47 @@
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from app.auth import service as auth_service
+from app.auth.roles import Principal, Role
+from app.clock import Now
+from app.db import SAFE_METHODS, SessionDep
+from app.errors import Forbidden, Unauthorized
+
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer rdy_...`")
+
+
+def require(role: Role) -> Callable[..., Principal]:
+    def dependency(
+        request: Request,
+        session: SessionDep,
+        now: Now,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise Unauthorized("Send an API key as `Authorization: Bearer <key>`.")
+        principal = auth_service.authenticate(
+            session,
+            request.app.state.database,
+            secret=credentials.credentials,
+            now=now,
+            in_write=request.method not in SAFE_METHODS,
+        )
+        if principal is None:
+            raise Unauthorized("The API key is unknown or revoked.")
+        if not principal.role.allows(role):
+            raise Forbidden(
+                f"This needs the {role.value} role or above; the key has {principal.role.value}.",
+                required_role=role.value,
+            )
+        return principal
+
+    return dependency
+
+
+Viewer = Annotated[Principal, Depends(require(Role.viewer))]
+Pipeline = Annotated[Principal, Depends(require(Role.pipeline))]
+Approver = Annotated[Principal, Depends(require(Role.approver))]
+Admin = Annotated[Principal, Depends(require(Role.admin))]

@@ -1,0 +1,20 @@
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def get_now(request: Request) -> datetime:
+    """The request's notion of now; tests swap `app.state.clock` to move time."""
+    clock: Clock = request.app.state.clock
+    return clock()
+
+
+Now = Annotated[datetime, Depends(get_now)]

@@ -1,0 +1,24 @@
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Process settings, read once from the environment (see README, Configuration)."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    database_url: str = "sqlite:///./readiness.db"
+    port: int = 8000
+    log_level: str = "info"
+    readiness_bootstrap_admin_key: SecretStr | None = None
+    # Requests with larger bodies are refused with 413 before they are parsed.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Connections each process keeps to the database (PostgreSQL; SQLite uses its own pools).
+    db_pool_size: int = Field(default=10, ge=1)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

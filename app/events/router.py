@@ -1,0 +1,81 @@
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from app.auth.dependencies import Viewer
+from app.db import SessionDep
+from app.events.service import EventType
+from app.models import Event
+from app.openapi_docs import errors
+from app.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_int_cursor, encode_cursor
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+
+class Actor(BaseModel):
+    id: int | None = Field(description="The API key's id; null for the service itself.")
+    name: str
+
+
+class EventRead(BaseModel):
+    id: int
+    type: EventType
+    system_key: str | None
+    actor: Actor
+    occurred_at: datetime
+    data: dict[str, Any]
+
+
+class EventPage(BaseModel):
+    items: list[EventRead]
+    next_cursor: str | None = Field(
+        description=(
+            "Where to resume: pass it as `after` to get later events. Unlike other lists it"
+            " is given even on a short page, so followers can poll with it; null only when"
+            " nothing matched and no `after` was given."
+        )
+    )
+
+
+@router.get(
+    "",
+    summary="Follow the event log",
+    description=(
+        "The append-only audit log, oldest first, in commit order. Follow it with the"
+        " `next_cursor` of each page as `after`."
+    ),
+    responses=errors(400, 401, 403, 422),
+)
+def list_events(
+    session: SessionDep,
+    _actor: Viewer,
+    after: Cursor = None,
+    type: EventType | None = None,
+    system: Annotated[str | None, Query(max_length=63, description="A system key.")] = None,
+    limit: Limit = DEFAULT_LIMIT,
+) -> EventPage:
+    position = decode_int_cursor(after)
+    query = select(Event).order_by(Event.id).limit(limit)  # type: ignore[arg-type]
+    if position is not None:
+        query = query.where(Event.id > position)  # type: ignore[operator]
+    if type is not None:
+        query = query.where(Event.type == type.value)  # type: ignore[arg-type]
+    if system is not None:
+        query = query.where(Event.system_key == system)  # type: ignore[arg-type]
+    rows = list(session.execute(query).scalars())
+    items = [
+        EventRead(
+            id=row.id or 0,
+            type=EventType(row.type),
+            system_key=row.system_key,
+            actor=Actor(id=row.actor_id, name=row.actor_name),
+            occurred_at=row.occurred_at,
+            data=row.data,
+        )
+        for row in rows
+    ]
+    resume = rows[-1].id if rows else position
+    return EventPage(items=items, next_cursor=encode_cursor(resume) if resume is not None else None)

@@ -1,0 +1,61 @@
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+from app.auth.roles import Principal
+from app.models import Event
+
+# Any constant will do: it names the one lock that orders event appends on PostgreSQL.
+_EVENT_ORDER_LOCK = 7_406_120_101
+
+
+class EventType(StrEnum):
+    system_created = "system.created"
+    system_updated = "system.updated"
+    evidence_recorded = "evidence.recorded"
+    pilot_created = "pilot.created"
+    pilot_result_recorded = "pilot.result_recorded"
+    pilot_concluded = "pilot.concluded"
+    gate_checked = "gate.checked"
+    transition_recorded = "transition.recorded"
+    approval_recorded = "approval.recorded"
+    waiver_granted = "waiver.granted"
+    waiver_revoked = "waiver.revoked"
+    policy_published = "policy.published"
+    api_key_created = "api_key.created"
+    api_key_revoked = "api_key.revoked"
+
+
+def append(
+    session: Session,
+    *,
+    type: EventType,
+    actor: Principal,
+    now: datetime,
+    data: dict[str, Any],
+    system_key: str | None = None,
+) -> Event:
+    """Append an event in the caller's transaction. Call it last in a unit of work.
+
+    Readers follow the feed by id, so ids must become visible in order. PostgreSQL hands
+    out sequence values before commit, so concurrent writers could commit ids out of
+    order and a follower would skip one; a transaction-scoped lock, taken here and held
+    to commit, makes append order equal commit order. SQLite already has one writer.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": _EVENT_ORDER_LOCK})
+    event = Event(
+        type=type.value,
+        system_key=system_key,
+        actor_id=actor.key_id,
+        actor_name=actor.name,
+        occurred_at=now,
+        data=data,
+    )
+    session.add(event)
+    session.flush()
+    return event

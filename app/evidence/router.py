@@ -1,0 +1,108 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path
+
+from app.auth.dependencies import Pipeline, Viewer
+from app.clock import Now
+from app.db import SessionDep
+from app.evidence import service as evidence_service
+from app.evidence.schemas import EvidenceRead, EvidenceWrite
+from app.openapi_docs import errors
+from app.pagination import (
+    DEFAULT_LIMIT,
+    Cursor,
+    Limit,
+    Page,
+    decode_int_cursor,
+    decode_str_cursor,
+    next_cursor_for,
+)
+from app.systems.dependencies import LockedSystemDep, SystemDep
+
+router = APIRouter(prefix="/v1/systems/{key}/evidence", tags=["evidence"])
+
+ControlPath = Annotated[
+    str, Path(max_length=40, description="A control key from GET /v1/controls.")
+]
+
+
+def evidence_control(control: ControlPath) -> str:
+    evidence_service.check_evidence_control(control)
+    return control
+
+
+@router.put(
+    "/{control}",
+    summary="Record evidence for a control",
+    description=(
+        "Records a new version of the evidence for one control; it becomes the current one"
+        " and readiness is re-evaluated. Every version is kept. `not_applicable` needs a"
+        " summary saying why. An `expires_at` in the past is accepted and shows as stale."
+    ),
+    responses=errors(400, 401, 403, 404, 422),
+)
+def record_evidence(
+    actor: Pipeline,
+    control: Annotated[str, Depends(evidence_control)],
+    body: EvidenceWrite,
+    system: LockedSystemDep,
+    session: SessionDep,
+    now: Now,
+) -> EvidenceRead:
+    evidence = evidence_service.record(
+        session, system=system, control=control, body=body, actor=actor, now=now
+    )
+    return evidence_service.EvidenceReader(session, system, now).read(evidence)
+
+
+@router.get(
+    "",
+    summary="List current evidence",
+    description="The current evidence of each control that has any, by control key.",
+    responses=errors(400, 401, 403, 404, 422),
+)
+def list_current_evidence(
+    _actor: Viewer,
+    system: SystemDep,
+    session: SessionDep,
+    now: Now,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[EvidenceRead]:
+    rows = evidence_service.current(
+        session, system=system, after_control=decode_str_cursor(cursor), limit=limit
+    )
+    reader = evidence_service.EvidenceReader(session, system, now)
+    return Page(
+        items=[reader.read(evidence) for evidence in rows[:limit]],
+        next_cursor=next_cursor_for(rows, limit, lambda evidence: evidence.control),
+    )
+
+
+@router.get(
+    "/{control}/history",
+    summary="List every evidence version of a control",
+    description="Every recorded version, newest first.",
+    responses=errors(400, 401, 403, 404, 422),
+)
+def evidence_history(
+    _actor: Viewer,
+    control: ControlPath,
+    system: SystemDep,
+    session: SessionDep,
+    now: Now,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[EvidenceRead]:
+    rows = evidence_service.history(
+        session,
+        system=system,
+        control=control,
+        before_version=decode_int_cursor(cursor),
+        limit=limit,
+    )
+    reader = evidence_service.EvidenceReader(session, system, now)
+    return Page(
+        items=[reader.read(evidence) for evidence in rows[:limit]],
+        next_cursor=next_cursor_for(rows, limit, lambda evidence: evidence.version),
+    )

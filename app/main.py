@@ -1,0 +1,100 @@
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from sqlalchemy import inspect
+from sqlmodel import Session
+
+from app.auth import service as auth_service
+from app.auth.router import router as api_keys_router
+from app.clock import Clock, system_clock
+from app.config import Settings, get_settings
+from app.controls.router import router as controls_router
+from app.db import create_database
+from app.errors import install_error_handlers
+from app.events.router import router as events_router
+from app.evidence.router import router as evidence_router
+from app.health.router import router as health_router
+from app.middleware import BodySizeLimit
+from app.policies.router import router as policies_router
+from app.readiness.router import router as readiness_router
+from app.systems.router import router as systems_router
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+logger = logging.getLogger("app")
+
+
+def migration_head() -> str:
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def operation_id(route: APIRoute) -> str:
+    """Stable camelCase operationIds from the route functions' names."""
+    first, *rest = route.name.split("_")
+    return first + "".join(word.capitalize() for word in rest)
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
+    settings = settings or get_settings()
+    database = create_database(settings.database_url, pool_size=settings.db_pool_size)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        secret = settings.readiness_bootstrap_admin_key
+        if secret is not None:
+            if inspect(database.write_engine).has_table("api_keys"):
+                with Session(database.write_engine) as session:
+                    auth_service.ensure_bootstrap_key(
+                        session, secret=secret.get_secret_value(), now=app.state.clock()
+                    )
+                    session.commit()
+            else:
+                logger.warning("database not migrated: bootstrap admin key not created")
+        yield
+        database.dispose()
+
+    app = FastAPI(
+        title="Readiness",
+        version="1.0.0",
+        summary="Is this AI system ready for the stage it is about to enter?",
+        description=(
+            "Scores AI systems' readiness against a risk-tiered policy, gates lifecycle"
+            " transitions and keeps an append-only audit trail. Errors are RFC 9457 problem"
+            " details."
+        ),
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+        separate_input_output_schemas=False,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.clock = clock
+    app.state.migration_head = migration_head()
+
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+
+    for router in (
+        health_router,
+        api_keys_router,
+        controls_router,
+        policies_router,
+        systems_router,
+        evidence_router,
+        readiness_router,
+        events_router,
+    ):
+        app.include_router(router)
+    return app
+
+
+app = create_app()

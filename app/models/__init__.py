@@ -1,0 +1,20 @@
+"""Every table model, imported here so metadata (and Alembic) sees them all."""
+
+from app.models.api_key import ApiKey
+from app.models.base import UTCDateTime
+from app.models.event import Event
+from app.models.evidence import Evidence
+from app.models.policy import Policy
+from app.models.readiness import ReadinessSnapshot
+from app.models.system import System, SystemLabel
+
+__all__ = [
+    "ApiKey",
+    "Event",
+    "Evidence",
+    "Policy",
+    "ReadinessSnapshot",
+    "System",
+    "SystemLabel",
+    "UTCDateTime",
+]

@@ -1,0 +1,57 @@
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, Text
+from sqlmodel import Field, SQLModel
+
+from app.models.base import UTCDateTime
+
+
+class System(SQLModel, table=True):
+    __tablename__ = "systems"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=63, unique=True)
+    name: str = Field(max_length=200)
+    description: str | None = Field(default=None, sa_type=Text)
+    purpose: str | None = Field(default=None, sa_type=Text)
+    scope: str | None = Field(default=None, sa_type=Text)
+    owner_team: str | None = Field(default=None, max_length=100, index=True)
+    owner_contact: str | None = Field(default=None, max_length=200)
+    impact_areas: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    oversight: str = Field(max_length=30)
+    declared_risk_tier: str | None = Field(default=None, max_length=20)
+    risk_tier: str = Field(max_length=20, index=True)
+    risk_tier_rule: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    labels: dict[str, str] = Field(sa_column=Column(JSON, nullable=False))
+    external_ref: str | None = Field(default=None, max_length=500)
+    stage: str = Field(default="proposed", max_length=20, index=True)
+    # Bumped on every change of the representation; the ETag is derived from it.
+    version: int = Field(default=1)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+    # The current readiness, evaluated on every write that changes an input and stored,
+    # so reads and filters need no evaluation. `readiness_valid_until` is the earliest
+    # moment time alone changes the answer (evidence going stale); past it, reads
+    # evaluate afresh.
+    score: float = Field(default=0.0)
+    level: str = Field(default="not_ready", max_length=20)
+    pilot_ready: bool = Field(default=False, index=True)
+    production_ready: bool = Field(default=False, index=True)
+    readiness_document: str = Field(default="{}", sa_type=Text)
+    readiness_policy_version: int = Field(default=1)
+    readiness_valid_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class SystemLabel(SQLModel, table=True):
+    """Labels as rows, so `label=k:v` filters use an index on both back-ends."""
+
+    __tablename__ = "system_labels"
+    __table_args__ = (Index("ix_system_labels_name_value", "name", "value"),)
+
+    system_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("systems.id", ondelete="CASCADE"), primary_key=True)
+    )
+    name: str = Field(primary_key=True, max_length=63)
+    value: str = Field(max_length=200)

@@ -1,0 +1,106 @@
+"""The policy document: what a tier needs for each gate. Validated here, used by scoring."""
+
+from enum import StrEnum
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.controls.catalogue import ControlKey
+from app.readiness.tiers import TIER_ORDER, Tier
+
+
+class PilotOutcome(StrEnum):
+    pass_ = "pass"
+    warning = "warning"
+    fail = "fail"
+
+
+ControlList = Annotated[list[ControlKey], Field(max_length=len(ControlKey))]
+
+
+def _no_duplicates(controls: list[ControlKey], where: str) -> None:
+    if len(set(controls)) != len(controls):
+        raise ValueError(f"{where} lists a control twice")
+
+
+class StageRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_score: float = Field(ge=0, le=100, description="Lowest score that passes the gate.")
+    required: ControlList = Field(
+        description="Controls that must be met (or waived) for the gate to pass."
+    )
+    approvals: int = Field(
+        default=0, ge=0, le=10, description="Distinct approvers the gate needs."
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        _no_duplicates(self.required, "required")
+        return self
+
+
+class TierPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pilot: StageRule
+    production: StageRule
+    pilot_before_production: bool = Field(
+        default=False, description="A concluded pilot is needed before production."
+    )
+    accepted_pilot_outcomes: list[PilotOutcome] = Field(
+        default_factory=list,
+        max_length=3,
+        description="Outcomes of the concluded pilot that satisfy the pilot rule.",
+    )
+    evidence_fresh_days: int | None = Field(
+        default=None, ge=1, le=3650, description="Evidence older than this is stale; null: never."
+    )
+    non_waivable: ControlList = Field(
+        default_factory=list, description="Controls that cannot be waived at this tier."
+    )
+    not_applicable_forbidden: ControlList = Field(
+        default_factory=list,
+        description="Controls that may not be marked not_applicable at this tier.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        _no_duplicates(self.non_waivable, "non_waivable")
+        _no_duplicates(self.not_applicable_forbidden, "not_applicable_forbidden")
+        if self.pilot_before_production and not self.accepted_pilot_outcomes:
+            raise ValueError("pilot_before_production needs at least one accepted outcome")
+        return self
+
+    def required_for(self, stage: str) -> list[ControlKey]:
+        return self.pilot.required if stage == "pilot" else self.production.required
+
+
+class PolicyRules(BaseModel):
+    """Everything a policy version decides; the server adds version and activation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(default=None, max_length=2000)
+    weights: dict[ControlKey, Annotated[float, Field(ge=0, le=100)]] = Field(
+        default_factory=dict, description="Weight per control; controls not listed weigh 1."
+    )
+    approval_validity_days: int = Field(default=30, ge=1, le=365)
+    max_waiver_days: int = Field(default=90, ge=1, le=90)
+    max_pilot_days: int = Field(
+        default=90, ge=1, le=3650, description="A pilot running longer than this is stuck."
+    )
+    tiers: dict[Tier, TierPolicy]
+
+    @model_validator(mode="after")
+    def _every_tier(self) -> Self:
+        missing = [tier.value for tier in TIER_ORDER if tier not in self.tiers]
+        if missing:
+            raise ValueError(f"tiers is missing {', '.join(missing)}")
+        return self
+
+    def weight(self, control: str) -> float:
+        return self.weights.get(ControlKey(control), 1.0)
+
+    def tier(self, tier: Tier | str) -> TierPolicy:
+        return self.tiers[Tier(tier)]

@@ -1,0 +1,64 @@
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from app.lifecycle.stages import GateStage, Stage
+from app.readiness.scoring import BlockingCode, ControlStatus, Level
+from app.readiness.tiers import Tier, TierRule
+
+
+class BlockingItemRead(BaseModel):
+    code: BlockingCode
+    control: str | None = None
+    detail: str
+
+
+class GateRead(BaseModel):
+    ready: bool
+    required_score: float
+    blocking: list[BlockingItemRead]
+
+
+class ControlRead(BaseModel):
+    control: str
+    status: ControlStatus
+    points: float | None = Field(
+        description="Points earned (met 1, partial 0.5); null when not_applicable."
+    )
+    weight: float
+    required_for: list[GateStage]
+
+
+class TierRuleRead(BaseModel):
+    rule: TierRule = Field(description="Which rule set the tier.")
+    detail: str
+
+
+class GatesRead(BaseModel):
+    pilot: GateRead
+    production: GateRead
+
+
+class ReadinessRead(BaseModel):
+    system_key: str
+    stage: Stage
+    risk_tier: Tier
+    risk_tier_rule: TierRuleRead
+    score: float = Field(ge=0, le=100)
+    level: Level
+    policy_version: int
+    evaluated_at: datetime
+    valid_until: datetime | None = Field(
+        description="When time alone (evidence going stale) next changes this answer."
+    )
+    controls: list[ControlRead]
+    gates: GatesRead
+
+
+class ReadinessSnapshotRead(BaseModel):
+    score: float
+    level: Level
+    pilot_ready: bool
+    production_ready: bool
+    policy_version: int
+    recorded_at: datetime

@@ -1,0 +1,318 @@
+"""The scoring rule and the two gates (DESIGN.md, Scoring rule): pure, deterministic.
+
+Everything here is a function of plain data, so it can be tested exhaustively; the service
+loads the facts, calls `evaluate`, and stores what comes back.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from enum import StrEnum
+
+from app.controls.catalogue import CONTROL_KEYS, SYSTEM_FIELD_CONTROLS
+from app.lifecycle.stages import GateStage
+from app.policies.document import PolicyRules
+from app.readiness.tiers import Tier
+
+
+class EvidenceStatus(StrEnum):
+    met = "met"
+    partial = "partial"
+    not_met = "not_met"
+    not_applicable = "not_applicable"
+
+
+class ControlStatus(StrEnum):
+    """What a control counts as in an evaluation."""
+
+    met = "met"
+    partial = "partial"
+    not_met = "not_met"
+    not_applicable = "not_applicable"
+    missing = "missing"
+    stale = "stale"
+    waived = "waived"
+
+
+class Level(StrEnum):
+    production_ready = "production_ready"
+    pilot_ready = "pilot_ready"
+    not_ready = "not_ready"
+
+
+class BlockingCode(StrEnum):
+    control_missing = "control_missing"
+    control_not_met = "control_not_met"
+    control_partial = "control_partial"
+    control_stale = "control_stale"
+    score_below_threshold = "score_below_threshold"
+    pilot_required = "pilot_required"
+    pilot_outcome_insufficient = "pilot_outcome_insufficient"
+    approvals_missing = "approvals_missing"
+    approval_rejected = "approval_rejected"
+    open_finding = "open_finding"
+
+
+POINTS: dict[ControlStatus, float] = {
+    ControlStatus.met: 1.0,
+    ControlStatus.waived: 1.0,
+    ControlStatus.partial: 0.5,
+    ControlStatus.not_met: 0.0,
+    ControlStatus.missing: 0.0,
+    ControlStatus.stale: 0.0,
+}
+
+# Approval items never keep a system from being called ready: `level` says whether the
+# evidence is there, approvals are a separate human decision.
+APPROVAL_CODES = frozenset({BlockingCode.approvals_missing, BlockingCode.approval_rejected})
+
+
+@dataclass(frozen=True)
+class EvidenceFact:
+    status: EvidenceStatus
+    recorded_at: datetime
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PilotFact:
+    """The latest concluded pilot of the system, if any."""
+
+    pilot_id: int
+    outcome: str
+
+
+@dataclass(frozen=True)
+class ApprovalFacts:
+    """Valid approvals for one target stage: distinct approvers, and whether any rejects."""
+
+    approvers: int = 0
+    rejected_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FindingFact:
+    control: str
+    pilot_id: int
+    finding: str
+
+
+@dataclass(frozen=True)
+class ReadinessFacts:
+    tier: Tier
+    system_fields: dict[str, bool]
+    evidence: dict[str, EvidenceFact]
+    now: datetime
+    waivers: dict[str, datetime] = field(default_factory=dict)
+    pilot: PilotFact | None = None
+    approvals: dict[GateStage, ApprovalFacts] = field(default_factory=dict)
+    open_findings: tuple[FindingFact, ...] = ()
+
+
+@dataclass(frozen=True)
+class BlockingItem:
+    code: BlockingCode
+    detail: str
+    control: str | None = None
+
+
+@dataclass(frozen=True)
+class ControlResult:
+    control: str
+    status: ControlStatus
+    points: float | None
+    weight: float
+    required_for: tuple[GateStage, ...]
+
+
+@dataclass(frozen=True)
+class GateResult:
+    stage: GateStage
+    ready: bool
+    required_score: float
+    blocking: tuple[BlockingItem, ...]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    tier: Tier
+    score: float
+    level: Level
+    controls: tuple[ControlResult, ...]
+    gates: dict[GateStage, GateResult]
+    # The earliest moment after `now` at which time alone changes this evaluation.
+    valid_until: datetime | None
+
+
+def round_score(value: float) -> float:
+    return float(Decimal(repr(value)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+
+
+def _evidence_status(
+    control: str, fact: EvidenceFact | None, fresh_days: int | None, now: datetime
+) -> ControlStatus:
+    if fact is None:
+        return ControlStatus.missing
+    if fact.expires_at is not None and fact.expires_at <= now:
+        return ControlStatus.stale
+    if fresh_days is not None and now - fact.recorded_at > timedelta(days=fresh_days):
+        return ControlStatus.stale
+    return ControlStatus(fact.status.value)
+
+
+def _time_limits(facts: ReadinessFacts, fresh_days: int | None) -> list[datetime]:
+    limits = list(facts.waivers.values())
+    for fact in facts.evidence.values():
+        if fact.expires_at is not None:
+            limits.append(fact.expires_at)
+        if fresh_days is not None:
+            # Stale is "older than" the limit, so the first stale instant is just after it.
+            limits.append(fact.recorded_at + timedelta(days=fresh_days, microseconds=1))
+    return [limit for limit in limits if limit > facts.now]
+
+
+def control_status(control: str, facts: ReadinessFacts, policy: PolicyRules) -> ControlStatus:
+    tier_policy = policy.tier(facts.tier)
+    if control in SYSTEM_FIELD_CONTROLS:
+        raw = ControlStatus.met if facts.system_fields.get(control) else ControlStatus.missing
+    else:
+        raw = _evidence_status(
+            control, facts.evidence.get(control), tier_policy.evidence_fresh_days, facts.now
+        )
+    if raw is ControlStatus.not_applicable and control in tier_policy.not_applicable_forbidden:
+        raw = ControlStatus.not_met
+    waiver_expiry = facts.waivers.get(control)
+    waived = waiver_expiry is not None and waiver_expiry > facts.now
+    if waived and raw is not ControlStatus.met and control not in tier_policy.non_waivable:
+        return ControlStatus.waived
+    return raw
+
+
+_CONTROL_BLOCKING: dict[ControlStatus, tuple[BlockingCode, str]] = {
+    ControlStatus.missing: (BlockingCode.control_missing, "no evidence recorded"),
+    ControlStatus.not_met: (BlockingCode.control_not_met, "evidence says not met"),
+    ControlStatus.partial: (BlockingCode.control_partial, "only partially met"),
+    ControlStatus.stale: (BlockingCode.control_stale, "evidence is stale or expired"),
+}
+
+
+def _gate(
+    stage: GateStage,
+    score: float,
+    statuses: dict[str, ControlStatus],
+    facts: ReadinessFacts,
+    policy: PolicyRules,
+) -> GateResult:
+    tier_policy = policy.tier(facts.tier)
+    rule = tier_policy.pilot if stage is GateStage.pilot else tier_policy.production
+    blocking: list[BlockingItem] = []
+    if score < rule.min_score:
+        blocking.append(
+            BlockingItem(
+                BlockingCode.score_below_threshold,
+                f"score {score} is below the {facts.tier.value}-tier {stage.value}"
+                f" threshold {rule.min_score:g}",
+            )
+        )
+    for control in rule.required:
+        status = statuses[control]
+        if status in _CONTROL_BLOCKING:
+            code, why = _CONTROL_BLOCKING[status]
+            if control in SYSTEM_FIELD_CONTROLS and status is ControlStatus.missing:
+                why = f"system field '{control}' is empty"
+            if status is ControlStatus.not_met and control in tier_policy.not_applicable_forbidden:
+                why = "not_applicable is not accepted for this control at this tier"
+            blocking.append(
+                BlockingItem(code, f"{control} is required for {stage.value}: {why}", control)
+            )
+
+    if stage is GateStage.production and tier_policy.pilot_before_production:
+        accepted = [outcome.value for outcome in tier_policy.accepted_pilot_outcomes]
+        if facts.pilot is None:
+            blocking.append(
+                BlockingItem(
+                    BlockingCode.pilot_required,
+                    f"a concluded pilot with outcome {' or '.join(accepted)} is required"
+                    f" before production at {facts.tier.value} tier",
+                )
+            )
+        elif facts.pilot.outcome not in accepted:
+            blocking.append(
+                BlockingItem(
+                    BlockingCode.pilot_outcome_insufficient,
+                    f"pilot {facts.pilot.pilot_id} concluded with outcome"
+                    f" {facts.pilot.outcome}; {' or '.join(accepted)} is required",
+                )
+            )
+
+    approvals = facts.approvals.get(stage, ApprovalFacts())
+    for approver in approvals.rejected_by:
+        blocking.append(
+            BlockingItem(
+                BlockingCode.approval_rejected,
+                f"{approver} rejected {stage.value}; it blocks until they approve",
+            )
+        )
+    if approvals.approvers < rule.approvals:
+        blocking.append(
+            BlockingItem(
+                BlockingCode.approvals_missing,
+                f"{rule.approvals} approval(s) from distinct approvers needed for"
+                f" {stage.value}, {approvals.approvers} valid",
+            )
+        )
+
+    if stage is GateStage.production:
+        for finding in facts.open_findings:
+            blocking.append(
+                BlockingItem(
+                    BlockingCode.open_finding,
+                    f"pilot {finding.pilot_id} found {finding.finding}; update {finding.control}"
+                    " to clear it",
+                    finding.control,
+                )
+            )
+    return GateResult(stage, not blocking, rule.min_score, tuple(blocking))
+
+
+def evaluate(facts: ReadinessFacts, policy: PolicyRules) -> Evaluation:
+    tier_policy = policy.tier(facts.tier)
+    statuses = {control: control_status(control, facts, policy) for control in CONTROL_KEYS}
+
+    earned = 0.0
+    possible = 0.0
+    controls: list[ControlResult] = []
+    for control in CONTROL_KEYS:
+        status = statuses[control]
+        weight = policy.weight(control)
+        points = POINTS.get(status)
+        if points is not None:
+            earned += weight * points
+            possible += weight
+        required_for = tuple(
+            stage for stage in GateStage if control in tier_policy.required_for(stage)
+        )
+        controls.append(ControlResult(control, status, points, weight, required_for))
+    score = round_score(100 * earned / possible) if possible > 0 else 0.0
+
+    gates = {stage: _gate(stage, score, statuses, facts, policy) for stage in GateStage}
+
+    def ready_apart_from_approvals(stage: GateStage) -> bool:
+        return all(item.code in APPROVAL_CODES for item in gates[stage].blocking)
+
+    if ready_apart_from_approvals(GateStage.production):
+        level = Level.production_ready
+    elif ready_apart_from_approvals(GateStage.pilot):
+        level = Level.pilot_ready
+    else:
+        level = Level.not_ready
+
+    limits = _time_limits(facts, tier_policy.evidence_fresh_days)
+    return Evaluation(
+        tier=facts.tier,
+        score=score,
+        level=level,
+        controls=tuple(controls),
+        gates=gates,
+        valid_until=min(limits) if limits else None,
+    )

@@ -1,0 +1,186 @@
+"""Loads the facts a readiness evaluation needs, evaluates, and stores the answer."""
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from app.errors import NotFound
+from app.lifecycle.stages import GateStage
+from app.models import Evidence, Policy, ReadinessSnapshot, System
+from app.policies import service as policy_service
+from app.readiness.schemas import (
+    BlockingItemRead,
+    ControlRead,
+    GateRead,
+    GatesRead,
+    ReadinessRead,
+    TierRuleRead,
+)
+from app.readiness.scoring import Evaluation, EvidenceFact, EvidenceStatus, ReadinessFacts, evaluate
+from app.readiness.tiers import Tier, TierRule
+
+REEVALUATE_BATCH = 500
+
+
+def _current_evidence(
+    session: Session, system_ids: Iterable[int]
+) -> dict[int, dict[str, EvidenceFact]]:
+    ids = list(system_ids)
+    found: dict[int, dict[str, EvidenceFact]] = {system_id: {} for system_id in ids}
+    rows = session.execute(
+        select(
+            Evidence.system_id,
+            Evidence.control,
+            Evidence.status,
+            Evidence.recorded_at,
+            Evidence.expires_at,
+        ).where(Evidence.system_id.in_(ids), Evidence.is_current)  # type: ignore[attr-defined,arg-type]
+    )
+    for system_id, control, status, recorded_at, expires_at in rows:
+        found[system_id][control] = EvidenceFact(EvidenceStatus(status), recorded_at, expires_at)
+    return found
+
+
+def facts_for(system: System, evidence: dict[str, EvidenceFact], now: datetime) -> ReadinessFacts:
+    return ReadinessFacts(
+        tier=Tier(system.risk_tier),
+        system_fields={
+            "purpose": bool(system.purpose and system.purpose.strip()),
+            "owner": bool(system.owner_team and system.owner_contact),
+            "scope": bool(system.scope and system.scope.strip()),
+        },
+        evidence=evidence,
+        now=now,
+    )
+
+
+def render(
+    system: System, evaluation: Evaluation, *, policy_version: int, now: datetime
+) -> ReadinessRead:
+    def gate(stage: GateStage) -> GateRead:
+        result = evaluation.gates[stage]
+        return GateRead(
+            ready=result.ready,
+            required_score=result.required_score,
+            blocking=[
+                BlockingItemRead(code=item.code, control=item.control, detail=item.detail)
+                for item in result.blocking
+            ],
+        )
+
+    return ReadinessRead(
+        system_key=system.key,
+        stage=system.stage,  # type: ignore[arg-type]
+        risk_tier=evaluation.tier,
+        risk_tier_rule=TierRuleRead(
+            rule=TierRule(system.risk_tier_rule["rule"]), detail=system.risk_tier_rule["detail"]
+        ),
+        score=evaluation.score,
+        level=evaluation.level,
+        policy_version=policy_version,
+        evaluated_at=now,
+        valid_until=evaluation.valid_until,
+        controls=[
+            ControlRead(
+                control=result.control,
+                status=result.status,
+                points=result.points,
+                weight=result.weight,
+                required_for=list(result.required_for),
+            )
+            for result in evaluation.controls
+        ],
+        gates=GatesRead(pilot=gate(GateStage.pilot), production=gate(GateStage.production)),
+    )
+
+
+def _store(
+    session: Session, system: System, evaluation: Evaluation, readiness: ReadinessRead
+) -> None:
+    system.score = evaluation.score
+    system.level = evaluation.level.value
+    system.pilot_ready = evaluation.gates[GateStage.pilot].ready
+    system.production_ready = evaluation.gates[GateStage.production].ready
+    system.readiness_document = readiness.model_dump_json()
+    system.readiness_policy_version = readiness.policy_version
+    system.readiness_valid_until = evaluation.valid_until
+    session.add(system)
+    assert system.id is not None
+    session.add(
+        ReadinessSnapshot(
+            system_id=system.id,
+            score=evaluation.score,
+            level=evaluation.level.value,
+            pilot_ready=system.pilot_ready,
+            production_ready=system.production_ready,
+            policy_version=readiness.policy_version,
+            recorded_at=readiness.evaluated_at,
+        )
+    )
+
+
+def _evaluate(
+    system: System, evidence: dict[str, EvidenceFact], policy: Policy, now: datetime
+) -> tuple[Evaluation, ReadinessRead]:
+    evaluation = evaluate(facts_for(system, evidence, now), policy_service.rules_of(policy))
+    return evaluation, render(system, evaluation, policy_version=policy.version, now=now)
+
+
+def refresh(session: Session, system: System, *, now: datetime) -> ReadinessRead:
+    """Re-evaluate after an input changed, store the answer and a history snapshot."""
+    session.flush()
+    assert system.id is not None
+    policy = policy_service.active_policy(session)
+    evaluation, readiness = _evaluate(
+        system, _current_evidence(session, [system.id])[system.id], policy, now
+    )
+    _store(session, system, evaluation, readiness)
+    session.flush()
+    return readiness
+
+
+def reevaluate_all(session: Session, *, policy: Policy, now: datetime) -> None:
+    after = 0
+    while True:
+        systems = list(
+            session.execute(
+                select(System)
+                .where(System.id > after)  # type: ignore[operator]
+                .order_by(System.id)  # type: ignore[arg-type]
+                .limit(REEVALUATE_BATCH)
+            ).scalars()
+        )
+        if not systems:
+            return
+        evidence = _current_evidence(session, [system.id for system in systems if system.id])
+        for system in systems:
+            assert system.id is not None
+            evaluation, readiness = _evaluate(system, evidence[system.id], policy, now)
+            _store(session, system, evaluation, readiness)
+        session.flush()
+        after = systems[-1].id or after
+
+
+def readiness_document(session: Session, system_key: str, *, now: datetime) -> str:
+    """The stored answer as JSON while it is still true; past its validity, a fresh one.
+
+    The common case is one indexed row read and no evaluation. A read does not write, so a
+    fresh evaluation is not stored here: the next write that touches the system stores one.
+    """
+    row = session.execute(
+        select(System.id, System.readiness_document, System.readiness_valid_until).where(
+            System.key == system_key  # type: ignore[arg-type]
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"No system with key '{system_key}'.")
+    system_id, document, valid_until = row
+    if valid_until is None or valid_until > now:
+        return str(document)
+    system = session.get(System, system_id)
+    assert system is not None
+    policy = policy_service.active_policy(session)
+    _, readiness = _evaluate(system, _current_evidence(session, [system_id])[system_id], policy, now)
+    return readiness.model_dump_json()

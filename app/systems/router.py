@@ -1,0 +1,136 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from app.auth.dependencies import Pipeline, Viewer
+from app.clock import Now
+from app.db import SessionDep
+from app.errors import Unprocessable
+from app.lifecycle.stages import GateStage, Stage
+from app.models import System
+from app.openapi_docs import errors
+from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, decode_int_cursor, next_cursor_for
+from app.readiness.tiers import Tier
+from app.systems import service as system_service
+from app.systems.dependencies import LockedSystemDep, SystemDep
+from app.systems.schemas import Owner, RiskTierRule, SystemCreate, SystemPatch, SystemRead
+
+router = APIRouter(prefix="/v1/systems", tags=["systems"])
+
+
+def to_read(system: System) -> SystemRead:
+    owner = (
+        Owner(team=system.owner_team, contact=system.owner_contact)
+        if system.owner_team and system.owner_contact
+        else None
+    )
+    return SystemRead.model_validate(
+        {
+            **system.model_dump(exclude={"readiness_document"}),
+            "owner": owner,
+            "risk_tier_rule": RiskTierRule.model_validate(system.risk_tier_rule),
+        }
+    )
+
+
+def _label_filters(labels: list[str]) -> tuple[tuple[str, str], ...]:
+    parsed = []
+    for label in labels:
+        name, sep, value = label.partition(":")
+        if not sep or not name:
+            raise Unprocessable(
+                f"label filter '{label}' is not of the form name:value.",
+                errors=[{"field": "label", "message": "expected name:value"}],
+            )
+        parsed.append((name, value))
+    return tuple(parsed)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Register an AI system",
+    description="Registers a system in stage `proposed`; its risk tier is derived at once.",
+    responses=errors(400, 401, 403, 409, 422),
+)
+def create_system(
+    body: SystemCreate, session: SessionDep, actor: Pipeline, now: Now, response: Response
+) -> SystemRead:
+    system = system_service.create_system(session, body=body, actor=actor, now=now)
+    response.headers["Location"] = f"/v1/systems/{system.key}"
+    response.headers["ETag"] = system_service.etag(system)
+    return to_read(system)
+
+
+@router.get(
+    "",
+    summary="List AI systems",
+    description="Systems in registration order, filtered; every filter narrows the list.",
+    responses=errors(400, 401, 403, 422),
+)
+def list_systems(
+    session: SessionDep,
+    _actor: Viewer,
+    stage: Stage | None = None,
+    risk_tier: Tier | None = None,
+    owner_team: Annotated[str | None, Query(max_length=100)] = None,
+    label: Annotated[
+        list[str], Query(max_length=10, description="`name:value`; repeat to require several.")
+    ] = [],  # noqa: B006  (FastAPI copies defaults per request)
+    ready_for: Annotated[
+        GateStage | None, Query(description="Only systems whose gate to this stage passes.")
+    ] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[SystemRead]:
+    filters = system_service.SystemFilters(
+        stage=stage.value if stage else None,
+        risk_tier=risk_tier.value if risk_tier else None,
+        owner_team=owner_team,
+        labels=_label_filters(label),
+        ready_for=ready_for.value if ready_for else None,
+    )
+    rows = system_service.list_systems(
+        session, filters=filters, after=decode_int_cursor(cursor), limit=limit
+    )
+    return Page(
+        items=[to_read(system) for system in rows[:limit]],
+        next_cursor=next_cursor_for(rows, limit, lambda system: system.id or 0),
+    )
+
+
+@router.get(
+    "/{key}",
+    summary="Get an AI system",
+    description="The system with its derived tier and current readiness summary, with an ETag.",
+    responses=errors(401, 403, 404),
+)
+def get_system(_actor: Viewer, system: SystemDep, response: Response) -> SystemRead:
+    response.headers["ETag"] = system_service.etag(system)
+    return to_read(system)
+
+
+@router.patch(
+    "/{key}",
+    summary="Update an AI system",
+    description=(
+        "A JSON merge patch of the mutable fields: absent fields stay, null removes, `owner`"
+        " and `labels` merge. `key`, `stage` and derived fields cannot be set. Send"
+        " `If-Match` with the ETag to refuse a lost update (412)."
+    ),
+    responses=errors(400, 401, 403, 404, 412, 422),
+)
+def patch_system(
+    actor: Pipeline,
+    body: SystemPatch,
+    system: LockedSystemDep,
+    session: SessionDep,
+    now: Now,
+    response: Response,
+    if_match: Annotated[str | None, Header(max_length=200)] = None,
+) -> SystemRead:
+    system = system_service.patch_system(
+        session, system=system, patch=body, if_match=if_match, actor=actor, now=now
+    )
+    response.headers["ETag"] = system_service.etag(system)
+    return to_read(system)

@@ -1,0 +1,124 @@
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from app.lifecycle.stages import Stage
+from app.readiness.scoring import Level
+from app.readiness.tiers import ImpactArea, Oversight, Tier, TierRule
+
+SYSTEM_KEY_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
+LABEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$"
+MAX_LABELS = 50
+
+SystemKey = Annotated[str, StringConstraints(pattern=SYSTEM_KEY_PATTERN)]
+LabelName = Annotated[str, StringConstraints(pattern=LABEL_NAME_PATTERN)]
+LabelValue = Annotated[str, StringConstraints(max_length=200)]
+Text = Annotated[str, StringConstraints(max_length=5000)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+ImpactAreas = Annotated[list[ImpactArea], Field(min_length=1, max_length=len(ImpactArea))]
+
+
+class Owner(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    team: str = Field(min_length=1, max_length=100)
+    contact: str = Field(min_length=1, max_length=200)
+
+
+def _unique_areas(areas: list[ImpactArea] | None) -> list[ImpactArea] | None:
+    if areas is not None and len(set(areas)) != len(areas):
+        raise ValueError("impact_areas lists an area twice")
+    return areas
+
+
+_EXAMPLE: dict[str, Any] = {
+    "key": "claims-triage",
+    "name": "Claims triage assistant",
+    "purpose": "Rank incoming insurance claims for human review.",
+    "scope": "Suggests a priority; never approves or denies a claim.",
+    "owner": {"team": "claims-platform", "contact": "claims-ai@example.com"},
+    "impact_areas": ["money", "customer_service"],
+    "oversight": "human_reviews_all",
+    "labels": {"domain": "claims"},
+}
+
+
+class SystemCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_EXAMPLE]})
+
+    key: SystemKey = Field(description="Stable identifier; immutable.")
+    name: Name
+    description: Text | None = None
+    purpose: Text | None = None
+    scope: Text | None = None
+    owner: Owner | None = None
+    impact_areas: ImpactAreas
+    oversight: Oversight
+    declared_risk_tier: Tier | None = Field(
+        default=None, description="Raises the derived tier; never lowers it."
+    )
+    labels: dict[LabelName, LabelValue] = Field(default_factory=dict, max_length=MAX_LABELS)
+    external_ref: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+    _areas = field_validator("impact_areas")(_unique_areas)
+
+
+class OwnerPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    team: str | None = Field(default=None, min_length=1, max_length=100)
+    contact: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class SystemPatch(BaseModel):
+    """A JSON merge patch (RFC 7396): absent fields stay, null clears, objects merge."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"scope": "Suggests a priority only.", "labels": {"domain": None}}]
+        },
+    )
+
+    name: Name | None = None
+    description: Text | None = None
+    purpose: Text | None = None
+    scope: Text | None = None
+    owner: OwnerPatch | None = None
+    impact_areas: ImpactAreas | None = None
+    oversight: Oversight | None = None
+    declared_risk_tier: Tier | None = None
+    labels: dict[LabelName, LabelValue | None] | None = Field(default=None, max_length=MAX_LABELS)
+    external_ref: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+    _areas = field_validator("impact_areas")(_unique_areas)
+
+
+class RiskTierRule(BaseModel):
+    rule: TierRule
+    detail: str
+
+
+class SystemRead(BaseModel):
+    key: str
+    name: str
+    description: str | None
+    purpose: str | None
+    scope: str | None
+    owner: Owner | None
+    impact_areas: list[ImpactArea]
+    oversight: Oversight
+    declared_risk_tier: Tier | None
+    risk_tier: Tier
+    risk_tier_rule: RiskTierRule
+    labels: dict[str, str]
+    external_ref: str | None
+    stage: Stage
+    score: float = Field(description="The current readiness score.")
+    level: Level
+    pilot_ready: bool
+    production_ready: bool
+    version: int = Field(description="Changes with every update; the ETag carries it.")
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,223 @@
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from app.auth.roles import Principal
+from app.errors import AlreadyExists, NotFound, PreconditionFailed, Unprocessable
+from app.events import service as events
+from app.events.service import EventType
+from app.models import System, SystemLabel
+from app.readiness import service as readiness_service
+from app.readiness.tiers import derive_tier
+from app.systems.schemas import MAX_LABELS, SystemCreate, SystemPatch
+
+# Fields a merge patch may name that map one-to-one onto a column.
+_PLAIN_FIELDS = ("name", "description", "purpose", "scope", "oversight", "external_ref")
+_REQUIRED_FIELDS = frozenset({"name", "impact_areas", "oversight"})
+
+
+def etag(system: System) -> str:
+    return f'"{system.version}"'
+
+
+def get_system(session: Session, key: str, *, for_update: bool = False) -> System:
+    query = select(System).where(System.key == key)  # type: ignore[arg-type]
+    if for_update:
+        # Writers to one system queue here (PostgreSQL); SQLite has one writer anyway.
+        query = query.with_for_update()
+    system = session.execute(query).scalar_one_or_none()
+    if system is None:
+        raise NotFound(f"No system with key '{key}'.")
+    return system
+
+
+def _apply_tier(system: System) -> None:
+    decision = derive_tier(system.impact_areas, system.oversight, system.declared_risk_tier)
+    system.risk_tier = decision.tier.value
+    system.risk_tier_rule = {"rule": decision.rule.value, "detail": decision.detail}
+
+
+def _replace_labels(session: Session, system: System) -> None:
+    assert system.id is not None
+    session.execute(delete(SystemLabel).where(SystemLabel.system_id == system.id))  # type: ignore[arg-type]
+    session.add_all(
+        SystemLabel(system_id=system.id, name=name, value=value)
+        for name, value in system.labels.items()
+    )
+
+
+def create_system(
+    session: Session, *, body: SystemCreate, actor: Principal, now: datetime
+) -> System:
+    if session.execute(select(System.id).where(System.key == body.key)).first():  # type: ignore[arg-type]
+        raise AlreadyExists(f"A system with key '{body.key}' exists.")
+    system = System(
+        key=body.key,
+        name=body.name,
+        description=body.description,
+        purpose=body.purpose,
+        scope=body.scope,
+        owner_team=body.owner.team if body.owner else None,
+        owner_contact=body.owner.contact if body.owner else None,
+        impact_areas=[area.value for area in body.impact_areas],
+        oversight=body.oversight.value,
+        declared_risk_tier=body.declared_risk_tier.value if body.declared_risk_tier else None,
+        risk_tier="minimal",
+        risk_tier_rule={},
+        labels=dict(body.labels),
+        external_ref=body.external_ref,
+        created_at=now,
+        updated_at=now,
+    )
+    _apply_tier(system)
+    session.add(system)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # created by a concurrent request since the check above
+        raise AlreadyExists(f"A system with key '{body.key}' exists.") from exc
+    _replace_labels(session, system)
+    readiness_service.refresh(session, system, now=now)
+    events.append(
+        session,
+        type=EventType.system_created,
+        actor=actor,
+        now=now,
+        system_key=system.key,
+        data=body.model_dump(mode="json", exclude_none=True),
+    )
+    return system
+
+
+@dataclass(frozen=True)
+class SystemFilters:
+    stage: str | None = None
+    risk_tier: str | None = None
+    owner_team: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    ready_for: str | None = None
+
+
+def list_systems(
+    session: Session, *, filters: SystemFilters, after: int | None, limit: int
+) -> list[System]:
+    query = select(System).order_by(System.id).limit(limit + 1)  # type: ignore[arg-type]
+    if after is not None:
+        query = query.where(System.id > after)  # type: ignore[operator]
+    if filters.stage:
+        query = query.where(System.stage == filters.stage)  # type: ignore[arg-type]
+    if filters.risk_tier:
+        query = query.where(System.risk_tier == filters.risk_tier)  # type: ignore[arg-type]
+    if filters.owner_team:
+        query = query.where(System.owner_team == filters.owner_team)  # type: ignore[arg-type]
+    for name, value in filters.labels:
+        labelled = select(SystemLabel.system_id).where(
+            SystemLabel.name == name,  # type: ignore[arg-type]
+            SystemLabel.value == value,  # type: ignore[arg-type]
+        )
+        query = query.where(System.id.in_(labelled))  # type: ignore[union-attr]
+    if filters.ready_for == "pilot":
+        query = query.where(System.pilot_ready)  # type: ignore[arg-type]
+    elif filters.ready_for == "production":
+        query = query.where(System.production_ready)  # type: ignore[arg-type]
+    return list(session.execute(query).scalars())
+
+
+def _check_if_match(system: System, if_match: str | None) -> None:
+    if if_match is None:
+        return
+    tags = [tag.strip() for tag in if_match.split(",")]
+    if "*" in tags or etag(system) in tags:
+        return
+    raise PreconditionFailed(
+        f"If-Match {if_match} does not match the current ETag {etag(system)}.",
+        current_etag=etag(system),
+    )
+
+
+def _merged_owner(system: System, patch: SystemPatch) -> tuple[str | None, str | None]:
+    if patch.owner is None:
+        return None, None
+    team, contact = system.owner_team, system.owner_contact
+    if "team" in patch.owner.model_fields_set:
+        team = patch.owner.team
+    if "contact" in patch.owner.model_fields_set:
+        contact = patch.owner.contact
+    if (team is None) != (contact is None):
+        raise Unprocessable(
+            "owner needs both team and contact, or null to remove it.",
+            errors=[{"field": "owner", "message": "team and contact go together"}],
+        )
+    return team, contact
+
+
+def patch_system(
+    session: Session,
+    *,
+    system: System,
+    patch: SystemPatch,
+    if_match: str | None,
+    actor: Principal,
+    now: datetime,
+) -> System:
+    _check_if_match(system, if_match)
+    present = patch.model_fields_set
+    nulled = sorted(name for name in present & _REQUIRED_FIELDS if getattr(patch, name) is None)
+    if nulled:
+        raise Unprocessable(
+            f"{', '.join(nulled)} cannot be removed.",
+            errors=[{"field": name, "message": "may not be null"} for name in nulled],
+        )
+
+    changes: dict[str, Any] = {}
+
+    def change(field: str, value: Any) -> None:
+        if getattr(system, field) != value:
+            setattr(system, field, value)
+            changes[field] = value
+
+    for field in _PLAIN_FIELDS:
+        if field in present:
+            value = getattr(patch, field)
+            change(field, getattr(value, "value", value))
+    if "declared_risk_tier" in present:
+        tier = patch.declared_risk_tier
+        change("declared_risk_tier", tier.value if tier else None)
+    if "impact_areas" in present and patch.impact_areas is not None:
+        change("impact_areas", [area.value for area in patch.impact_areas])
+    if "owner" in present:
+        team, contact = _merged_owner(system, patch)
+        change("owner_team", team)
+        change("owner_contact", contact)
+    if "labels" in present:
+        labels = {} if patch.labels is None else dict(system.labels)
+        for name, value in (patch.labels or {}).items():
+            if value is None:
+                labels.pop(name, None)
+            else:
+                labels[name] = value
+        if len(labels) > MAX_LABELS:
+            raise Unprocessable(f"A system has at most {MAX_LABELS} labels.")
+        change("labels", labels)
+
+    if not changes:
+        return system
+    system.version += 1
+    system.updated_at = now
+    _apply_tier(system)
+    session.add(system)
+    if "labels" in changes:
+        _replace_labels(session, system)
+    readiness_service.refresh(session, system, now=now)
+    events.append(
+        session,
+        type=EventType.system_updated,
+        actor=actor,
+        now=now,
+        system_key=system.key,
+        data={"changes": changes, "version": system.version},
+    )
+    return system

@@ -1,0 +1,138 @@
+"""Test harness: a real database (SQLite, or PostgreSQL from TEST_DATABASE_URL) migrated
+with Alembic once per run, emptied before every test, and the real app over httpx."""
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine, text
+from sqlmodel import Session, SQLModel
+
+from app.config import Settings
+from app.main import PROJECT_ROOT, create_app
+from app.models import Policy
+from app.policies.service import DEFAULT_POLICY_VERSION, default_policy_document
+
+ADMIN_SECRET = "rdy_test_admin_secret_0123456789abcdef"
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    """An injectable clock: tests move time instead of sleeping."""
+
+    def __init__(self, now: datetime = START) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+def alembic_config(url: str) -> Config:
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.attributes["database_url"] = url
+    config.attributes["configure_logger"] = False
+    return config
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    command.upgrade(alembic_config(url), "head")
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def _empty(engine: Engine) -> None:
+    tables = [table.name for table in reversed(SQLModel.metadata.sorted_tables)]
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                connection.execute(text(f"DELETE FROM {table}"))
+    with Session(engine) as session:
+        session.add(
+            Policy(
+                version=DEFAULT_POLICY_VERSION,
+                document=default_policy_document(),
+                is_active=True,
+                created_at=START,
+            )
+        )
+        session.commit()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def app(database_url: str, engine: Engine, clock: FakeClock) -> Iterator[FastAPI]:
+    _empty(engine)
+    settings = Settings(
+        database_url=database_url,
+        readiness_bootstrap_admin_key=ADMIN_SECRET,  # type: ignore[arg-type]
+    )
+    application = create_app(settings, clock=clock)
+    yield application
+    application.state.database.dispose()
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    """The real ASGI app through httpx; 500s come back as responses, as a client sees them."""
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def auth(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.fixture
+def admin(client: TestClient) -> dict[str, str]:
+    return auth(ADMIN_SECRET)
+
+
+@pytest.fixture
+def keys(client: TestClient, admin: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Headers for one key of every role."""
+    headers = {"admin": admin}
+    for role in ("viewer", "pipeline", "approver"):
+        response = client.post("/v1/api-keys", json={"name": f"{role}-key", "role": role}, headers=admin)
+        assert response.status_code == 201, response.text
+        headers[role] = auth(response.json()["key"])
+    return headers
+
+
+@pytest.fixture
+def pipeline(keys: dict[str, dict[str, str]]) -> dict[str, str]:
+    return keys["pipeline"]
+
+
+@pytest.fixture
+def viewer(keys: dict[str, dict[str, str]]) -> dict[str, str]:
+    return keys["viewer"]
+
+
+def project_path(*parts: str) -> Path:
+    return PROJECT_ROOT.joinpath(*parts)

@@ -1,0 +1,64 @@
+"""Factories per domain: keyword-only, through the API, so tests read like client code."""
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from app.controls.catalogue import EVIDENCE_CONTROLS
+
+TIER_AREAS = {
+    "minimal": ["drafting"],
+    "limited": ["customer_service"],
+    "high": ["money"],
+    "critical": ["care"],
+}
+
+
+def system_body(*, key: str = "claims-triage", tier: str = "high", **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "key": key,
+        "name": f"System {key}",
+        "purpose": "Rank incoming claims for review.",
+        "scope": "Suggests a priority; never decides.",
+        "owner": {"team": "claims-platform", "contact": "claims@example.com"},
+        "impact_areas": TIER_AREAS[tier],
+        "oversight": "human_reviews_all",
+    }
+    body.update(fields)
+    return body
+
+
+def make_system(
+    client: TestClient, headers: dict[str, str], *, key: str = "claims-triage", tier: str = "high", **fields: Any
+) -> dict[str, Any]:
+    response = client.post("/v1/systems", json=system_body(key=key, tier=tier, **fields), headers=headers)
+    assert response.status_code == 201, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def record_evidence(
+    client: TestClient, headers: dict[str, str], *, key: str, control: str, status: str = "met", **fields: Any
+) -> dict[str, Any]:
+    response = client.put(
+        f"/v1/systems/{key}/evidence/{control}", json={"status": status, **fields}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def meet_every_control(client: TestClient, headers: dict[str, str], *, key: str) -> None:
+    for control in EVIDENCE_CONTROLS:
+        record_evidence(client, headers, key=key, control=control)
+
+
+def readiness(client: TestClient, headers: dict[str, str], *, key: str) -> dict[str, Any]:
+    response = client.get(f"/v1/systems/{key}/readiness", headers=headers)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def blocking_codes(answer: dict[str, Any], gate: str) -> set[tuple[str, str | None]]:
+    return {(item["code"], item.get("control")) for item in answer["gates"][gate]["blocking"]}
