@@ -21,6 +21,7 @@ from app.events.router import router as events_router
 from app.evidence.router import router as evidence_router
 from app.health.router import router as health_router
 from app.middleware import BodySizeLimit
+from app.openapi_docs import install_openapi
 from app.policies.router import router as policies_router
 from app.readiness.router import router as readiness_router
 from app.systems.router import router as systems_router
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         events_router,
     ):
         app.include_router(router)
+    install_openapi(app)
     return app
 
 

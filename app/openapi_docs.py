@@ -1,8 +1,24 @@
-"""Shared OpenAPI response declarations, so every route documents its errors the same way."""
+"""Shared OpenAPI declarations, so every route documents its errors the same way."""
 
 from typing import Any
 
-from app.errors import Problem
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+
+from app.errors import PROBLEM_MEDIA_TYPE, Problem
+
+
+class FieldError(BaseModel):
+    field: str
+    location: str
+    message: str
+    code: str
+
+
+class ValidationProblem(Problem):
+    errors: list[FieldError]
+
 
 _DESCRIPTIONS = {
     400: "Malformed request (bad JSON, a cursor this service did not issue).",
@@ -13,15 +29,61 @@ _DESCRIPTIONS = {
     412: "If-Match does not match the current ETag.",
     413: "The request body is too large.",
     422: "The request body or parameters are not valid; each bad field is listed.",
+    500: "An unexpected failure; nothing was applied.",
+    503: "Not ready to serve.",
 }
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
         status: {
-            "model": Problem,
+            "model": ValidationProblem if status == 422 else Problem,
             "description": _DESCRIPTIONS[status],
-            "content": {"application/problem+json": {}},
         }
         for status in statuses
     }
+
+
+def _problem_content(document: dict[str, Any]) -> dict[str, Any]:
+    """Error responses are served as problem+json, so document them as that media type."""
+    schemas = document.get("components", {}).get("schemas", {})
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            operation["responses"].setdefault(
+                "500",
+                {
+                    "description": _DESCRIPTIONS[500],
+                    "content": {
+                        PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}
+                    },
+                },
+            )
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if int(status) < 400 or "application/json" not in content:
+                    continue
+                media = content.pop("application/json")
+                if media.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                    media = {"schema": {"$ref": "#/components/schemas/ValidationProblem"}}
+                content[PROBLEM_MEDIA_TYPE] = media
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    return document
+
+
+def install_openapi(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
+                separate_input_output_schemas=app.separate_input_output_schemas,
+            )
+            app.openapi_schema = _problem_content(document)
+        return app.openapi_schema
+
+    # FastAPI's documented way to customise the document: replace the method.
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -4,13 +4,11 @@ import json
 import sys
 from pathlib import Path
 
-from app.main import create_app
-from app.config import Settings
+from app.main import app
 
 
 def render() -> str:
-    app = create_app(Settings(database_url="sqlite://"))
-    return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
+    return json.dumps(app.openapi(), indent=2) + "\n"
 
 
 if __name__ == "__main__":

@@ -60,8 +60,6 @@ def decode_str_cursor(cursor: str | None) -> str | None:
     return position
 
 
-def next_cursor_for(
-    rows: list[T], limit: int, position: Callable[[T], int | str]
-) -> str | None:
+def next_cursor_for(rows: list[T], limit: int, position: Callable[[T], int | str]) -> str | None:
     """The cursor after `rows` when the query fetched `limit + 1` rows to look ahead."""
     return encode_cursor(position(rows[limit - 1])) if len(rows) > limit else None

@@ -118,7 +118,9 @@ def keys(client: TestClient, admin: dict[str, str]) -> dict[str, dict[str, str]]
     """Headers for one key of every role."""
     headers = {"admin": admin}
     for role in ("viewer", "pipeline", "approver"):
-        response = client.post("/v1/api-keys", json={"name": f"{role}-key", "role": role}, headers=admin)
+        response = client.post(
+            "/v1/api-keys", json={"name": f"{role}-key", "role": role}, headers=admin
+        )
         assert response.status_code == 201, response.text
         headers[role] = auth(response.json()["key"])
     return headers

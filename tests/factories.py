@@ -29,16 +29,29 @@ def system_body(*, key: str = "claims-triage", tier: str = "high", **fields: Any
 
 
 def make_system(
-    client: TestClient, headers: dict[str, str], *, key: str = "claims-triage", tier: str = "high", **fields: Any
+    client: TestClient,
+    headers: dict[str, str],
+    *,
+    key: str = "claims-triage",
+    tier: str = "high",
+    **fields: Any,
 ) -> dict[str, Any]:
-    response = client.post("/v1/systems", json=system_body(key=key, tier=tier, **fields), headers=headers)
+    response = client.post(
+        "/v1/systems", json=system_body(key=key, tier=tier, **fields), headers=headers
+    )
     assert response.status_code == 201, response.text
     result: dict[str, Any] = response.json()
     return result
 
 
 def record_evidence(
-    client: TestClient, headers: dict[str, str], *, key: str, control: str, status: str = "met", **fields: Any
+    client: TestClient,
+    headers: dict[str, str],
+    *,
+    key: str,
+    control: str,
+    status: str = "met",
+    **fields: Any,
 ) -> dict[str, Any]:
     response = client.put(
         f"/v1/systems/{key}/evidence/{control}", json={"status": status, **fields}, headers=headers

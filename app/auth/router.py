@@ -1,5 +1,6 @@
 from fastapi import APIRouter, Response, status
 from sqlalchemy import select
+from sqlmodel import col
 
 from app.auth import service as auth_service
 from app.auth.dependencies import Admin
@@ -47,9 +48,9 @@ def list_api_keys(
     cursor: Cursor = None,
 ) -> Page[ApiKeyRead]:
     after = decode_int_cursor(cursor)
-    query = select(ApiKey).order_by(ApiKey.id).limit(limit + 1)  # type: ignore[arg-type]
+    query = select(ApiKey).order_by(col(ApiKey.id)).limit(limit + 1)
     if after is not None:
-        query = query.where(ApiKey.id > after)  # type: ignore[operator]
+        query = query.where(col(ApiKey.id) > after)
     rows = list(session.execute(query).scalars())
     return Page(
         items=[_read(key) for key in rows[:limit]],

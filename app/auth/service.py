@@ -4,7 +4,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from app.auth.roles import BOOTSTRAP, Principal, Role
 from app.db import Database
@@ -78,15 +78,16 @@ def authenticate(
     The lookup is by hash through a unique index, so no secret is compared byte by byte.
     """
     row = session.execute(
-        select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.last_used_at).where(
-            ApiKey.key_hash == hash_key(secret), ApiKey.revoked_at.is_(None)  # type: ignore[union-attr]
+        select(col(ApiKey.id), col(ApiKey.name), col(ApiKey.role), col(ApiKey.last_used_at)).where(
+            col(ApiKey.key_hash) == hash_key(secret),
+            col(ApiKey.revoked_at).is_(None),
         )
     ).one_or_none()
     if row is None:
         return None
     key_id, name, role, last_used_at = row
     if last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION:
-        statement = update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now)  # type: ignore[arg-type]
+        statement = update(ApiKey).where(col(ApiKey.id) == key_id).values(last_used_at=now)
         if in_write:
             session.execute(statement)
         else:
@@ -98,7 +99,7 @@ def authenticate(
 
 def ensure_bootstrap_key(session: Session, *, secret: str, now: datetime) -> None:
     existing = session.execute(
-        select(ApiKey).where(ApiKey.key_hash == hash_key(secret))  # type: ignore[arg-type]
+        select(ApiKey).where(col(ApiKey.key_hash) == hash_key(secret))
     ).scalar_one_or_none()
     if existing is not None:
         if existing.revoked_at is not None:

@@ -53,7 +53,10 @@ CONTROLS: tuple[Control, ...] = (
         SatisfiedBy.system_field,
     ),
     Control(
-        ControlKey.data_rules, "Data rules", "Data sources, retention, privacy rules.", SatisfiedBy.evidence
+        ControlKey.data_rules,
+        "Data rules",
+        "Data sources, retention, privacy rules.",
+        SatisfiedBy.evidence,
     ),
     Control(
         ControlKey.data_quality,
@@ -68,7 +71,10 @@ CONTROLS: tuple[Control, ...] = (
         SatisfiedBy.evidence,
     ),
     Control(
-        ControlKey.risk_review, "Risk review", "A risk review was done and signed.", SatisfiedBy.evidence
+        ControlKey.risk_review,
+        "Risk review",
+        "A risk review was done and signed.",
+        SatisfiedBy.evidence,
     ),
     Control(
         ControlKey.testing_evidence,

@@ -4,6 +4,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlmodel import col
 
 from app.auth.dependencies import Viewer
 from app.db import SessionDep
@@ -58,13 +59,13 @@ def list_events(
     limit: Limit = DEFAULT_LIMIT,
 ) -> EventPage:
     position = decode_int_cursor(after)
-    query = select(Event).order_by(Event.id).limit(limit)  # type: ignore[arg-type]
+    query = select(Event).order_by(col(Event.id)).limit(limit)
     if position is not None:
-        query = query.where(Event.id > position)  # type: ignore[operator]
+        query = query.where(col(Event.id) > position)
     if type is not None:
-        query = query.where(Event.type == type.value)  # type: ignore[arg-type]
+        query = query.where(col(Event.type) == type.value)
     if system is not None:
-        query = query.where(Event.system_key == system)  # type: ignore[arg-type]
+        query = query.where(col(Event.system_key) == system)
     rows = list(session.execute(query).scalars())
     items = [
         EventRead(

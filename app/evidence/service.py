@@ -1,7 +1,7 @@
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from app.auth.roles import Principal
 from app.controls.catalogue import CONTROLS_BY_KEY, SYSTEM_FIELD_CONTROLS
@@ -44,19 +44,19 @@ def record(
     check_evidence_control(control)
     assert system.id is not None
     previous = session.execute(
-        select(Evidence.version).where(
-            Evidence.system_id == system.id,  # type: ignore[arg-type]
-            Evidence.control == control,  # type: ignore[arg-type]
-            Evidence.is_current,  # type: ignore[arg-type]
+        select(col(Evidence.version)).where(
+            col(Evidence.system_id) == system.id,
+            col(Evidence.control) == control,
+            col(Evidence.is_current),
         )
     ).scalar_one_or_none()
     if previous is not None:
         session.execute(
             update(Evidence)
             .where(
-                Evidence.system_id == system.id,  # type: ignore[arg-type]
-                Evidence.control == control,  # type: ignore[arg-type]
-                Evidence.is_current,  # type: ignore[arg-type]
+                col(Evidence.system_id) == system.id,
+                col(Evidence.control) == control,
+                col(Evidence.is_current),
             )
             .values(is_current=False)
         )
@@ -96,12 +96,12 @@ def current(
 ) -> list[Evidence]:
     query = (
         select(Evidence)
-        .where(Evidence.system_id == system.id, Evidence.is_current)  # type: ignore[arg-type]
-        .order_by(Evidence.control)  # type: ignore[arg-type]
+        .where(col(Evidence.system_id) == system.id, col(Evidence.is_current))
+        .order_by(col(Evidence.control))
         .limit(limit + 1)
     )
     if after_control is not None:
-        query = query.where(Evidence.control > after_control)  # type: ignore[arg-type]
+        query = query.where(col(Evidence.control) > after_control)
     return list(session.execute(query).scalars())
 
 
@@ -112,12 +112,12 @@ def history(
         raise ControlNotFound(f"'{control}' is not a control; GET /v1/controls lists them.")
     query = (
         select(Evidence)
-        .where(Evidence.system_id == system.id, Evidence.control == control)  # type: ignore[arg-type]
-        .order_by(Evidence.version.desc())  # type: ignore[attr-defined]
+        .where(col(Evidence.system_id) == system.id, col(Evidence.control) == control)
+        .order_by(col(Evidence.version).desc())
         .limit(limit + 1)
     )
     if before_version is not None:
-        query = query.where(Evidence.version < before_version)  # type: ignore[operator]
+        query = query.where(col(Evidence.version) < before_version)
     return list(session.execute(query).scalars())
 
 
@@ -130,7 +130,9 @@ class EvidenceReader:
         self._rules = policy_service.rules_of(policy_service.active_policy(session))
 
     def read(self, evidence: Evidence) -> EvidenceRead:
-        fact = EvidenceFact(EvidenceStatus(evidence.status), evidence.recorded_at, evidence.expires_at)
+        fact = EvidenceFact(
+            EvidenceStatus(evidence.status), evidence.recorded_at, evidence.expires_at
+        )
         facts = readiness_service.facts_for(self._system, {evidence.control: fact}, self._now)
         stale = control_status(evidence.control, facts, self._rules) is ControlStatus.stale
         return EvidenceRead(

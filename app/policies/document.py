@@ -30,9 +30,7 @@ class StageRule(BaseModel):
     required: ControlList = Field(
         description="Controls that must be met (or waived) for the gate to pass."
     )
-    approvals: int = Field(
-        default=0, ge=0, le=10, description="Distinct approvers the gate needs."
-    )
+    approvals: int = Field(default=0, ge=0, le=10, description="Distinct approvers the gate needs.")
 
     @model_validator(mode="after")
     def _unique(self) -> Self:

@@ -4,8 +4,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlmodel import Session
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
 
 from app.auth.roles import Principal
 from app.errors import Conflict, NotFound
@@ -42,9 +42,7 @@ def get_policy(session: Session, version: int) -> Policy:
 
 
 def active_policy(session: Session) -> Policy:
-    policy = session.execute(
-        select(Policy).where(Policy.is_active)  # type: ignore[arg-type]
-    ).scalar_one_or_none()
+    policy = session.exec(select(Policy).where(col(Policy.is_active))).one_or_none()
     if policy is None:
         raise NotFound("No policy is active; the database is not migrated.")
     return policy
@@ -58,7 +56,7 @@ def publish(
     # one place the dependency runs the other way.
     from app.readiness import service as readiness_service
 
-    latest = session.execute(select(func.max(Policy.version))).scalar_one()
+    latest = session.execute(select(func.max(col(Policy.version)))).scalar_one()
     policy = Policy(
         version=(latest or 0) + 1,
         document=rules.model_dump(mode="json"),
@@ -72,9 +70,7 @@ def publish(
     except Exception as exc:  # a concurrent publish took the version number
         raise Conflict("Another policy version was published at the same time; retry.") from exc
     if activate:
-        session.execute(
-            update(Policy).where(Policy.is_active).values(is_active=False)  # type: ignore[arg-type]
-        )
+        session.execute(update(Policy).where(col(Policy.is_active)).values(is_active=False))
         session.flush()
         policy.is_active = True
         session.add(policy)

@@ -1,5 +1,6 @@
 from fastapi import APIRouter, Response
 from sqlalchemy import select
+from sqlmodel import col
 
 from app.auth.dependencies import Viewer
 from app.clock import Now
@@ -48,14 +49,16 @@ def get_readiness_history(
     before = decode_int_cursor(cursor)
     query = (
         select(ReadinessSnapshot)
-        .where(ReadinessSnapshot.system_id == system.id)  # type: ignore[arg-type]
-        .order_by(ReadinessSnapshot.id.desc())  # type: ignore[union-attr]
+        .where(col(ReadinessSnapshot.system_id) == system.id)
+        .order_by(col(ReadinessSnapshot.id).desc())
         .limit(limit + 1)
     )
     if before is not None:
-        query = query.where(ReadinessSnapshot.id < before)  # type: ignore[operator]
+        query = query.where(col(ReadinessSnapshot.id) < before)
     rows = list(session.execute(query).scalars())
     return Page(
-        items=[ReadinessSnapshotRead.model_validate(row, from_attributes=True) for row in rows[:limit]],
+        items=[
+            ReadinessSnapshotRead.model_validate(row, from_attributes=True) for row in rows[:limit]
+        ],
         next_cursor=next_cursor_for(rows, limit, lambda row: row.id or 0),
     )

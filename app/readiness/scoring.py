@@ -149,7 +149,7 @@ def round_score(value: float) -> float:
 
 
 def _evidence_status(
-    control: str, fact: EvidenceFact | None, fresh_days: int | None, now: datetime
+    fact: EvidenceFact | None, fresh_days: int | None, now: datetime
 ) -> ControlStatus:
     if fact is None:
         return ControlStatus.missing
@@ -177,7 +177,7 @@ def control_status(control: str, facts: ReadinessFacts, policy: PolicyRules) -> 
         raw = ControlStatus.met if facts.system_fields.get(control) else ControlStatus.missing
     else:
         raw = _evidence_status(
-            control, facts.evidence.get(control), tier_policy.evidence_fresh_days, facts.now
+            facts.evidence.get(control), tier_policy.evidence_fresh_days, facts.now
         )
     if raw is ControlStatus.not_applicable and control in tier_policy.not_applicable_forbidden:
         raw = ControlStatus.not_met
@@ -277,7 +277,9 @@ def _gate(
 
 def evaluate(facts: ReadinessFacts, policy: PolicyRules) -> Evaluation:
     tier_policy = policy.tier(facts.tier)
-    statuses = {control: control_status(control, facts, policy) for control in CONTROL_KEYS}
+    statuses: dict[str, ControlStatus] = {
+        control: control_status(control, facts, policy) for control in CONTROL_KEYS
+    }
 
     earned = 0.0
     possible = 0.0

@@ -4,7 +4,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from app.errors import NotFound
 from app.lifecycle.stages import GateStage
@@ -31,12 +31,12 @@ def _current_evidence(
     found: dict[int, dict[str, EvidenceFact]] = {system_id: {} for system_id in ids}
     rows = session.execute(
         select(
-            Evidence.system_id,
-            Evidence.control,
-            Evidence.status,
-            Evidence.recorded_at,
-            Evidence.expires_at,
-        ).where(Evidence.system_id.in_(ids), Evidence.is_current)  # type: ignore[attr-defined,arg-type]
+            col(Evidence.system_id),
+            col(Evidence.control),
+            col(Evidence.status),
+            col(Evidence.recorded_at),
+            col(Evidence.expires_at),
+        ).where(col(Evidence.system_id).in_(ids), col(Evidence.is_current))
     )
     for system_id, control, status, recorded_at, expires_at in rows:
         found[system_id][control] = EvidenceFact(EvidenceStatus(status), recorded_at, expires_at)
@@ -72,7 +72,7 @@ def render(
 
     return ReadinessRead(
         system_key=system.key,
-        stage=system.stage,  # type: ignore[arg-type]
+        stage=system.stage,
         risk_tier=evaluation.tier,
         risk_tier_rule=TierRuleRead(
             rule=TierRule(system.risk_tier_rule["rule"]), detail=system.risk_tier_rule["detail"]
@@ -147,8 +147,8 @@ def reevaluate_all(session: Session, *, policy: Policy, now: datetime) -> None:
         systems = list(
             session.execute(
                 select(System)
-                .where(System.id > after)  # type: ignore[operator]
-                .order_by(System.id)  # type: ignore[arg-type]
+                .where(col(System.id) > after)
+                .order_by(col(System.id))
                 .limit(REEVALUATE_BATCH)
             ).scalars()
         )
@@ -170,9 +170,9 @@ def readiness_document(session: Session, system_key: str, *, now: datetime) -> s
     fresh evaluation is not stored here: the next write that touches the system stores one.
     """
     row = session.execute(
-        select(System.id, System.readiness_document, System.readiness_valid_until).where(
-            System.key == system_key  # type: ignore[arg-type]
-        )
+        select(
+            col(System.id), col(System.readiness_document), col(System.readiness_valid_until)
+        ).where(col(System.key) == system_key)
     ).one_or_none()
     if row is None:
         raise NotFound(f"No system with key '{system_key}'.")
@@ -182,5 +182,7 @@ def readiness_document(session: Session, system_key: str, *, now: datetime) -> s
     system = session.get(System, system_id)
     assert system is not None
     policy = policy_service.active_policy(session)
-    _, readiness = _evaluate(system, _current_evidence(session, [system_id])[system_id], policy, now)
+    _, readiness = _evaluate(
+        system, _current_evidence(session, [system_id])[system_id], policy, now
+    )
     return readiness.model_dump_json()

@@ -87,9 +87,10 @@ def derive_tier(
     else:
         decision = TierDecision(Tier.minimal, TierRule.impact_area, "no impact area declared")
 
-    if Oversight(oversight) is Oversight.fully_automated and Tier.limited.rank <= (
-        decision.tier.rank
-    ) < Tier.critical.rank:
+    if (
+        Oversight(oversight) is Oversight.fully_automated
+        and Tier.limited.rank <= (decision.tier.rank) < Tier.critical.rank
+    ):
         bumped = TIER_ORDER[decision.tier.rank + 1]
         decision = TierDecision(
             bumped,
@@ -102,7 +103,6 @@ def derive_tier(
         decision = TierDecision(
             Tier(declared),
             TierRule.declared_risk_tier,
-            f"declared risk tier {Tier(declared).value} is above the derived"
-            f" {decision.tier.value}",
+            f"declared risk tier {Tier(declared).value} is above the derived {decision.tier.value}",
         )
     return decision

@@ -2,9 +2,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from app.auth.roles import Principal
 from app.errors import AlreadyExists, NotFound, PreconditionFailed, Unprocessable
@@ -25,11 +25,11 @@ def etag(system: System) -> str:
 
 
 def get_system(session: Session, key: str, *, for_update: bool = False) -> System:
-    query = select(System).where(System.key == key)  # type: ignore[arg-type]
+    query = select(System).where(col(System.key) == key)
     if for_update:
         # Writers to one system queue here (PostgreSQL); SQLite has one writer anyway.
         query = query.with_for_update()
-    system = session.execute(query).scalar_one_or_none()
+    system = session.exec(query).one_or_none()
     if system is None:
         raise NotFound(f"No system with key '{key}'.")
     return system
@@ -43,7 +43,7 @@ def _apply_tier(system: System) -> None:
 
 def _replace_labels(session: Session, system: System) -> None:
     assert system.id is not None
-    session.execute(delete(SystemLabel).where(SystemLabel.system_id == system.id))  # type: ignore[arg-type]
+    session.execute(delete(SystemLabel).where(col(SystemLabel.system_id) == system.id))
     session.add_all(
         SystemLabel(system_id=system.id, name=name, value=value)
         for name, value in system.labels.items()
@@ -53,7 +53,7 @@ def _replace_labels(session: Session, system: System) -> None:
 def create_system(
     session: Session, *, body: SystemCreate, actor: Principal, now: datetime
 ) -> System:
-    if session.execute(select(System.id).where(System.key == body.key)).first():  # type: ignore[arg-type]
+    if session.execute(select(col(System.id)).where(col(System.key) == body.key)).first():
         raise AlreadyExists(f"A system with key '{body.key}' exists.")
     system = System(
         key=body.key,
@@ -104,25 +104,25 @@ class SystemFilters:
 def list_systems(
     session: Session, *, filters: SystemFilters, after: int | None, limit: int
 ) -> list[System]:
-    query = select(System).order_by(System.id).limit(limit + 1)  # type: ignore[arg-type]
+    query = select(System).order_by(col(System.id)).limit(limit + 1)
     if after is not None:
-        query = query.where(System.id > after)  # type: ignore[operator]
+        query = query.where(col(System.id) > after)
     if filters.stage:
-        query = query.where(System.stage == filters.stage)  # type: ignore[arg-type]
+        query = query.where(col(System.stage) == filters.stage)
     if filters.risk_tier:
-        query = query.where(System.risk_tier == filters.risk_tier)  # type: ignore[arg-type]
+        query = query.where(col(System.risk_tier) == filters.risk_tier)
     if filters.owner_team:
-        query = query.where(System.owner_team == filters.owner_team)  # type: ignore[arg-type]
+        query = query.where(col(System.owner_team) == filters.owner_team)
     for name, value in filters.labels:
-        labelled = select(SystemLabel.system_id).where(
-            SystemLabel.name == name,  # type: ignore[arg-type]
-            SystemLabel.value == value,  # type: ignore[arg-type]
+        labelled = select(col(SystemLabel.system_id)).where(
+            col(SystemLabel.name) == name,
+            col(SystemLabel.value) == value,
         )
-        query = query.where(System.id.in_(labelled))  # type: ignore[union-attr]
+        query = query.where(col(System.id).in_(labelled))
     if filters.ready_for == "pilot":
-        query = query.where(System.pilot_ready)  # type: ignore[arg-type]
+        query = query.where(col(System.pilot_ready))
     elif filters.ready_for == "production":
-        query = query.where(System.production_ready)  # type: ignore[arg-type]
+        query = query.where(col(System.production_ready))
     return list(session.execute(query).scalars())
 
 

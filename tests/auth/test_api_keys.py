@@ -3,7 +3,9 @@ from fastapi.testclient import TestClient
 from tests.conftest import ADMIN_SECRET, auth
 
 
-def test_admin_creates_a_key_whose_secret_is_shown_once(client: TestClient, admin: dict[str, str]) -> None:
+def test_admin_creates_a_key_whose_secret_is_shown_once(
+    client: TestClient, admin: dict[str, str]
+) -> None:
     created = client.post("/v1/api-keys", json={"name": "ci", "role": "pipeline"}, headers=admin)
     assert created.status_code == 201
     body = created.json()
@@ -18,7 +20,9 @@ def test_admin_creates_a_key_whose_secret_is_shown_once(client: TestClient, admi
 
 
 def test_the_new_key_works_with_its_role(client: TestClient, admin: dict[str, str]) -> None:
-    secret = client.post("/v1/api-keys", json={"name": "v", "role": "viewer"}, headers=admin).json()["key"]
+    secret = client.post(
+        "/v1/api-keys", json={"name": "v", "role": "viewer"}, headers=admin
+    ).json()["key"]
     assert client.get("/v1/controls", headers=auth(secret)).status_code == 200
     denied = client.post("/v1/api-keys", json={"name": "x", "role": "viewer"}, headers=auth(secret))
     assert denied.status_code == 403
@@ -36,7 +40,9 @@ def test_missing_or_unknown_key_is_401_problem(client: TestClient) -> None:
 
 
 def test_revoked_key_gets_401_at_once(client: TestClient, admin: dict[str, str]) -> None:
-    created = client.post("/v1/api-keys", json={"name": "p", "role": "pipeline"}, headers=admin).json()
+    created = client.post(
+        "/v1/api-keys", json={"name": "p", "role": "pipeline"}, headers=admin
+    ).json()
     assert client.get("/v1/controls", headers=auth(created["key"])).status_code == 200
     assert client.delete(f"/v1/api-keys/{created['id']}", headers=admin).status_code == 204
     assert client.get("/v1/controls", headers=auth(created["key"])).status_code == 401
@@ -51,7 +57,9 @@ def test_revoking_an_unknown_key_is_404(client: TestClient, admin: dict[str, str
 
 
 def test_last_used_at_is_recorded(client: TestClient, admin: dict[str, str], clock) -> None:  # type: ignore[no-untyped-def]
-    created = client.post("/v1/api-keys", json={"name": "v", "role": "viewer"}, headers=admin).json()
+    created = client.post(
+        "/v1/api-keys", json={"name": "v", "role": "viewer"}, headers=admin
+    ).json()
     assert created["last_used_at"] is None
     client.get("/v1/controls", headers=auth(created["key"]))
     listed = client.get("/v1/api-keys", headers=admin).json()["items"]
@@ -80,5 +88,7 @@ def test_invalid_role_and_unknown_fields_are_422(client: TestClient, admin: dict
     bad_role = client.post("/v1/api-keys", json={"name": "x", "role": "root"}, headers=admin)
     assert bad_role.status_code == 422
     assert [error["field"] for error in bad_role.json()["errors"]] == ["role"]
-    extra = client.post("/v1/api-keys", json={"name": "x", "role": "viewer", "id": 5}, headers=admin)
+    extra = client.post(
+        "/v1/api-keys", json={"name": "x", "role": "viewer", "id": 5}, headers=admin
+    )
     assert extra.status_code == 422
