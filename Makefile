@@ -5,6 +5,7 @@ VENV := .venv
 UV := .uv/bin/uv
 UV_VERSION := 0.13.9
 PORT ?= 8000
+LOG_LEVEL ?= info
 BIN := $(VENV)/bin
 
 export UV_PROJECT_ENVIRONMENT := $(VENV)
@@ -23,7 +24,7 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 install: $(VENV)/.installed
 
 run: install migrate
-	$(BIN)/uvicorn app.main:app --host 127.0.0.1 --port $(PORT)
+	$(BIN)/uvicorn app.main:app --host 127.0.0.1 --port $(PORT) --log-level $(LOG_LEVEL)
 
 test: install
 	$(BIN)/pytest

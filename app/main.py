@@ -46,6 +46,7 @@ def operation_id(route: APIRoute) -> str:
 
 def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
     settings = settings or get_settings()
+    logger.setLevel(settings.log_level.upper())
     database = create_database(settings.database_url, pool_size=settings.db_pool_size)
 
     @asynccontextmanager
