@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.auth.roles import Principal
@@ -67,7 +68,7 @@ def publish(
     session.add(policy)
     try:
         session.flush()
-    except Exception as exc:  # a concurrent publish took the version number
+    except IntegrityError as exc:  # a concurrent publish took the version number
         raise Conflict("Another policy version was published at the same time; retry.") from exc
     if activate:
         session.execute(update(Policy).where(col(Policy.is_active)).values(is_active=False))
