@@ -183,7 +183,10 @@ def control_status(control: str, facts: ReadinessFacts, policy: PolicyRules) -> 
         raw = ControlStatus.not_met
     waiver_expiry = facts.waivers.get(control)
     waived = waiver_expiry is not None and waiver_expiry > facts.now
-    if waived and raw is not ControlStatus.met and control not in tier_policy.non_waivable:
+    # A waiver stands in for a missing or failing control; a met or not_applicable one
+    # needs none (and a waiver must not pull a not_applicable control into the score).
+    waivable = raw not in (ControlStatus.met, ControlStatus.not_applicable)
+    if waived and waivable and control not in tier_policy.non_waivable:
         return ControlStatus.waived
     return raw
 
