@@ -1,4 +1,5 @@
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -6,7 +7,6 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine, create_engine, event
 from sqlmodel import Session
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -70,17 +70,30 @@ def create_database(url: str, *, pool_size: int = 10) -> Database:
     return Database(read_engine=engine, write_engine=engine)
 
 
-def get_session(request: Request) -> Iterator[Session]:
+@contextmanager
+def read_transaction(database: Database) -> Iterator[Session]:
+    with Session(database.read_engine, expire_on_commit=False) as session:
+        yield session
+
+
+@contextmanager
+def write_transaction(database: Database) -> Iterator[Session]:
     """The request's unit of work: services flush, and this is the one place that commits.
 
-    Declared with `scope="function"` so the commit happens before the response is sent:
-    a commit that fails becomes an error response, never a 2xx.
+    Endpoints open it inside their own body, so a connection (and on SQLite the write
+    lock) is taken and released within one worker-thread call. A dependency that held it
+    across FastAPI's separate threadpool calls would let lock holders wait for a free
+    thread while every thread waits for the lock.
     """
-    database: Database = request.app.state.database
-    engine = database.read_engine if request.method in SAFE_METHODS else database.write_engine
-    with Session(engine, expire_on_commit=False) as session:
+    with Session(database.write_engine, expire_on_commit=False) as session:
         yield session
         session.commit()
 
 
-SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+# `async` so FastAPI resolves it on the event loop instead of spending a worker thread.
+async def database_dependency(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+DatabaseDep = Annotated[Database, Depends(database_dependency)]

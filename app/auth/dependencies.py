@@ -1,34 +1,29 @@
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.auth import service as auth_service
 from app.auth.roles import Principal, Role
 from app.clock import Now
-from app.db import SAFE_METHODS, SessionDep
+from app.db import DatabaseDep
 from app.errors import Forbidden, Unauthorized
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer rdy_...`")
 
 
 def require(role: Role) -> Callable[..., Principal]:
+    # A dependency, not a check inside endpoints, so a request without a valid key is
+    # refused (401/403) before its body is even validated.
     def dependency(
-        request: Request,
-        session: SessionDep,
+        database: DatabaseDep,
         now: Now,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthorized("Send an API key as `Authorization: Bearer <key>`.")
-        principal = auth_service.authenticate(
-            session,
-            request.app.state.database,
-            secret=credentials.credentials,
-            now=now,
-            in_write=request.method not in SAFE_METHODS,
-        )
+        principal = auth_service.authenticate(database, secret=credentials.credentials, now=now)
         if principal is None:
             raise Unauthorized("The API key is unknown or revoked.")
         if not principal.role.allows(role):

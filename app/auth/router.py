@@ -1,12 +1,10 @@
 from fastapi import APIRouter, Response, status
-from sqlalchemy import select
-from sqlmodel import col
 
 from app.auth import service as auth_service
 from app.auth.dependencies import Admin
 from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 from app.clock import Now
-from app.db import SessionDep
+from app.db import DatabaseDep, read_transaction, write_transaction
 from app.models import ApiKey
 from app.openapi_docs import errors
 from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, decode_int_cursor, next_cursor_for
@@ -26,11 +24,12 @@ def _read(key: ApiKey) -> ApiKeyRead:
     responses=errors(400, 401, 403, 422),
 )
 def create_api_key(
-    body: ApiKeyCreate, session: SessionDep, actor: Admin, now: Now, response: Response
+    actor: Admin, body: ApiKeyCreate, database: DatabaseDep, now: Now, response: Response
 ) -> ApiKeyCreated:
-    key, secret = auth_service.create_key(
-        session, name=body.name, role=body.role, actor=actor, now=now
-    )
+    with write_transaction(database) as session:
+        key, secret = auth_service.create_key(
+            session, name=body.name, role=body.role, actor=actor, now=now
+        )
     response.headers["Location"] = f"/v1/api-keys/{key.id}"
     return ApiKeyCreated(**_read(key).model_dump(), key=secret)
 
@@ -42,16 +41,14 @@ def create_api_key(
     responses=errors(400, 401, 403, 422),
 )
 def list_api_keys(
-    session: SessionDep,
     _actor: Admin,
+    database: DatabaseDep,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[ApiKeyRead]:
     after = decode_int_cursor(cursor)
-    query = select(ApiKey).order_by(col(ApiKey.id)).limit(limit + 1)
-    if after is not None:
-        query = query.where(col(ApiKey.id) > after)
-    rows = list(session.execute(query).scalars())
+    with read_transaction(database) as session:
+        rows = auth_service.list_keys(session, after=after, limit=limit)
     return Page(
         items=[_read(key) for key in rows[:limit]],
         next_cursor=next_cursor_for(rows, limit, lambda key: key.id or 0),
@@ -65,5 +62,6 @@ def list_api_keys(
     description="Requests with the key get 401 from now on. Revoking twice is harmless.",
     responses=errors(401, 403, 404, 422),
 )
-def revoke_api_key(key_id: int, session: SessionDep, actor: Admin, now: Now) -> None:
-    auth_service.revoke_key(session, key_id=key_id, actor=actor, now=now)
+def revoke_api_key(actor: Admin, key_id: int, database: DatabaseDep, now: Now) -> None:
+    with write_transaction(database) as session:
+        auth_service.revoke_key(session, key_id=key_id, actor=actor, now=now)

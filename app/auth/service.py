@@ -3,7 +3,7 @@ import logging
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlmodel import Session, col
 
 from app.auth.roles import BOOTSTRAP, Principal, Role
@@ -52,6 +52,13 @@ def create_key(
     return key, secret
 
 
+def list_keys(session: Session, *, after: int | None, limit: int) -> list[ApiKey]:
+    query = select(ApiKey).order_by(col(ApiKey.id)).limit(limit + 1)
+    if after is not None:
+        query = query.where(col(ApiKey.id) > after)
+    return list(session.execute(query).scalars())
+
+
 def revoke_key(session: Session, *, key_id: int, actor: Principal, now: datetime) -> None:
     key = session.get(ApiKey, key_id)
     if key is None:
@@ -70,30 +77,33 @@ def revoke_key(session: Session, *, key_id: int, actor: Principal, now: datetime
     )
 
 
-def authenticate(
-    session: Session, database: Database, *, secret: str, now: datetime, in_write: bool
-) -> Principal | None:
+_api_keys = ApiKey.__table__  # type: ignore[attr-defined]
+# Built once: the hottest statement of the service, compiled once per engine.
+_FIND_ACTIVE_KEY = select(
+    _api_keys.c.id, _api_keys.c.name, _api_keys.c.role, _api_keys.c.last_used_at
+).where(_api_keys.c.key_hash == bindparam("key_hash"), _api_keys.c.revoked_at.is_(None))
+_TOUCH_KEY = (
+    update(_api_keys)
+    .where(_api_keys.c.id == bindparam("key_id"))
+    .values(last_used_at=bindparam("now", type_=_api_keys.c.last_used_at.type))
+)
+
+
+def authenticate(database: Database, *, secret: str, now: datetime) -> Principal | None:
     """The principal behind a secret, or None when it is unknown or revoked.
 
-    The lookup is by hash through a unique index, so no secret is compared byte by byte.
+    Runs on connections of its own, released before returning, so the request's unit of
+    work never waits on them. The lookup is by hash through a unique index, so no secret
+    is compared byte by byte.
     """
-    row = session.execute(
-        select(col(ApiKey.id), col(ApiKey.name), col(ApiKey.role), col(ApiKey.last_used_at)).where(
-            col(ApiKey.key_hash) == hash_key(secret),
-            col(ApiKey.revoked_at).is_(None),
-        )
-    ).one_or_none()
+    with database.read_engine.connect() as connection:
+        row = connection.execute(_FIND_ACTIVE_KEY, {"key_hash": hash_key(secret)}).one_or_none()
     if row is None:
         return None
     key_id, name, role, last_used_at = row
     if last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION:
-        statement = update(ApiKey).where(col(ApiKey.id) == key_id).values(last_used_at=now)
-        if in_write:
-            session.execute(statement)
-        else:
-            # A read's transaction may not write; a short one of its own does.
-            with database.write_engine.begin() as connection:
-                connection.execute(statement)
+        with database.write_engine.begin() as connection:
+            connection.execute(_TOUCH_KEY, {"key_id": key_id, "now": now})
     return Principal(key_id=key_id, name=name, role=Role(role))
 
 

@@ -3,13 +3,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import select
-from sqlmodel import col
 
 from app.auth.dependencies import Viewer
-from app.db import SessionDep
+from app.db import DatabaseDep, read_transaction
+from app.events import service as events_service
 from app.events.service import EventType
-from app.models import Event
 from app.openapi_docs import errors
 from app.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_int_cursor, encode_cursor
 
@@ -51,22 +49,18 @@ class EventPage(BaseModel):
     responses=errors(400, 401, 403, 422),
 )
 def list_events(
-    session: SessionDep,
     _actor: Viewer,
+    database: DatabaseDep,
     after: Cursor = None,
     type: EventType | None = None,
     system: Annotated[str | None, Query(max_length=63, description="A system key.")] = None,
     limit: Limit = DEFAULT_LIMIT,
 ) -> EventPage:
     position = decode_int_cursor(after)
-    query = select(Event).order_by(col(Event.id)).limit(limit)
-    if position is not None:
-        query = query.where(col(Event.id) > position)
-    if type is not None:
-        query = query.where(col(Event.type) == type.value)
-    if system is not None:
-        query = query.where(col(Event.system_key) == system)
-    rows = list(session.execute(query).scalars())
+    with read_transaction(database) as session:
+        rows = events_service.list_events(
+            session, after=position, type=type, system_key=system, limit=limit
+        )
     items = [
         EventRead(
             id=row.id or 0,

@@ -2,8 +2,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import text
-from sqlmodel import Session
+from sqlalchemy import select, text
+from sqlmodel import Session, col
 
 from app.auth.roles import Principal
 from app.models import Event
@@ -59,3 +59,21 @@ def append(
     session.add(event)
     session.flush()
     return event
+
+
+def list_events(
+    session: Session,
+    *,
+    after: int | None,
+    type: EventType | None,
+    system_key: str | None,
+    limit: int,
+) -> list[Event]:
+    query = select(Event).order_by(col(Event.id)).limit(limit)
+    if after is not None:
+        query = query.where(col(Event.id) > after)
+    if type is not None:
+        query = query.where(col(Event.type) == type.value)
+    if system_key is not None:
+        query = query.where(col(Event.system_key) == system_key)
+    return list(session.execute(query).scalars())

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends, Path
 
 from app.auth.dependencies import Pipeline, Viewer
 from app.clock import Now
-from app.db import SessionDep
+from app.db import DatabaseDep, read_transaction, write_transaction
 from app.evidence import service as evidence_service
 from app.evidence.schemas import EvidenceRead, EvidenceWrite
 from app.openapi_docs import errors
@@ -17,7 +17,8 @@ from app.pagination import (
     decode_str_cursor,
     next_cursor_for,
 )
-from app.systems.dependencies import LockedSystemDep, SystemDep
+from app.systems import service as system_service
+from app.systems.dependencies import KeyPath
 
 router = APIRouter(prefix="/v1/systems/{key}/evidence", tags=["evidence"])
 
@@ -26,7 +27,8 @@ ControlPath = Annotated[
 ]
 
 
-def evidence_control(control: ControlPath) -> str:
+# `async`: a pure check, resolved on the event loop without a worker thread.
+async def evidence_control(control: ControlPath) -> str:
     evidence_service.check_evidence_control(control)
     return control
 
@@ -44,15 +46,17 @@ def evidence_control(control: ControlPath) -> str:
 def record_evidence(
     actor: Pipeline,
     control: Annotated[str, Depends(evidence_control)],
+    key: KeyPath,
     body: EvidenceWrite,
-    system: LockedSystemDep,
-    session: SessionDep,
+    database: DatabaseDep,
     now: Now,
 ) -> EvidenceRead:
-    evidence = evidence_service.record(
-        session, system=system, control=control, body=body, actor=actor, now=now
-    )
-    return evidence_service.EvidenceReader(session, system, now).read(evidence)
+    with write_transaction(database) as session:
+        system = system_service.get_system(session, key, for_update=True)
+        evidence = evidence_service.record(
+            session, system=system, control=control, body=body, actor=actor, now=now
+        )
+        return evidence_service.EvidenceReader(session, system, now).read(evidence)
 
 
 @router.get(
@@ -63,16 +67,17 @@ def record_evidence(
 )
 def list_current_evidence(
     _actor: Viewer,
-    system: SystemDep,
-    session: SessionDep,
+    key: KeyPath,
+    database: DatabaseDep,
     now: Now,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[EvidenceRead]:
-    rows = evidence_service.current(
-        session, system=system, after_control=decode_str_cursor(cursor), limit=limit
-    )
-    reader = evidence_service.EvidenceReader(session, system, now)
+    after = decode_str_cursor(cursor)
+    with read_transaction(database) as session:
+        system = system_service.get_system(session, key)
+        rows = evidence_service.current(session, system=system, after_control=after, limit=limit)
+        reader = evidence_service.EvidenceReader(session, system, now)
     return Page(
         items=[reader.read(evidence) for evidence in rows[:limit]],
         next_cursor=next_cursor_for(rows, limit, lambda evidence: evidence.control),
@@ -87,21 +92,20 @@ def list_current_evidence(
 )
 def evidence_history(
     _actor: Viewer,
+    key: KeyPath,
     control: ControlPath,
-    system: SystemDep,
-    session: SessionDep,
+    database: DatabaseDep,
     now: Now,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[EvidenceRead]:
-    rows = evidence_service.history(
-        session,
-        system=system,
-        control=control,
-        before_version=decode_int_cursor(cursor),
-        limit=limit,
-    )
-    reader = evidence_service.EvidenceReader(session, system, now)
+    before = decode_int_cursor(cursor)
+    with read_transaction(database) as session:
+        system = system_service.get_system(session, key)
+        rows = evidence_service.history(
+            session, system=system, control=control, before_version=before, limit=limit
+        )
+        reader = evidence_service.EvidenceReader(session, system, now)
     return Page(
         items=[reader.read(evidence) for evidence in rows[:limit]],
         next_cursor=next_cursor_for(rows, limit, lambda evidence: evidence.version),

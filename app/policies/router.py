@@ -2,7 +2,7 @@ from fastapi import APIRouter, Response, status
 
 from app.auth.dependencies import Admin, Viewer
 from app.clock import Now
-from app.db import SessionDep
+from app.db import DatabaseDep, read_transaction, write_transaction
 from app.models import Policy
 from app.openapi_docs import errors
 from app.policies import service as policy_service
@@ -27,8 +27,9 @@ def _read(policy: Policy) -> PolicyRead:
     description="The policy version that readiness, gates and transitions use now.",
     responses=errors(401, 403, 404),
 )
-def get_active_policy(session: SessionDep, _actor: Viewer) -> PolicyRead:
-    return _read(policy_service.active_policy(session))
+def get_active_policy(_actor: Viewer, database: DatabaseDep) -> PolicyRead:
+    with read_transaction(database) as session:
+        return _read(policy_service.active_policy(session))
 
 
 @router.get(
@@ -37,8 +38,9 @@ def get_active_policy(session: SessionDep, _actor: Viewer) -> PolicyRead:
     description="Any published version, active or not; versions never change.",
     responses=errors(401, 403, 404, 422),
 )
-def get_policy(version: int, session: SessionDep, _actor: Viewer) -> PolicyRead:
-    return _read(policy_service.get_policy(session, version))
+def get_policy(_actor: Viewer, version: int, database: DatabaseDep) -> PolicyRead:
+    with read_transaction(database) as session:
+        return _read(policy_service.get_policy(session, version))
 
 
 @router.post(
@@ -52,11 +54,12 @@ def get_policy(version: int, session: SessionDep, _actor: Viewer) -> PolicyRead:
     responses=errors(400, 401, 403, 409, 422),
 )
 def publish_policy(
-    body: PolicyCreate, session: SessionDep, actor: Admin, now: Now, response: Response
+    actor: Admin, body: PolicyCreate, database: DatabaseDep, now: Now, response: Response
 ) -> PolicyRead:
     rules = PolicyRules.model_validate(body.model_dump(exclude={"activate"}))
-    policy = policy_service.publish(
-        session, rules=rules, activate=body.activate, actor=actor, now=now
-    )
+    with write_transaction(database) as session:
+        policy = policy_service.publish(
+            session, rules=rules, activate=body.activate, actor=actor, now=now
+        )
     response.headers["Location"] = f"/v1/policies/{policy.version}"
     return _read(policy)

@@ -1,6 +1,5 @@
 import json
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +24,18 @@ def default_policy_document() -> dict[str, Any]:
     return PolicyRules.model_validate(raw).model_dump(mode="json")
 
 
-@lru_cache(maxsize=64)
-def _rules_from_json(document: str) -> PolicyRules:
-    return PolicyRules.model_validate_json(document)
+# Parsed documents by version. A published version never changes, but the document is
+# compared anyway (cheaply) so a rebuilt database can never be answered from a stale entry.
+_parsed: dict[int, tuple[dict[str, Any], PolicyRules]] = {}
 
 
 def rules_of(policy: Policy) -> PolicyRules:
-    # Versions never change once published, so parsing each document once is safe.
-    return _rules_from_json(json.dumps(policy.document, sort_keys=True))
+    cached = _parsed.get(policy.version)
+    if cached is not None and cached[0] == policy.document:
+        return cached[1]
+    rules = PolicyRules.model_validate(policy.document)
+    _parsed[policy.version] = (policy.document, rules)
+    return rules
 
 
 def get_policy(session: Session, version: int) -> Policy:

@@ -1,16 +1,14 @@
 from fastapi import APIRouter, Response
-from sqlalchemy import select
-from sqlmodel import col
 
 from app.auth.dependencies import Viewer
 from app.clock import Now
-from app.db import SessionDep
-from app.models import ReadinessSnapshot
+from app.db import DatabaseDep, read_transaction
 from app.openapi_docs import errors
 from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, decode_int_cursor, next_cursor_for
 from app.readiness import service as readiness_service
 from app.readiness.schemas import ReadinessRead, ReadinessSnapshotRead
-from app.systems.dependencies import KeyPath, SystemDep
+from app.systems import service as system_service
+from app.systems.dependencies import KeyPath
 
 router = APIRouter(prefix="/v1/systems/{key}/readiness", tags=["readiness"])
 
@@ -27,9 +25,10 @@ router = APIRouter(prefix="/v1/systems/{key}/readiness", tags=["readiness"])
     response_model=ReadinessRead,
     responses=errors(401, 403, 404),
 )
-def get_readiness(_actor: Viewer, key: KeyPath, session: SessionDep, now: Now) -> Response:
+def get_readiness(_actor: Viewer, key: KeyPath, database: DatabaseDep, now: Now) -> Response:
     # Served as the stored JSON: no ORM object, no model validation on the hot path.
-    document = readiness_service.readiness_document(session, key, now=now)
+    with read_transaction(database) as session:
+        document = readiness_service.readiness_document(session, key, now=now)
     return Response(content=document, media_type="application/json")
 
 
@@ -41,21 +40,15 @@ def get_readiness(_actor: Viewer, key: KeyPath, session: SessionDep, now: Now) -
 )
 def get_readiness_history(
     _actor: Viewer,
-    system: SystemDep,
-    session: SessionDep,
+    key: KeyPath,
+    database: DatabaseDep,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[ReadinessSnapshotRead]:
     before = decode_int_cursor(cursor)
-    query = (
-        select(ReadinessSnapshot)
-        .where(col(ReadinessSnapshot.system_id) == system.id)
-        .order_by(col(ReadinessSnapshot.id).desc())
-        .limit(limit + 1)
-    )
-    if before is not None:
-        query = query.where(col(ReadinessSnapshot.id) < before)
-    rows = list(session.execute(query).scalars())
+    with read_transaction(database) as session:
+        system = system_service.get_system(session, key)
+        rows = readiness_service.history(session, system=system, before=before, limit=limit)
     return Page(
         items=[
             ReadinessSnapshotRead.model_validate(row, from_attributes=True) for row in rows[:limit]

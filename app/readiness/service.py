@@ -186,3 +186,18 @@ def readiness_document(session: Session, system_key: str, *, now: datetime) -> s
         system, _current_evidence(session, [system_id])[system_id], policy, now
     )
     return readiness.model_dump_json()
+
+
+def history(
+    session: Session, *, system: System, before: int | None, limit: int
+) -> list[ReadinessSnapshot]:
+    """Snapshots newest first, one more than `limit` to tell whether a page follows."""
+    query = (
+        select(ReadinessSnapshot)
+        .where(col(ReadinessSnapshot.system_id) == system.id)
+        .order_by(col(ReadinessSnapshot.id).desc())
+        .limit(limit + 1)
+    )
+    if before is not None:
+        query = query.where(col(ReadinessSnapshot.id) < before)
+    return list(session.execute(query).scalars())

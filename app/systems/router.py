@@ -4,7 +4,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 
 from app.auth.dependencies import Pipeline, Viewer
 from app.clock import Now
-from app.db import SessionDep
+from app.db import DatabaseDep, read_transaction, write_transaction
 from app.errors import Unprocessable
 from app.lifecycle.stages import GateStage, Stage
 from app.models import System
@@ -12,7 +12,7 @@ from app.openapi_docs import errors
 from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, decode_int_cursor, next_cursor_for
 from app.readiness.tiers import Tier
 from app.systems import service as system_service
-from app.systems.dependencies import LockedSystemDep, SystemDep
+from app.systems.dependencies import KeyPath
 from app.systems.schemas import Owner, RiskTierRule, SystemCreate, SystemPatch, SystemRead
 
 router = APIRouter(prefix="/v1/systems", tags=["systems"])
@@ -54,9 +54,10 @@ def _label_filters(labels: list[str]) -> tuple[tuple[str, str], ...]:
     responses=errors(400, 401, 403, 409, 422),
 )
 def create_system(
-    body: SystemCreate, session: SessionDep, actor: Pipeline, now: Now, response: Response
+    actor: Pipeline, body: SystemCreate, database: DatabaseDep, now: Now, response: Response
 ) -> SystemRead:
-    system = system_service.create_system(session, body=body, actor=actor, now=now)
+    with write_transaction(database) as session:
+        system = system_service.create_system(session, body=body, actor=actor, now=now)
     response.headers["Location"] = f"/v1/systems/{system.key}"
     response.headers["ETag"] = system_service.etag(system)
     return to_read(system)
@@ -69,8 +70,8 @@ def create_system(
     responses=errors(400, 401, 403, 422),
 )
 def list_systems(
-    session: SessionDep,
     _actor: Viewer,
+    database: DatabaseDep,
     stage: Stage | None = None,
     risk_tier: Tier | None = None,
     owner_team: Annotated[str | None, Query(max_length=100)] = None,
@@ -90,9 +91,9 @@ def list_systems(
         labels=_label_filters(label),
         ready_for=ready_for.value if ready_for else None,
     )
-    rows = system_service.list_systems(
-        session, filters=filters, after=decode_int_cursor(cursor), limit=limit
-    )
+    after = decode_int_cursor(cursor)
+    with read_transaction(database) as session:
+        rows = system_service.list_systems(session, filters=filters, after=after, limit=limit)
     return Page(
         items=[to_read(system) for system in rows[:limit]],
         next_cursor=next_cursor_for(rows, limit, lambda system: system.id or 0),
@@ -105,7 +106,11 @@ def list_systems(
     description="The system with its derived tier and current readiness summary, with an ETag.",
     responses=errors(401, 403, 404),
 )
-def get_system(_actor: Viewer, system: SystemDep, response: Response) -> SystemRead:
+def get_system(
+    _actor: Viewer, key: KeyPath, database: DatabaseDep, response: Response
+) -> SystemRead:
+    with read_transaction(database) as session:
+        system = system_service.get_system(session, key)
     response.headers["ETag"] = system_service.etag(system)
     return to_read(system)
 
@@ -122,15 +127,17 @@ def get_system(_actor: Viewer, system: SystemDep, response: Response) -> SystemR
 )
 def patch_system(
     actor: Pipeline,
+    key: KeyPath,
     body: SystemPatch,
-    system: LockedSystemDep,
-    session: SessionDep,
+    database: DatabaseDep,
     now: Now,
     response: Response,
     if_match: Annotated[str | None, Header(max_length=200)] = None,
 ) -> SystemRead:
-    system = system_service.patch_system(
-        session, system=system, patch=body, if_match=if_match, actor=actor, now=now
-    )
+    with write_transaction(database) as session:
+        system = system_service.get_system(session, key, for_update=True)
+        system = system_service.patch_system(
+            session, system=system, patch=body, if_match=if_match, actor=actor, now=now
+        )
     response.headers["ETag"] = system_service.etag(system)
     return to_read(system)
