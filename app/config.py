@@ -17,6 +17,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Connections each process keeps to the database (PostgreSQL; SQLite uses its own pools).
     db_pool_size: int = Field(default=10, ge=1)
+    # Worker threads for endpoint code, whose database work runs in one thread call per
+    # request. Unset: 2 on SQLite, whose calls are short and CPU-bound, so more threads only
+    # fight over the interpreter lock (see `make bench`); on PostgreSQL, the pool size, so
+    # threads waiting on the network never wait for a connection too.
+    worker_threads: int | None = Field(default=None, ge=1, le=256)
+
+    def threads(self) -> int:
+        if self.worker_threads is not None:
+            return self.worker_threads
+        return 2 if self.database_url.startswith("sqlite") else self.db_pool_size
 
 
 @lru_cache

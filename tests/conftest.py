@@ -16,8 +16,8 @@ from sqlmodel import Session, SQLModel
 
 from app.config import Settings
 from app.main import PROJECT_ROOT, create_app
-from app.models import Policy
-from app.policies.service import DEFAULT_POLICY_VERSION, default_policy_document
+from app.policies.document import PolicyRules
+from app.policies.service import DEFAULT_POLICY_VERSION, default_policy_document, new_policy
 
 ADMIN_SECRET = "rdy_test_admin_secret_0123456789abcdef"
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -70,11 +70,12 @@ def _empty(engine: Engine) -> None:
                 connection.execute(text(f"DELETE FROM {table}"))
     with Session(engine) as session:
         session.add(
-            Policy(
+            new_policy(
                 version=DEFAULT_POLICY_VERSION,
-                document=default_policy_document(),
-                is_active=True,
-                created_at=START,
+                rules=PolicyRules.model_validate(default_policy_document()),
+                active=True,
+                now=START,
+                created_by=None,
             )
         )
         session.commit()

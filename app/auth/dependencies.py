@@ -1,37 +1,51 @@
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Connection
 
 from app.auth import service as auth_service
 from app.auth.roles import Principal, Role
 from app.clock import Now
-from app.db import DatabaseDep
+from app.db import Database, DatabaseDep
 from app.errors import Forbidden, Unauthorized
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer rdy_...`")
 
 
+def authorize(
+    database: Database,
+    credentials: HTTPAuthorizationCredentials | None,
+    role: Role,
+    *,
+    now: datetime,
+    connection: Connection | None = None,
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("Send an API key as `Authorization: Bearer <key>`.")
+    principal = auth_service.authenticate(
+        database, secret=credentials.credentials, now=now, connection=connection
+    )
+    if principal is None:
+        raise Unauthorized("The API key is unknown or revoked.")
+    if not principal.role.allows(role):
+        raise Forbidden(
+            f"This needs the {role.value} role or above; the key has {principal.role.value}.",
+            required_role=role.value,
+        )
+    return principal
+
+
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
 def require(role: Role) -> Callable[..., Principal]:
     # A dependency, not a check inside endpoints, so a request without a valid key is
     # refused (401/403) before its body is even validated.
-    def dependency(
-        database: DatabaseDep,
-        now: Now,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> Principal:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise Unauthorized("Send an API key as `Authorization: Bearer <key>`.")
-        principal = auth_service.authenticate(database, secret=credentials.credentials, now=now)
-        if principal is None:
-            raise Unauthorized("The API key is unknown or revoked.")
-        if not principal.role.allows(role):
-            raise Forbidden(
-                f"This needs the {role.value} role or above; the key has {principal.role.value}.",
-                required_role=role.value,
-            )
-        return principal
+    def dependency(database: DatabaseDep, now: Now, credentials: BearerCredentials) -> Principal:
+        return authorize(database, credentials, role, now=now)
 
     return dependency
 

@@ -3,7 +3,7 @@ import logging
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlmodel import Session, col
 
 from app.auth.roles import BOOTSTRAP, Principal, Role
@@ -89,21 +89,27 @@ _TOUCH_KEY = (
 )
 
 
-def authenticate(database: Database, *, secret: str, now: datetime) -> Principal | None:
+def authenticate(
+    database: Database, *, secret: str, now: datetime, connection: Connection | None = None
+) -> Principal | None:
     """The principal behind a secret, or None when it is unknown or revoked.
 
-    Runs on connections of its own, released before returning, so the request's unit of
-    work never waits on them. The lookup is by hash through a unique index, so no secret
-    is compared byte by byte.
+    Looks the key up on `connection` when given (a read that shares its connection), else
+    on a connection of its own, released before returning. The lookup is by hash through
+    a unique index, so no secret is compared byte by byte.
     """
-    with database.read_engine.connect() as connection:
-        row = connection.execute(_FIND_ACTIVE_KEY, {"key_hash": hash_key(secret)}).one_or_none()
+    parameters = {"key_hash": hash_key(secret)}
+    if connection is not None:
+        row = connection.execute(_FIND_ACTIVE_KEY, parameters).one_or_none()
+    else:
+        with database.read_engine.connect() as own:
+            row = own.execute(_FIND_ACTIVE_KEY, parameters).one_or_none()
     if row is None:
         return None
     key_id, name, role, last_used_at = row
     if last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION:
-        with database.write_engine.begin() as connection:
-            connection.execute(_TOUCH_KEY, {"key_id": key_id, "now": now})
+        with database.write_gate, database.write_engine.begin() as writer:
+            writer.execute(_TOUCH_KEY, {"key_id": key_id, "now": now})
     return Principal(key_id=key_id, name=name, role=Role(role))
 
 

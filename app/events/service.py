@@ -57,7 +57,6 @@ def append(
         data=data,
     )
     session.add(event)
-    session.flush()
     return event
 
 

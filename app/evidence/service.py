@@ -74,7 +74,8 @@ def record(
         is_current=True,
     )
     session.add(evidence)
-    readiness_service.refresh(session, system, now=now)
+    fact = EvidenceFact(body.status, now, body.expires_at)
+    readiness_service.refresh(session, system, now=now, recorded=(control, fact))
     events.append(
         session,
         type=EventType.evidence_recorded,
@@ -127,7 +128,7 @@ class EvidenceReader:
     def __init__(self, session: Session, system: System, now: datetime) -> None:
         self._system = system
         self._now = now
-        self._rules = policy_service.rules_of(policy_service.active_policy(session))
+        self._rules = policy_service.active_rules(session).rules
 
     def read(self, evidence: Evidence) -> EvidenceRead:
         fact = EvidenceFact(

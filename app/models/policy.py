@@ -24,6 +24,9 @@ class Policy(SQLModel, table=True):
 
     version: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     document: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # SHA-256 of the canonical document: lets a process reuse its parsed copy after
+    # reading two small columns instead of the whole document.
+    digest: str = Field(max_length=64)
     is_active: bool = Field(default=False)
     created_at: datetime = Field(sa_type=UTCDateTime)
     created_by: int | None = Field(default=None)

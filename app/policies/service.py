@@ -1,4 +1,6 @@
+import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,18 +26,56 @@ def default_policy_document() -> dict[str, Any]:
     return PolicyRules.model_validate(raw).model_dump(mode="json")
 
 
-# Parsed documents by version. A published version never changes, but the document is
-# compared anyway (cheaply) so a rebuilt database can never be answered from a stale entry.
-_parsed: dict[int, tuple[dict[str, Any], PolicyRules]] = {}
+def document_digest(document: dict[str, Any]) -> str:
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def new_policy(
+    *, version: int, rules: PolicyRules, active: bool, now: datetime, created_by: int | None
+) -> Policy:
+    document = rules.model_dump(mode="json")
+    return Policy(
+        version=version,
+        document=document,
+        digest=document_digest(document),
+        is_active=active,
+        created_at=now,
+        created_by=created_by,
+    )
+
+
+# Parsed documents by digest: published versions never change, so each is parsed once.
+_parsed: dict[str, PolicyRules] = {}
 
 
 def rules_of(policy: Policy) -> PolicyRules:
-    cached = _parsed.get(policy.version)
-    if cached is not None and cached[0] == policy.document:
-        return cached[1]
-    rules = PolicyRules.model_validate(policy.document)
-    _parsed[policy.version] = (policy.document, rules)
+    rules = _parsed.get(policy.digest)
+    if rules is None:
+        rules = _parsed[policy.digest] = PolicyRules.model_validate(policy.document)
     return rules
+
+
+@dataclass(frozen=True)
+class ActiveRules:
+    version: int
+    rules: PolicyRules
+
+
+_policies = Policy.__table__  # type: ignore[attr-defined]
+_ACTIVE_DIGEST = select(_policies.c.version, _policies.c.digest).where(_policies.c.is_active)
+
+
+def active_rules(session: Session) -> ActiveRules:
+    """The active policy's rules, reading two small columns when they are already parsed."""
+    row = session.connection().execute(_ACTIVE_DIGEST).one_or_none()
+    if row is None:
+        raise NotFound("No policy is active; the database is not migrated.")
+    version, digest = row
+    rules = _parsed.get(digest)
+    if rules is None:
+        rules = rules_of(get_policy(session, version))
+    return ActiveRules(version=version, rules=rules)
 
 
 def get_policy(session: Session, version: int) -> Policy:
@@ -61,12 +101,8 @@ def publish(
     from app.readiness import service as readiness_service
 
     latest = session.execute(select(func.max(col(Policy.version)))).scalar_one()
-    policy = Policy(
-        version=(latest or 0) + 1,
-        document=rules.model_dump(mode="json"),
-        is_active=False,
-        created_at=now,
-        created_by=actor.key_id,
+    policy = new_policy(
+        version=(latest or 0) + 1, rules=rules, active=False, now=now, created_by=actor.key_id
     )
     session.add(policy)
     try:

@@ -1,6 +1,9 @@
-from fastapi import APIRouter, Response
+from typing import Annotated
 
-from app.auth.dependencies import Viewer
+from fastapi import APIRouter, Path, Response
+
+from app.auth.dependencies import BearerCredentials, Viewer, authorize
+from app.auth.roles import Role
 from app.clock import Now
 from app.db import DatabaseDep, read_transaction
 from app.openapi_docs import errors
@@ -25,10 +28,19 @@ router = APIRouter(prefix="/v1/systems/{key}/readiness", tags=["readiness"])
     response_model=ReadinessRead,
     responses=errors(401, 403, 404),
 )
-def get_readiness(_actor: Viewer, key: KeyPath, database: DatabaseDep, now: Now) -> Response:
-    # Served as the stored JSON: no ORM object, no model validation on the hot path.
+def get_readiness(
+    credentials: BearerCredentials,
+    key: Annotated[str, Path(description="The system's key.")],
+    database: DatabaseDep,
+    now: Now,
+) -> Response:
+    # The call dashboards poll, so it runs in one worker-thread call on one connection:
+    # the key lookup happens here rather than in the `require` dependency (a thread call
+    # of its own). Nothing here can fail validation, so 401/403 still come first.
     with read_transaction(database) as session:
+        authorize(database, credentials, Role.viewer, now=now, connection=session.connection())
         document = readiness_service.readiness_document(session, key, now=now)
+    # Served as the stored JSON: no ORM object, no model validation on the hot path.
     return Response(content=document, media_type="application/json")
 
 

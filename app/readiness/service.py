@@ -3,13 +3,14 @@
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlmodel import Session, col
 
 from app.errors import NotFound
 from app.lifecycle.stages import GateStage
 from app.models import Evidence, Policy, ReadinessSnapshot, System
 from app.policies import service as policy_service
+from app.policies.service import ActiveRules
 from app.readiness.schemas import (
     BlockingItemRead,
     ControlRead,
@@ -122,26 +123,38 @@ def _store(
 
 
 def _evaluate(
-    system: System, evidence: dict[str, EvidenceFact], policy: Policy, now: datetime
+    system: System, evidence: dict[str, EvidenceFact], policy: ActiveRules, now: datetime
 ) -> tuple[Evaluation, ReadinessRead]:
-    evaluation = evaluate(facts_for(system, evidence, now), policy_service.rules_of(policy))
+    evaluation = evaluate(facts_for(system, evidence, now), policy.rules)
     return evaluation, render(system, evaluation, policy_version=policy.version, now=now)
 
 
-def refresh(session: Session, system: System, *, now: datetime) -> ReadinessRead:
-    """Re-evaluate after an input changed, store the answer and a history snapshot."""
-    session.flush()
+def refresh(
+    session: Session,
+    system: System,
+    *,
+    now: datetime,
+    recorded: tuple[str, EvidenceFact] | None = None,
+) -> ReadinessRead:
+    """Re-evaluate after an input changed; store the answer and a history snapshot.
+
+    `recorded` is evidence the caller has just added and not yet flushed: it is laid over
+    what the database holds, so one flush at commit writes the whole unit of work.
+    """
     assert system.id is not None
-    policy = policy_service.active_policy(session)
-    evaluation, readiness = _evaluate(
-        system, _current_evidence(session, [system.id])[system.id], policy, now
-    )
+    with session.no_autoflush:
+        policy = policy_service.active_rules(session)
+        evidence = _current_evidence(session, [system.id])[system.id]
+    if recorded is not None:
+        control, fact = recorded
+        evidence[control] = fact
+    evaluation, readiness = _evaluate(system, evidence, policy, now)
     _store(session, system, evaluation, readiness)
-    session.flush()
     return readiness
 
 
 def reevaluate_all(session: Session, *, policy: Policy, now: datetime) -> None:
+    active = ActiveRules(version=policy.version, rules=policy_service.rules_of(policy))
     after = 0
     while True:
         systems = list(
@@ -157,10 +170,17 @@ def reevaluate_all(session: Session, *, policy: Policy, now: datetime) -> None:
         evidence = _current_evidence(session, [system.id for system in systems if system.id])
         for system in systems:
             assert system.id is not None
-            evaluation, readiness = _evaluate(system, evidence[system.id], policy, now)
+            evaluation, readiness = _evaluate(system, evidence[system.id], active, now)
             _store(session, system, evaluation, readiness)
         session.flush()
         after = systems[-1].id or after
+
+
+_systems = System.__table__  # type: ignore[attr-defined]
+# Built once and run on the connection, bypassing the ORM: the hottest read of the service.
+_STORED_READINESS = select(
+    _systems.c.id, _systems.c.readiness_document, _systems.c.readiness_valid_until
+).where(_systems.c.key == bindparam("key"))
 
 
 def readiness_document(session: Session, system_key: str, *, now: datetime) -> str:
@@ -169,11 +189,7 @@ def readiness_document(session: Session, system_key: str, *, now: datetime) -> s
     The common case is one indexed row read and no evaluation. A read does not write, so a
     fresh evaluation is not stored here: the next write that touches the system stores one.
     """
-    row = session.execute(
-        select(
-            col(System.id), col(System.readiness_document), col(System.readiness_valid_until)
-        ).where(col(System.key) == system_key)
-    ).one_or_none()
+    row = session.connection().execute(_STORED_READINESS, {"key": system_key}).one_or_none()
     if row is None:
         raise NotFound(f"No system with key '{system_key}'.")
     system_id, document, valid_until = row
@@ -181,7 +197,7 @@ def readiness_document(session: Session, system_key: str, *, now: datetime) -> s
         return str(document)
     system = session.get(System, system_id)
     assert system is not None
-    policy = policy_service.active_policy(session)
+    policy = policy_service.active_rules(session)
     _, readiness = _evaluate(
         system, _current_evidence(session, [system_id])[system_id], policy, now
     )

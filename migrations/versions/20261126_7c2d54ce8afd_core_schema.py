@@ -13,7 +13,11 @@ from datetime import UTC, datetime
 from alembic import op
 
 import app.models
-from app.policies.service import DEFAULT_POLICY_VERSION, default_policy_document
+from app.policies.service import (
+    DEFAULT_POLICY_VERSION,
+    default_policy_document,
+    document_digest,
+)
 
 revision: str = '7c2d54ce8afd'
 down_revision: str | None = None
@@ -53,6 +57,7 @@ def upgrade() -> None:
     op.create_table('policies',
     sa.Column('version', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('document', sa.JSON(), nullable=False),
+    sa.Column('digest', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('is_active', sa.Boolean(), nullable=False),
     sa.Column('created_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('created_by', sa.Integer(), nullable=True),
@@ -148,6 +153,7 @@ def upgrade() -> None:
         'policies',
         sa.column('version', sa.Integer()),
         sa.column('document', sa.JSON()),
+        sa.column('digest', sa.String()),
         sa.column('is_active', sa.Boolean()),
         sa.column('created_at', app.models.base.UTCDateTime(timezone=True)),
         sa.column('created_by', sa.Integer()),
@@ -158,6 +164,7 @@ def upgrade() -> None:
             {
                 'version': DEFAULT_POLICY_VERSION,
                 'document': default_policy_document(),
+                'digest': document_digest(default_policy_document()),
                 'is_active': True,
                 'created_at': datetime.now(UTC),
                 'created_by': None,
