@@ -72,6 +72,21 @@ class AlreadyExists(Conflict):
     title = "Already exists"
 
 
+class GateDenied(Conflict):
+    type = "gate-denied"
+    title = "The gate to the target stage does not pass"
+
+
+class InvalidTransition(Conflict):
+    type = "invalid-transition"
+    title = "The lifecycle does not allow this move"
+
+
+class StageConflict(Conflict):
+    type = "stage-conflict"
+    title = "The system is not in the expected stage"
+
+
 class PreconditionFailed(DomainError):
     status = 412
     type = "precondition-failed"

@@ -21,6 +21,7 @@ from app.errors import install_error_handlers
 from app.events.router import router as events_router
 from app.evidence.router import router as evidence_router
 from app.health.router import router as health_router
+from app.lifecycle.router import router as lifecycle_router
 from app.middleware import BodySizeLimit
 from app.openapi_docs import install_openapi
 from app.policies.router import router as policies_router
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         systems_router,
         evidence_router,
         readiness_router,
+        lifecycle_router,
         events_router,
     ):
         app.include_router(router)

@@ -134,7 +134,8 @@ class EvidenceReader:
         fact = EvidenceFact(
             EvidenceStatus(evidence.status), evidence.recorded_at, evidence.expires_at
         )
-        facts = readiness_service.facts_for(self._system, {evidence.control: fact}, self._now)
+        inputs = readiness_service.Inputs(evidence={evidence.control: fact})
+        facts = readiness_service.facts_for(self._system, inputs, self._now)
         stale = control_status(evidence.control, facts, self._rules) is ControlStatus.stale
         return EvidenceRead(
             system_key=self._system.key,

@@ -14,3 +14,45 @@ class GateStage(StrEnum):
 
     pilot = "pilot"
     production = "production"
+
+
+# Each allowed move and the gate it must pass (None: no gate). Everything else is invalid.
+ALLOWED: dict[Stage, dict[Stage, GateStage | None]] = {
+    Stage.proposed: {
+        Stage.pilot: GateStage.pilot,
+        Stage.production: GateStage.production,
+        Stage.retired: None,
+    },
+    Stage.pilot: {
+        Stage.production: GateStage.production,
+        Stage.proposed: None,
+        Stage.retired: None,
+    },
+    Stage.production: {
+        Stage.suspended: None,
+        Stage.pilot: None,
+        Stage.retired: None,
+    },
+    Stage.suspended: {
+        Stage.production: GateStage.production,
+        Stage.pilot: GateStage.pilot,
+        Stage.retired: None,
+    },
+    Stage.retired: {},
+}
+
+
+class InvalidMove(ValueError):
+    pass
+
+
+def gate_for(from_stage: Stage, to_stage: Stage) -> GateStage | None:
+    """The gate a move must pass; raises InvalidMove for a move the lifecycle forbids."""
+    moves = ALLOWED[from_stage]
+    if to_stage not in moves:
+        allowed = ", ".join(stage.value for stage in moves) or "none (retired is final)"
+        raise InvalidMove(
+            f"{from_stage.value} -> {to_stage.value} is not allowed; from"
+            f" {from_stage.value}: {allowed}"
+        )
+    return moves[to_stage]

@@ -4,17 +4,22 @@ from app.models.api_key import ApiKey
 from app.models.base import UTCDateTime
 from app.models.event import Event
 from app.models.evidence import Evidence
+from app.models.lifecycle import Approval, GateCheck, Transition, Waiver
 from app.models.policy import Policy
 from app.models.readiness import ReadinessSnapshot
 from app.models.system import System, SystemLabel
 
 __all__ = [
     "ApiKey",
+    "Approval",
     "Event",
     "Evidence",
+    "GateCheck",
     "Policy",
     "ReadinessSnapshot",
     "System",
     "SystemLabel",
+    "Transition",
     "UTCDateTime",
+    "Waiver",
 ]

@@ -88,6 +88,8 @@ class ApprovalFacts:
 
     approvers: int = 0
     rejected_by: tuple[str, ...] = ()
+    # When each counted approval lapses: time alone can reopen an approvals_missing item.
+    expires_at: tuple[datetime, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,8 @@ def _evidence_status(
 
 def _time_limits(facts: ReadinessFacts, fresh_days: int | None) -> list[datetime]:
     limits = list(facts.waivers.values())
+    for approvals in facts.approvals.values():
+        limits.extend(approvals.expires_at)
     for fact in facts.evidence.values():
         if fact.expires_at is not None:
             limits.append(fact.expires_at)

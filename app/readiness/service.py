@@ -1,12 +1,14 @@
 """Loads the facts a readiness evaluation needs, evaluates, and stores the answer."""
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import bindparam, select
 from sqlmodel import Session, col
 
 from app.errors import NotFound
+from app.lifecycle import facts as lifecycle_facts
 from app.lifecycle.stages import GateStage
 from app.models import Evidence, Policy, ReadinessSnapshot, System
 from app.policies import service as policy_service
@@ -19,7 +21,14 @@ from app.readiness.schemas import (
     ReadinessRead,
     TierRuleRead,
 )
-from app.readiness.scoring import Evaluation, EvidenceFact, EvidenceStatus, ReadinessFacts, evaluate
+from app.readiness.scoring import (
+    ApprovalFacts,
+    Evaluation,
+    EvidenceFact,
+    EvidenceStatus,
+    ReadinessFacts,
+    evaluate,
+)
 from app.readiness.tiers import Tier, TierRule
 
 REEVALUATE_BATCH = 500
@@ -44,7 +53,31 @@ def _current_evidence(
     return found
 
 
-def facts_for(system: System, evidence: dict[str, EvidenceFact], now: datetime) -> ReadinessFacts:
+@dataclass
+class Inputs:
+    """What a system's evaluation reads besides the system row."""
+
+    evidence: dict[str, EvidenceFact]
+    waivers: dict[str, datetime] = field(default_factory=dict)
+    approvals: dict[GateStage, ApprovalFacts] = field(default_factory=dict)
+
+
+def _load_inputs(
+    session: Session, system_ids: list[int], policy: ActiveRules, now: datetime
+) -> dict[int, Inputs]:
+    with session.no_autoflush:
+        evidence = _current_evidence(session, system_ids)
+        waivers = lifecycle_facts.active_waivers(session, system_ids, now=now)
+        approvals = lifecycle_facts.approval_facts(
+            session, system_ids, now=now, validity_days=policy.rules.approval_validity_days
+        )
+    return {
+        system_id: Inputs(evidence[system_id], waivers.get(system_id, {}), approvals[system_id])
+        for system_id in system_ids
+    }
+
+
+def facts_for(system: System, inputs: Inputs, now: datetime) -> ReadinessFacts:
     return ReadinessFacts(
         tier=Tier(system.risk_tier),
         system_fields={
@@ -52,7 +85,9 @@ def facts_for(system: System, evidence: dict[str, EvidenceFact], now: datetime) 
             "owner": bool(system.owner_team and system.owner_contact),
             "scope": bool(system.scope and system.scope.strip()),
         },
-        evidence=evidence,
+        evidence=inputs.evidence,
+        waivers=inputs.waivers,
+        approvals=inputs.approvals,
         now=now,
     )
 
@@ -123,9 +158,9 @@ def _store(
 
 
 def _evaluate(
-    system: System, evidence: dict[str, EvidenceFact], policy: ActiveRules, now: datetime
+    system: System, inputs: Inputs, policy: ActiveRules, now: datetime
 ) -> tuple[Evaluation, ReadinessRead]:
-    evaluation = evaluate(facts_for(system, evidence, now), policy.rules)
+    evaluation = evaluate(facts_for(system, inputs, now), policy.rules)
     return evaluation, render(system, evaluation, policy_version=policy.version, now=now)
 
 
@@ -142,13 +177,12 @@ def refresh(
     what the database holds, so one flush at commit writes the whole unit of work.
     """
     assert system.id is not None
-    with session.no_autoflush:
-        policy = policy_service.active_rules(session)
-        evidence = _current_evidence(session, [system.id])[system.id]
+    policy = policy_service.active_rules(session)
+    inputs = _load_inputs(session, [system.id], policy, now)[system.id]
     if recorded is not None:
         control, fact = recorded
-        evidence[control] = fact
-    evaluation, readiness = _evaluate(system, evidence, policy, now)
+        inputs.evidence[control] = fact
+    evaluation, readiness = _evaluate(system, inputs, policy, now)
     _store(session, system, evaluation, readiness)
     return readiness
 
@@ -167,10 +201,10 @@ def reevaluate_all(session: Session, *, policy: Policy, now: datetime) -> None:
         )
         if not systems:
             return
-        evidence = _current_evidence(session, [system.id for system in systems if system.id])
+        inputs = _load_inputs(session, [system.id for system in systems if system.id], active, now)
         for system in systems:
             assert system.id is not None
-            evaluation, readiness = _evaluate(system, evidence[system.id], active, now)
+            evaluation, readiness = _evaluate(system, inputs[system.id], active, now)
             _store(session, system, evaluation, readiness)
         session.flush()
         after = systems[-1].id or after
@@ -197,11 +231,18 @@ def readiness_document(session: Session, system_key: str, *, now: datetime) -> s
         return str(document)
     system = session.get(System, system_id)
     assert system is not None
-    policy = policy_service.active_rules(session)
-    _, readiness = _evaluate(
-        system, _current_evidence(session, [system_id])[system_id], policy, now
-    )
+    _, readiness = evaluate_now(session, system, now=now)
     return readiness.model_dump_json()
+
+
+def evaluate_now(
+    session: Session, system: System, *, now: datetime
+) -> tuple[Evaluation, ReadinessRead]:
+    """A fresh evaluation, not stored: what gate checks and transitions decide on."""
+    assert system.id is not None
+    policy = policy_service.active_rules(session)
+    inputs = _load_inputs(session, [system.id], policy, now)[system.id]
+    return _evaluate(system, inputs, policy, now)
 
 
 def history(

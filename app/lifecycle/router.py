@@ -1,0 +1,318 @@
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+from pydantic import AwareDatetime
+
+from app.auth.dependencies import Approver, Pipeline, Viewer
+from app.clock import Now
+from app.db import DatabaseDep, read_transaction, write_transaction
+from app.lifecycle import service as lifecycle_service
+from app.lifecycle.schemas import (
+    Actor,
+    ApprovalCreate,
+    ApprovalRead,
+    GateCheckCreate,
+    GateCheckRead,
+    Override,
+    Release,
+    StageAt,
+    TransitionCreate,
+    TransitionRead,
+    WaiverCreate,
+    WaiverRead,
+)
+from app.models import Approval, GateCheck, Transition, Waiver
+from app.openapi_docs import errors
+from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, decode_int_cursor, next_cursor_for
+from app.readiness.schemas import BlockingItemRead
+from app.systems import service as system_service
+from app.systems.dependencies import KeyPath
+
+router = APIRouter(prefix="/v1/systems/{key}", tags=["lifecycle"])
+
+
+def _release(version: str | None, uri: str | None) -> Release | None:
+    return Release(version=version, uri=uri) if version is not None else None
+
+
+def _transition_read(key: str, row: Transition) -> TransitionRead:
+    return TransitionRead(
+        id=row.id or 0,
+        system_key=key,
+        from_stage=row.from_stage,
+        to_stage=row.to_stage,
+        reason=row.reason,
+        release=_release(row.release_version, row.release_uri),
+        gate=row.gate,
+        score=row.score,
+        policy_version=row.policy_version,
+        blocking=[BlockingItemRead.model_validate(item) for item in row.blocking],
+        override=Override(justification=row.override_justification)
+        if row.override_justification
+        else None,
+        actor=Actor(id=row.actor_id, name=row.actor_name),
+        occurred_at=row.occurred_at,
+    )
+
+
+def _gate_check_read(
+    key: str, current_stage: str, row: GateCheck, move_valid: bool
+) -> GateCheckRead:
+    return GateCheckRead(
+        id=row.id or 0,
+        system_key=key,
+        allowed=row.allowed,
+        current_stage=current_stage,
+        target_stage=row.target_stage,
+        move_valid=move_valid,
+        score=row.score,
+        required_score=row.required_score or 0.0,
+        blocking=[BlockingItemRead.model_validate(item) for item in row.blocking],
+        policy_version=row.policy_version,
+        release=_release(row.release_version, row.release_uri),
+        checked_at=row.checked_at,
+    )
+
+
+def _approval_read(key: str, row: Approval) -> ApprovalRead:
+    return ApprovalRead(
+        id=row.id or 0,
+        system_key=key,
+        target_stage=row.target_stage,
+        decision=row.decision,
+        comment=row.comment,
+        approver=Actor(id=row.approver_id, name=row.approver_name),
+        created_at=row.created_at,
+    )
+
+
+def _waiver_read(key: str, row: Waiver, now: datetime) -> WaiverRead:
+    return WaiverRead(
+        id=row.id or 0,
+        system_key=key,
+        control=row.control,
+        justification=row.justification,
+        expires_at=row.expires_at,
+        active=row.revoked_at is None and row.expires_at > now,
+        granted_by=Actor(id=row.granted_by_id, name=row.granted_by_name),
+        granted_at=row.granted_at,
+        revoked_at=row.revoked_at,
+        revoked_by=Actor(id=row.revoked_by_id, name=row.revoked_by_name)
+        if row.revoked_by_name
+        else None,
+    )
+
+
+@router.post(
+    "/gate-checks",
+    summary="Check a gate",
+    description=(
+        "May this system move to the target stage now? Evaluates the gate afresh (score,"
+        " required controls, pilot rule, approvals, findings) and records what was answered."
+    ),
+    responses=errors(400, 401, 403, 404, 422),
+)
+def check_gate(
+    actor: Pipeline, key: KeyPath, body: GateCheckCreate, database: DatabaseDep, now: Now
+) -> GateCheckRead:
+    with write_transaction(database) as session:
+        system = system_service.get_system(session, key)
+        check, move_valid = lifecycle_service.check_gate(
+            session, system=system, body=body, actor=actor, now=now
+        )
+        return _gate_check_read(key, system.stage, check, move_valid)
+
+
+@router.post(
+    "/transitions",
+    status_code=status.HTTP_201_CREATED,
+    summary="Move a system to another stage",
+    description=(
+        "Re-evaluates the gate in the same transaction that changes the stage. 409 problems:"
+        " `gate-denied` (with `blocking`), `invalid-transition`, `stage-conflict` (when"
+        " `expected_stage` differs or another move won). `override` is for admins only."
+    ),
+    responses=errors(400, 401, 403, 404, 409, 422),
+)
+def create_transition(
+    actor: Pipeline,
+    key: KeyPath,
+    body: TransitionCreate,
+    database: DatabaseDep,
+    now: Now,
+    response: Response,
+) -> TransitionRead:
+    with write_transaction(database) as session:
+        system = system_service.get_system(session, key, for_update=True)
+        record = lifecycle_service.transition(
+            session, system=system, body=body, actor=actor, now=now
+        )
+    response.headers["Location"] = f"/v1/systems/{key}/transitions/{record.id}"
+    return _transition_read(key, record)
+
+
+@router.get(
+    "/transitions",
+    summary="List a system's transitions",
+    description="Every stage change, newest first.",
+    responses=errors(400, 401, 403, 404, 422),
+)
+def list_transitions(
+    _actor: Viewer,
+    key: KeyPath,
+    database: DatabaseDep,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[TransitionRead]:
+    before = decode_int_cursor(cursor)
+    with read_transaction(database) as session:
+        system = system_service.get_system(session, key)
+        rows = lifecycle_service.list_transitions(
+            session, system=system, before=before, limit=limit
+        )
+    return Page(
+        items=[_transition_read(key, row) for row in rows[:limit]],
+        next_cursor=next_cursor_for(rows, limit, lambda row: row.id or 0),
+    )
+
+
+@router.get(
+    "/stage",
+    summary="Get the stage at a moment",
+    description="Which stage (and release) the system was in at `at`, from its transitions.",
+    responses=errors(401, 403, 404, 422),
+)
+def get_stage_at(
+    _actor: Viewer,
+    key: KeyPath,
+    database: DatabaseDep,
+    now: Now,
+    at: Annotated[
+        AwareDatetime | None, Query(description="RFC 3339 with a zone; default now.")
+    ] = None,
+) -> StageAt:
+    moment = at or now
+    with read_transaction(database) as session:
+        system = system_service.get_system(session, key)
+        stage, last = lifecycle_service.stage_at(session, system=system, at=moment)
+    return StageAt(
+        system_key=key,
+        at=moment,
+        stage=stage,
+        release=_release(last.release_version, last.release_uri) if last else None,
+        since=last.occurred_at if last else system.created_at,
+    )
+
+
+@router.post(
+    "/approvals",
+    status_code=status.HTTP_201_CREATED,
+    summary="Approve or reject a target stage",
+    description=(
+        "Counts toward the gate while newer than the last transition and within the"
+        " policy's validity. A reject blocks until the same approver approves again."
+    ),
+    responses=errors(400, 401, 403, 404, 422),
+)
+def create_approval(
+    actor: Approver, key: KeyPath, body: ApprovalCreate, database: DatabaseDep, now: Now
+) -> ApprovalRead:
+    with write_transaction(database) as session:
+        system = system_service.get_system(session, key, for_update=True)
+        row = lifecycle_service.record_approval(
+            session, system=system, body=body, actor=actor, now=now
+        )
+    return _approval_read(key, row)
+
+
+@router.get(
+    "/approvals",
+    summary="List a system's approvals",
+    description="Every approval and rejection, newest first.",
+    responses=errors(400, 401, 403, 404, 422),
+)
+def list_approvals(
+    _actor: Viewer,
+    key: KeyPath,
+    database: DatabaseDep,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[ApprovalRead]:
+    before = decode_int_cursor(cursor)
+    with read_transaction(database) as session:
+        system = system_service.get_system(session, key)
+        rows = lifecycle_service.list_approvals(session, system=system, before=before, limit=limit)
+    return Page(
+        items=[_approval_read(key, row) for row in rows[:limit]],
+        next_cursor=next_cursor_for(rows, limit, lambda row: row.id or 0),
+    )
+
+
+@router.post(
+    "/waivers",
+    status_code=status.HTTP_201_CREATED,
+    summary="Waive a control",
+    description=(
+        "Counts the control as met in gates, shown as `waived`, until `expires_at` (at most"
+        " the policy's limit, 90 days) or revocation. Controls the policy marks non-waivable"
+        " for the tier are refused (422)."
+    ),
+    responses=errors(400, 401, 403, 404, 422),
+)
+def create_waiver(
+    actor: Approver,
+    key: KeyPath,
+    body: WaiverCreate,
+    database: DatabaseDep,
+    now: Now,
+    response: Response,
+) -> WaiverRead:
+    with write_transaction(database) as session:
+        system = system_service.get_system(session, key, for_update=True)
+        row = lifecycle_service.grant_waiver(
+            session, system=system, body=body, actor=actor, now=now
+        )
+    response.headers["Location"] = f"/v1/systems/{key}/waivers/{row.id}"
+    return _waiver_read(key, row, now)
+
+
+@router.get(
+    "/waivers",
+    summary="List a system's waivers",
+    description="Every waiver, newest first, with whether it is active now.",
+    responses=errors(400, 401, 403, 404, 422),
+)
+def list_waivers(
+    _actor: Viewer,
+    key: KeyPath,
+    database: DatabaseDep,
+    now: Now,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[WaiverRead]:
+    before = decode_int_cursor(cursor)
+    with read_transaction(database) as session:
+        system = system_service.get_system(session, key)
+        rows = lifecycle_service.list_waivers(session, system=system, before=before, limit=limit)
+    return Page(
+        items=[_waiver_read(key, row, now) for row in rows[:limit]],
+        next_cursor=next_cursor_for(rows, limit, lambda row: row.id or 0),
+    )
+
+
+@router.delete(
+    "/waivers/{waiver_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Revoke a waiver",
+    description="The control counts as it really is from now on; the revocation is recorded.",
+    responses=errors(401, 403, 404, 422),
+)
+def revoke_waiver(
+    actor: Approver, key: KeyPath, waiver_id: int, database: DatabaseDep, now: Now
+) -> None:
+    with write_transaction(database) as session:
+        system = system_service.get_system(session, key, for_update=True)
+        lifecycle_service.revoke_waiver(
+            session, system=system, waiver_id=waiver_id, actor=actor, now=now
+        )

@@ -1,0 +1,175 @@
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from app.controls.catalogue import ControlKey
+from app.lifecycle.stages import GateStage, Stage
+from app.readiness.schemas import BlockingItemRead
+
+MIN_OVERRIDE_JUSTIFICATION = 20
+
+
+class Release(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(min_length=1, max_length=200, description="The model release.")
+    uri: str | None = Field(default=None, max_length=2000)
+
+
+class Override(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    justification: str = Field(
+        min_length=MIN_OVERRIDE_JUSTIFICATION,
+        max_length=5000,
+        description="Why the failing gate is pushed through; recorded and reported.",
+    )
+
+
+class Actor(BaseModel):
+    id: int | None
+    name: str
+
+
+class GateCheckCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"target_stage": "production", "release": {"version": "2.4.1"}}]
+        },
+    )
+
+    target_stage: GateStage
+    release: Release | None = None
+
+
+class GateCheckRead(BaseModel):
+    id: int
+    system_key: str
+    allowed: bool = Field(
+        description="The move from the current stage is valid and its gate passes now."
+    )
+    current_stage: Stage
+    target_stage: GateStage
+    move_valid: bool = Field(description="The lifecycle allows current_stage -> target_stage.")
+    score: float
+    required_score: float
+    blocking: list[BlockingItemRead]
+    policy_version: int
+    release: Release | None
+    checked_at: datetime
+
+
+class TransitionCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "to_stage": "pilot",
+                    "reason": "Pilot with the Leeds claims team",
+                    "expected_stage": "proposed",
+                    "release": {"version": "2.4.1", "uri": "https://registry.example.com/m/7"},
+                }
+            ]
+        },
+    )
+
+    to_stage: Stage
+    reason: str = Field(min_length=1, max_length=5000)
+    expected_stage: Stage | None = Field(
+        default=None, description="Refuse (409 stage-conflict) unless the system is here."
+    )
+    release: Release | None = None
+    override: Override | None = Field(
+        default=None, description="Admin only: push through a failing gate."
+    )
+
+
+class TransitionRead(BaseModel):
+    id: int
+    system_key: str
+    from_stage: Stage
+    to_stage: Stage
+    reason: str
+    release: Release | None
+    gate: GateStage | None = Field(description="The gate the move had to pass, if any.")
+    score: float
+    policy_version: int
+    blocking: list[BlockingItemRead] = Field(
+        description="Items that blocked the gate at the time (non-empty only for overrides)."
+    )
+    override: Override | None
+    actor: Actor
+    occurred_at: datetime
+
+
+class Decision(StrEnum):
+    approve = "approve"
+    reject = "reject"
+
+
+class ApprovalCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"target_stage": "production", "decision": "approve", "comment": "Risk OK"}
+            ]
+        },
+    )
+
+    target_stage: GateStage
+    decision: Decision
+    comment: str | None = Field(default=None, max_length=5000)
+
+
+class ApprovalRead(BaseModel):
+    id: int
+    system_key: str
+    target_stage: GateStage
+    decision: Decision
+    comment: str | None
+    approver: Actor
+    created_at: datetime
+
+
+class WaiverCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "control": "training",
+                    "justification": "Operators trained on the previous version; refresh booked",
+                    "expires_at": "2027-01-31T00:00:00Z",
+                }
+            ]
+        },
+    )
+
+    control: ControlKey
+    justification: str = Field(min_length=1, max_length=5000)
+    expires_at: AwareDatetime = Field(description="In the future, at most 90 days ahead.")
+
+
+class WaiverRead(BaseModel):
+    id: int
+    system_key: str
+    control: ControlKey
+    justification: str
+    expires_at: datetime
+    active: bool
+    granted_by: Actor
+    granted_at: datetime
+    revoked_at: datetime | None
+    revoked_by: Actor | None
+
+
+class StageAt(BaseModel):
+    system_key: str
+    at: datetime
+    stage: Stage
+    release: Release | None
+    since: datetime = Field(description="When the system entered that stage.")

@@ -1,0 +1,88 @@
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, Text
+from sqlmodel import Field, SQLModel
+
+from app.models.base import UTCDateTime
+
+
+def _system_fk() -> Any:
+    return Field(
+        sa_column=Column(Integer, ForeignKey("systems.id", ondelete="CASCADE"), nullable=False)
+    )
+
+
+class Transition(SQLModel, table=True):
+    """A recorded stage change: the lifecycle's audit record, never changed."""
+
+    __tablename__ = "transitions"
+    __table_args__ = (Index("ix_transitions_system_id_occurred_at", "system_id", "occurred_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    system_id: int = _system_fk()
+    from_stage: str = Field(max_length=20)
+    to_stage: str = Field(max_length=20)
+    reason: str = Field(sa_type=Text)
+    release_version: str | None = Field(default=None, max_length=200)
+    release_uri: str | None = Field(default=None, max_length=2000)
+    gate: str | None = Field(default=None, max_length=20)
+    score: float
+    policy_version: int
+    blocking: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    override_justification: str | None = Field(default=None, sa_type=Text)
+    actor_id: int | None = Field(default=None)
+    actor_name: str = Field(max_length=100)
+    occurred_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class GateCheck(SQLModel, table=True):
+    """What a platform was told when it asked whether it may promote a system."""
+
+    __tablename__ = "gate_checks"
+    __table_args__ = (Index("ix_gate_checks_system_id_id", "system_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    system_id: int = _system_fk()
+    target_stage: str = Field(max_length=20)
+    allowed: bool
+    score: float
+    required_score: float | None = Field(default=None)
+    blocking: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    policy_version: int
+    release_version: str | None = Field(default=None, max_length=200)
+    release_uri: str | None = Field(default=None, max_length=2000)
+    actor_id: int | None = Field(default=None)
+    actor_name: str = Field(max_length=100)
+    checked_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Approval(SQLModel, table=True):
+    __tablename__ = "approvals"
+    __table_args__ = (Index("ix_approvals_system_id_id", "system_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    system_id: int = _system_fk()
+    target_stage: str = Field(max_length=20)
+    decision: str = Field(max_length=10)
+    comment: str | None = Field(default=None, sa_type=Text)
+    approver_id: int | None = Field(default=None)
+    approver_name: str = Field(max_length=100)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Waiver(SQLModel, table=True):
+    __tablename__ = "waivers"
+    __table_args__ = (Index("ix_waivers_system_id_id", "system_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    system_id: int = _system_fk()
+    control: str = Field(max_length=40)
+    justification: str = Field(sa_type=Text)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    granted_by_id: int | None = Field(default=None)
+    granted_by_name: str = Field(max_length=100)
+    granted_at: datetime = Field(sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_by_id: int | None = Field(default=None)
+    revoked_by_name: str | None = Field(default=None, max_length=100)
