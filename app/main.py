@@ -9,14 +9,14 @@ from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from sqlalchemy import inspect
-from sqlmodel import Session
+from sqlalchemy.exc import IntegrityError
 
 from app.auth import service as auth_service
 from app.auth.router import router as api_keys_router
 from app.clock import Clock, system_clock
 from app.config import Settings, get_settings
 from app.controls.router import router as controls_router
-from app.db import create_database
+from app.db import create_database, write_transaction
 from app.errors import install_error_handlers
 from app.events.router import router as events_router
 from app.evidence.router import router as evidence_router
@@ -57,11 +57,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         secret = settings.readiness_bootstrap_admin_key
         if secret is not None:
             if inspect(database.write_engine).has_table("api_keys"):
-                with Session(database.write_engine) as session:
-                    auth_service.ensure_bootstrap_key(
-                        session, secret=secret.get_secret_value(), now=app.state.clock()
-                    )
-                    session.commit()
+                try:
+                    with write_transaction(database) as session:
+                        auth_service.ensure_bootstrap_key(
+                            session, secret=secret.get_secret_value(), now=app.state.clock()
+                        )
+                except IntegrityError:
+                    logger.info("bootstrap admin key created by another worker starting too")
             else:
                 logger.warning("database not migrated: bootstrap admin key not created")
         yield

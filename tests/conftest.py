@@ -2,11 +2,13 @@
 with Alembic once per run, emptied before every test, and the real app over httpx."""
 
 import os
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import uvicorn
 from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
@@ -135,6 +137,21 @@ def pipeline(keys: dict[str, dict[str, str]]) -> dict[str, str]:
 @pytest.fixture
 def viewer(keys: dict[str, dict[str, str]]) -> dict[str, str]:
     return keys["viewer"]
+
+
+@pytest.fixture
+def live_server(app: FastAPI) -> Iterator[str]:
+    """The app under a real uvicorn server on loopback, for tests of true concurrency."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        thread.join(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
 
 
 def project_path(*parts: str) -> Path:

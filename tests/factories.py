@@ -75,3 +75,23 @@ def readiness(client: TestClient, headers: dict[str, str], *, key: str) -> dict[
 
 def blocking_codes(answer: dict[str, Any], gate: str) -> set[tuple[str, str | None]]:
     return {(item["code"], item.get("control")) for item in answer["gates"][gate]["blocking"]}
+
+
+def transition(
+    client: TestClient, headers: dict[str, str], *, key: str, to: str, **fields: Any
+) -> Any:
+    body = {"to_stage": to, "reason": f"move to {to}", **fields}
+    return client.post(f"/v1/systems/{key}/transitions", json=body, headers=headers)
+
+
+def approve(
+    client: TestClient, headers: dict[str, str], *, key: str, stage: str, decision: str = "approve"
+) -> dict[str, Any]:
+    response = client.post(
+        f"/v1/systems/{key}/approvals",
+        json={"target_stage": stage, "decision": decision},
+        headers=headers,
+    )
+    assert response.status_code == 201, response.text
+    result: dict[str, Any] = response.json()
+    return result

@@ -1,11 +1,7 @@
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
-import pytest
-import uvicorn
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.conftest import FakeClock
@@ -142,21 +138,6 @@ def test_writes_need_pipeline_and_reads_viewer(
     )
     assert response.status_code == 403
     assert client.get("/v1/systems/sys-r/evidence", headers=keys["viewer"]).status_code == 200
-
-
-@pytest.fixture
-def live_server(app: FastAPI) -> Iterator[str]:
-    """The app under a real uvicorn server on loopback, for tests of true concurrency."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        thread.join(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
 
 
 def test_sixteen_concurrent_writers_lose_nothing(live_server: str, admin: dict[str, str]) -> None:
