@@ -24,6 +24,7 @@ from app.health.router import router as health_router
 from app.lifecycle.router import router as lifecycle_router
 from app.middleware import BodySizeLimit
 from app.openapi_docs import install_openapi
+from app.pilots.router import router as pilots_router
 from app.policies.router import router as policies_router
 from app.readiness.router import router as readiness_router
 from app.systems.router import router as systems_router
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         evidence_router,
         readiness_router,
         lifecycle_router,
+        pilots_router,
         events_router,
     ):
         app.include_router(router)

@@ -5,6 +5,7 @@ from app.models.base import UTCDateTime
 from app.models.event import Event
 from app.models.evidence import Evidence
 from app.models.lifecycle import Approval, GateCheck, Transition, Waiver
+from app.models.pilot import Pilot, PilotResult
 from app.models.policy import Policy
 from app.models.readiness import ReadinessSnapshot
 from app.models.system import System, SystemLabel
@@ -15,6 +16,8 @@ __all__ = [
     "Event",
     "Evidence",
     "GateCheck",
+    "Pilot",
+    "PilotResult",
     "Policy",
     "ReadinessSnapshot",
     "System",

@@ -18,6 +18,8 @@ class System(SQLModel, table=True):
     scope: str | None = Field(default=None, sa_type=Text)
     owner_team: str | None = Field(default=None, max_length=100, index=True)
     owner_contact: str | None = Field(default=None, max_length=200)
+    # When the owner last changed: a weak_ownership finding stays open until after it.
+    owner_updated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     impact_areas: list[str] = Field(sa_column=Column(JSON, nullable=False))
     oversight: str = Field(max_length=30)
     declared_risk_tier: str | None = Field(default=None, max_length=20)

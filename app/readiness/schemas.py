@@ -39,6 +39,12 @@ class GatesRead(BaseModel):
     production: GateRead
 
 
+class OpenFindingRead(BaseModel):
+    finding: str
+    control: str
+    pilot_id: int
+
+
 class ReadinessRead(BaseModel):
     system_key: str
     stage: Stage
@@ -53,6 +59,10 @@ class ReadinessRead(BaseModel):
     )
     controls: list[ControlRead]
     gates: GatesRead
+    open_findings: list[OpenFindingRead] = Field(
+        description="Pilot findings whose control has not been updated since; they block"
+        " the production gate."
+    )
 
 
 class ReadinessSnapshotRead(BaseModel):

@@ -144,6 +144,7 @@ class Evaluation:
     gates: dict[GateStage, GateResult]
     # The earliest moment after `now` at which time alone changes this evaluation.
     valid_until: datetime | None
+    open_findings: tuple[FindingFact, ...] = ()
 
 
 def round_score(value: float) -> float:
@@ -324,4 +325,5 @@ def evaluate(facts: ReadinessFacts, policy: PolicyRules) -> Evaluation:
         controls=tuple(controls),
         gates=gates,
         valid_until=min(limits) if limits else None,
+        open_findings=facts.open_findings,
     )

@@ -11,6 +11,8 @@ from app.errors import NotFound
 from app.lifecycle import facts as lifecycle_facts
 from app.lifecycle.stages import GateStage
 from app.models import Evidence, Policy, ReadinessSnapshot, System
+from app.pilots import facts as pilot_facts
+from app.pilots.facts import RecordedFinding
 from app.policies import service as policy_service
 from app.policies.service import ActiveRules
 from app.readiness.schemas import (
@@ -18,6 +20,7 @@ from app.readiness.schemas import (
     ControlRead,
     GateRead,
     GatesRead,
+    OpenFindingRead,
     ReadinessRead,
     TierRuleRead,
 )
@@ -26,6 +29,7 @@ from app.readiness.scoring import (
     Evaluation,
     EvidenceFact,
     EvidenceStatus,
+    PilotFact,
     ReadinessFacts,
     evaluate,
 )
@@ -60,6 +64,8 @@ class Inputs:
     evidence: dict[str, EvidenceFact]
     waivers: dict[str, datetime] = field(default_factory=dict)
     approvals: dict[GateStage, ApprovalFacts] = field(default_factory=dict)
+    pilot: PilotFact | None = None
+    findings: list[RecordedFinding] = field(default_factory=list)
 
 
 def _load_inputs(
@@ -71,8 +77,16 @@ def _load_inputs(
         approvals = lifecycle_facts.approval_facts(
             session, system_ids, now=now, validity_days=policy.rules.approval_validity_days
         )
+        pilots = pilot_facts.concluded_pilots(session, system_ids)
+        findings = pilot_facts.recorded_findings(session, system_ids)
     return {
-        system_id: Inputs(evidence[system_id], waivers.get(system_id, {}), approvals[system_id])
+        system_id: Inputs(
+            evidence=evidence[system_id],
+            waivers=waivers.get(system_id, {}),
+            approvals=approvals[system_id],
+            pilot=pilots.get(system_id),
+            findings=findings.get(system_id, []),
+        )
         for system_id in system_ids
     }
 
@@ -88,6 +102,10 @@ def facts_for(system: System, inputs: Inputs, now: datetime) -> ReadinessFacts:
         evidence=inputs.evidence,
         waivers=inputs.waivers,
         approvals=inputs.approvals,
+        pilot=inputs.pilot,
+        open_findings=pilot_facts.open_findings(
+            inputs.findings, inputs.evidence, system.owner_updated_at
+        ),
         now=now,
     )
 
@@ -129,6 +147,10 @@ def render(
             for result in evaluation.controls
         ],
         gates=GatesRead(pilot=gate(GateStage.pilot), production=gate(GateStage.production)),
+        open_findings=[
+            OpenFindingRead(finding=item.finding, control=item.control, pilot_id=item.pilot_id)
+            for item in evaluation.open_findings
+        ],
     )
 
 

@@ -26,7 +26,7 @@ def to_read(system: System) -> SystemRead:
     )
     return SystemRead.model_validate(
         {
-            **system.model_dump(exclude={"readiness_document"}),
+            **system.model_dump(exclude={"readiness_document", "owner_updated_at"}),
             "owner": owner,
             "risk_tier_rule": RiskTierRule.model_validate(system.risk_tier_rule),
         }

@@ -63,6 +63,7 @@ def create_system(
         scope=body.scope,
         owner_team=body.owner.team if body.owner else None,
         owner_contact=body.owner.contact if body.owner else None,
+        owner_updated_at=now if body.owner else None,
         impact_areas=[area.value for area in body.impact_areas],
         oversight=body.oversight.value,
         declared_risk_tier=body.declared_risk_tier.value if body.declared_risk_tier else None,
@@ -207,6 +208,8 @@ def patch_system(
         return system
     system.version += 1
     system.updated_at = now
+    if changes.keys() & {"owner_team", "owner_contact"}:
+        system.owner_updated_at = now
     _apply_tier(system)
     session.add(system)
     if "labels" in changes:
