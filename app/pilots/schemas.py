@@ -8,6 +8,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -94,12 +95,13 @@ class PilotCreate(BaseModel):
     planned_end: AwareDatetime | None = None
     criteria: list[CriterionWrite] = Field(min_length=1, max_length=MAX_CRITERIA)
 
-    @model_validator(mode="after")
-    def _unique_metrics(self) -> Self:
-        metrics = [criterion.metric for criterion in self.criteria]
+    @field_validator("criteria")
+    @classmethod
+    def _unique_metrics(cls, criteria: list[CriterionWrite]) -> list[CriterionWrite]:
+        metrics = [criterion.metric for criterion in criteria]
         if len(set(metrics)) != len(metrics):
             raise ValueError("each metric may have one criterion")
-        return self
+        return criteria
 
 
 class Source(BaseModel):

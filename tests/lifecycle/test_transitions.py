@@ -111,10 +111,20 @@ def test_high_walk_needs_approval_and_a_pilot(
         transition(client, pipeline, key="lender", to="production")
     )
     approve(client, approvers[0], key="lender", stage="production")
-    # Approved now; only the pilot (a later capability) is missing.
+    # Approved now; only the pilot is missing.
     assert denied(transition(client, pipeline, key="lender", to="production")) == {
         ("pilot_required", None)
     }
+    criteria = [{"metric": "precision", "op": ">=", "target": 0.9}]
+    pilot = client.post(
+        "/v1/systems/lender/pilots", json={"name": "p", "criteria": criteria}, headers=pipeline
+    ).json()
+    client.post(
+        f"/v1/pilots/{pilot['id']}/results", json={"metrics": {"precision": 0.95}}, headers=pipeline
+    )
+    client.post(f"/v1/pilots/{pilot['id']}/conclude", headers=pipeline)
+    moved = transition(client, pipeline, key="lender", to="production", expected_stage="pilot")
+    assert moved.status_code == 201, moved.text
 
 
 def test_critical_needs_distinct_approvers(
