@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Query
+from fastapi import Path, Query
 from pydantic import BaseModel
 
 from app.errors import InvalidCursor
@@ -14,9 +14,12 @@ from app.errors import InvalidCursor
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 MAX_CURSOR_LENGTH = 200
+# Ids are 64-bit in the database: anything larger is not an id this service issued.
+MAX_ID = 2**63 - 1
 
 T = TypeVar("T")
 
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size.")]
 Cursor = Annotated[
     str | None,
@@ -46,7 +49,7 @@ def decode_int_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
     position = _decode(cursor)
-    if not isinstance(position, int) or isinstance(position, bool) or position < 0:
+    if not isinstance(position, int) or isinstance(position, bool) or not 0 <= position <= MAX_ID:
         raise InvalidCursor("The cursor is not one this service issued.")
     return position
 

@@ -7,7 +7,15 @@ from app.clock import Now
 from app.db import DatabaseDep, read_transaction, write_transaction
 from app.models import ApiKey
 from app.openapi_docs import errors
-from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, decode_int_cursor, next_cursor_for
+from app.pagination import (
+    DEFAULT_LIMIT,
+    Cursor,
+    IdPath,
+    Limit,
+    Page,
+    decode_int_cursor,
+    next_cursor_for,
+)
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"])
 
@@ -62,6 +70,6 @@ def list_api_keys(
     description="Requests with the key get 401 from now on. Revoking twice is harmless.",
     responses=errors(401, 403, 404, 422),
 )
-def revoke_api_key(actor: Admin, key_id: int, database: DatabaseDep, now: Now) -> None:
+def revoke_api_key(actor: Admin, key_id: IdPath, database: DatabaseDep, now: Now) -> None:
     with write_transaction(database) as session:
         auth_service.revoke_key(session, key_id=key_id, actor=actor, now=now)

@@ -31,10 +31,16 @@ def active_waivers(
 
 
 def last_transitions(session: Session, system_ids: list[int]) -> dict[int, datetime]:
-    rows = session.execute(
-        select(col(Transition.system_id), func.max(Transition.occurred_at))
+    """When each system last moved: the time of its newest transition by commit order."""
+    newest = (
+        select(func.max(Transition.id))
         .where(col(Transition.system_id).in_(system_ids))
         .group_by(col(Transition.system_id))
+    )
+    rows = session.execute(
+        select(col(Transition.system_id), col(Transition.occurred_at)).where(
+            col(Transition.id).in_(newest)
+        )
     )
     return {system_id: occurred_at for system_id, occurred_at in rows.all()}  # noqa: C416
 
@@ -45,8 +51,9 @@ def approval_facts(
     """Per system and target stage: the approvers whose latest decision is a valid approve,
     and those whose latest decision is a reject.
 
-    Only decisions newer than the system's last transition count. An approval lapses after
-    the policy's validity; a reject blocks until its approver approves again.
+    An approval counts only when newer than the system's last transition and within the
+    policy's validity. A reject blocks until its approver approves again, whatever moved
+    in between: a human "no" is not cleared by a transition.
     """
     since = last_transitions(session, system_ids)
     validity = timedelta(days=validity_days)
@@ -55,9 +62,6 @@ def approval_facts(
     ).scalars()
     latest: dict[tuple[int, str, int | None, str], Approval] = {}
     for approval in rows:
-        moved = since.get(approval.system_id)
-        if moved is not None and approval.created_at <= moved:
-            continue
         # Keyed by approver id, or by name for keys that no longer exist.
         key = (
             approval.system_id,
@@ -72,7 +76,10 @@ def approval_facts(
     for (system_id, stage, _, name), approval in latest.items():
         if approval.decision == "reject":
             rejected[(system_id, stage)].append(name)
-        elif approval.created_at + validity > now:
+            continue
+        moved = since.get(system_id)
+        fresh = moved is None or approval.created_at > moved
+        if fresh and approval.created_at + validity > now:
             approvers[(system_id, stage)].append(approval.created_at + validity)
 
     return {

@@ -24,7 +24,15 @@ from app.lifecycle.schemas import (
 )
 from app.models import Approval, GateCheck, Transition, Waiver
 from app.openapi_docs import errors
-from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, decode_int_cursor, next_cursor_for
+from app.pagination import (
+    DEFAULT_LIMIT,
+    Cursor,
+    IdPath,
+    Limit,
+    Page,
+    decode_int_cursor,
+    next_cursor_for,
+)
 from app.readiness.schemas import BlockingItemRead
 from app.systems import service as system_service
 from app.systems.dependencies import KeyPath
@@ -309,7 +317,7 @@ def list_waivers(
     responses=errors(401, 403, 404, 422),
 )
 def revoke_waiver(
-    actor: Approver, key: KeyPath, waiver_id: int, database: DatabaseDep, now: Now
+    actor: Approver, key: KeyPath, waiver_id: IdPath, database: DatabaseDep, now: Now
 ) -> None:
     with write_transaction(database) as session:
         system = system_service.get_system(session, key, for_update=True)

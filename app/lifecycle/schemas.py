@@ -1,7 +1,8 @@
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.controls.catalogue import ControlKey
 from app.lifecycle.stages import GateStage, Stage
@@ -20,10 +21,14 @@ class Release(BaseModel):
 class Override(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # The 20-character minimum is checked after the role, so a non-admin hears 403 first.
     justification: str = Field(
-        min_length=MIN_OVERRIDE_JUSTIFICATION,
+        min_length=1,
         max_length=5000,
-        description="Why the failing gate is pushed through; recorded and reported.",
+        description=(
+            f"Why the failing gate is pushed through, at least {MIN_OVERRIDE_JUSTIFICATION}"
+            " characters; recorded and reported."
+        ),
     )
 
 
@@ -77,7 +82,7 @@ class TransitionCreate(BaseModel):
     )
 
     to_stage: Stage
-    reason: str = Field(min_length=1, max_length=5000)
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)]
     expected_stage: Stage | None = Field(
         default=None, description="Refuse (409 stage-conflict) unless the system is here."
     )

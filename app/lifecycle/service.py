@@ -17,7 +17,9 @@ from app.errors import (
 )
 from app.events import service as events
 from app.events.service import EventType
+from app.lifecycle import facts as lifecycle_facts
 from app.lifecycle.schemas import (
+    MIN_OVERRIDE_JUSTIFICATION,
     ApprovalCreate,
     GateCheckCreate,
     Release,
@@ -49,18 +51,20 @@ def check_gate(
     evaluation, readiness = readiness_service.evaluate_now(session, system, now=now)
     gate = evaluation.gates[body.target_stage]
     try:
-        gate_for(Stage(system.stage), Stage(body.target_stage.value))
+        # Some moves have no gate (production -> pilot): then nothing blocks them.
+        gated = gate_for(Stage(system.stage), Stage(body.target_stage.value)) is not None
         move_valid = True
     except InvalidMove:
-        move_valid = False
+        gated, move_valid = True, False
+    blocking = gate.blocking if gated else ()
     assert system.id is not None
     check = GateCheck(
         system_id=system.id,
         target_stage=body.target_stage.value,
-        allowed=move_valid and gate.ready,
+        allowed=move_valid and not blocking,
         score=evaluation.score,
         required_score=gate.required_score,
-        blocking=_items(gate.blocking),
+        blocking=_items(blocking),
         policy_version=readiness.policy_version,
         release_version=body.release.version if body.release else None,
         release_uri=body.release.uri if body.release else None,
@@ -95,8 +99,15 @@ def transition(
     session: Session, *, system: System, body: TransitionCreate, actor: Principal, now: datetime
 ) -> Transition:
     """Move a locked system to another stage, re-evaluating its gate in this transaction."""
-    if body.override is not None and not actor.role.allows(Role.admin):
-        raise Forbidden("Only an admin key may override a gate.", required_role="admin")
+    if body.override is not None:
+        if not actor.role.allows(Role.admin):
+            raise Forbidden("Only an admin key may override a gate.", required_role="admin")
+        if len(body.override.justification.strip()) < MIN_OVERRIDE_JUSTIFICATION:
+            raise Unprocessable(
+                f"An override needs a justification of at least {MIN_OVERRIDE_JUSTIFICATION}"
+                " characters.",
+                errors=[{"field": "override.justification", "message": "too short"}],
+            )
     from_stage = Stage(system.stage)
     if body.expected_stage is not None and body.expected_stage != from_stage:
         raise StageConflict(
@@ -121,6 +132,13 @@ def transition(
             policy_version=readiness.policy_version,
             current_stage=from_stage.value,
         )
+
+    # Only a gate that failed is overridden; an override of a passing move is not one.
+    override = body.override if blocking else None
+    # Stamped no earlier than the last move, so time order agrees with commit order even
+    # when replicas' clocks differ a little.
+    last = lifecycle_facts.last_transitions(session, [system.id or 0]).get(system.id or 0)
+    now = max(now, last) if last else now
 
     # The row is locked, so this cannot miss; the version condition keeps the move safe
     # even for a caller that forgot the lock.
@@ -147,7 +165,7 @@ def transition(
         score=evaluation.score,
         policy_version=readiness.policy_version,
         blocking=_items(blocking),
-        override_justification=body.override.justification if body.override else None,
+        override_justification=override.justification if override else None,
         actor_id=actor.key_id,
         actor_name=actor.name,
         occurred_at=now,
@@ -171,7 +189,7 @@ def transition(
             "gate": record.gate,
             "score": record.score,
             "policy_version": record.policy_version,
-            "override": body.override.model_dump() if body.override else None,
+            "override": override.model_dump() if override else None,
             "overridden": record.blocking,
         },
     )
@@ -199,7 +217,7 @@ def stage_at(session: Session, *, system: System, at: datetime) -> tuple[str, Tr
     last = session.exec(
         select(Transition)
         .where(col(Transition.system_id) == system.id, col(Transition.occurred_at) <= at)
-        .order_by(col(Transition.occurred_at).desc(), col(Transition.id).desc())
+        .order_by(col(Transition.id).desc())
         .limit(1)
     ).first()
     return (last.to_stage if last else Stage.proposed.value), last

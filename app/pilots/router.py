@@ -6,7 +6,15 @@ from app.clock import Now
 from app.db import DatabaseDep, read_transaction, write_transaction
 from app.models import Pilot, System
 from app.openapi_docs import errors
-from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, decode_int_cursor, next_cursor_for
+from app.pagination import (
+    DEFAULT_LIMIT,
+    Cursor,
+    IdPath,
+    Limit,
+    Page,
+    decode_int_cursor,
+    next_cursor_for,
+)
 from app.pilots import service as pilot_service
 from app.pilots.schemas import PilotCreate, PilotRead, ResultCreate, ResultRecorded
 from app.systems import service as system_service
@@ -15,7 +23,7 @@ from app.systems.dependencies import KeyPath
 router = APIRouter(tags=["pilots"])
 
 
-def _locked_pilot(session: Session, pilot_id: int) -> tuple[Pilot, System]:
+def _locked_pilot(session: Session, pilot_id: IdPath) -> tuple[Pilot, System]:
     """The pilot and its system, the system row locked so writers to it queue."""
     pilot = pilot_service.get_pilot(session, pilot_id)
     system = session.get(System, pilot.system_id, with_for_update=True)
@@ -81,7 +89,7 @@ def list_pilots(
     ),
     responses=errors(401, 403, 404, 422),
 )
-def get_pilot(_actor: Viewer, pilot_id: int, database: DatabaseDep, now: Now) -> PilotRead:
+def get_pilot(_actor: Viewer, pilot_id: IdPath, database: DatabaseDep, now: Now) -> PilotRead:
     with read_transaction(database) as session:
         pilot = pilot_service.get_pilot(session, pilot_id)
         system = session.get(System, pilot.system_id)
@@ -101,7 +109,7 @@ def get_pilot(_actor: Viewer, pilot_id: int, database: DatabaseDep, now: Now) ->
     responses=errors(400, 401, 403, 404, 409, 422),
 )
 def post_results(
-    actor: Pipeline, pilot_id: int, body: ResultCreate, database: DatabaseDep, now: Now
+    actor: Pipeline, pilot_id: IdPath, body: ResultCreate, database: DatabaseDep, now: Now
 ) -> ResultRecorded:
     with write_transaction(database) as session:
         pilot, system = _locked_pilot(session, pilot_id)
@@ -123,7 +131,7 @@ def post_results(
     ),
     responses=errors(401, 403, 404, 409, 422),
 )
-def conclude_pilot(actor: Pipeline, pilot_id: int, database: DatabaseDep, now: Now) -> PilotRead:
+def conclude_pilot(actor: Pipeline, pilot_id: IdPath, database: DatabaseDep, now: Now) -> PilotRead:
     with write_transaction(database) as session:
         pilot, system = _locked_pilot(session, pilot_id)
         pilot = pilot_service.conclude(session, pilot=pilot, system=system, actor=actor, now=now)

@@ -5,6 +5,7 @@ from app.clock import Now
 from app.db import DatabaseDep, read_transaction, write_transaction
 from app.models import Policy
 from app.openapi_docs import errors
+from app.pagination import IdPath
 from app.policies import service as policy_service
 from app.policies.document import PolicyRules
 from app.policies.schemas import PolicyCreate, PolicyRead
@@ -38,7 +39,7 @@ def get_active_policy(_actor: Viewer, database: DatabaseDep) -> PolicyRead:
     description="Any published version, active or not; versions never change.",
     responses=errors(401, 403, 404, 422),
 )
-def get_policy(_actor: Viewer, version: int, database: DatabaseDep) -> PolicyRead:
+def get_policy(_actor: Viewer, version: IdPath, database: DatabaseDep) -> PolicyRead:
     with read_transaction(database) as session:
         return _read(policy_service.get_policy(session, version))
 

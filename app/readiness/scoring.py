@@ -184,7 +184,12 @@ def control_status(control: str, facts: ReadinessFacts, policy: PolicyRules) -> 
         raw = _evidence_status(
             facts.evidence.get(control), tier_policy.evidence_fresh_days, facts.now
         )
-    if raw is ControlStatus.not_applicable and control in tier_policy.not_applicable_forbidden:
+    # A control the policy will not let anyone waive cannot be set aside as not_applicable
+    # either: otherwise a pipeline could do what an approver is refused.
+    not_applicable_refused = (
+        control in tier_policy.not_applicable_forbidden or control in tier_policy.non_waivable
+    )
+    if raw is ControlStatus.not_applicable and not_applicable_refused:
         raw = ControlStatus.not_met
     waiver_expiry = facts.waivers.get(control)
     waived = waiver_expiry is not None and waiver_expiry > facts.now
@@ -228,8 +233,9 @@ def _gate(
             code, why = _CONTROL_BLOCKING[status]
             if control in SYSTEM_FIELD_CONTROLS and status is ControlStatus.missing:
                 why = f"system field '{control}' is empty"
-            if status is ControlStatus.not_met and control in tier_policy.not_applicable_forbidden:
-                why = "not_applicable is not accepted for this control at this tier"
+            refused = tier_policy.not_applicable_forbidden + tier_policy.non_waivable
+            if status is ControlStatus.not_met and control in refused:
+                why = "evidence says not met, or not_applicable, which this tier refuses"
             blocking.append(
                 BlockingItem(code, f"{control} is required for {stage.value}: {why}", control)
             )

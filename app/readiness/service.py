@@ -219,6 +219,8 @@ def reevaluate_all(session: Session, *, policy: Policy, now: datetime) -> None:
                 .where(col(System.id) > after)
                 .order_by(col(System.id))
                 .limit(REEVALUATE_BATCH)
+                # Writers to these systems wait, so none stores an answer this overwrites.
+                .with_for_update()
             ).scalars()
         )
         if not systems:
@@ -255,6 +257,28 @@ def readiness_document(session: Session, system_key: str, *, now: datetime) -> s
     assert system is not None
     _, readiness = evaluate_now(session, system, now=now)
     return readiness.model_dump_json()
+
+
+@dataclass(frozen=True)
+class Summary:
+    score: float
+    level: str
+    pilot_ready: bool
+    production_ready: bool
+
+
+def summary(session: Session, system: System, *, now: datetime) -> Summary:
+    """The system's readiness in brief: the stored one while valid, else evaluated now."""
+    valid_until = system.readiness_valid_until
+    if valid_until is None or valid_until > now:
+        return Summary(system.score, system.level, system.pilot_ready, system.production_ready)
+    evaluation, _ = evaluate_now(session, system, now=now)
+    return Summary(
+        evaluation.score,
+        evaluation.level.value,
+        evaluation.gates[GateStage.pilot].ready,
+        evaluation.gates[GateStage.production].ready,
+    )
 
 
 def evaluate_now(

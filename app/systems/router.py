@@ -1,3 +1,4 @@
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
@@ -10,6 +11,8 @@ from app.lifecycle.stages import GateStage, Stage
 from app.models import System
 from app.openapi_docs import errors
 from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, decode_int_cursor, next_cursor_for
+from app.readiness import service as readiness_service
+from app.readiness.service import Summary
 from app.readiness.tiers import Tier
 from app.systems import service as system_service
 from app.systems.dependencies import KeyPath
@@ -18,7 +21,7 @@ from app.systems.schemas import Owner, RiskTierRule, SystemCreate, SystemPatch, 
 router = APIRouter(prefix="/v1/systems", tags=["systems"])
 
 
-def to_read(system: System) -> SystemRead:
+def to_read(system: System, readiness: Summary) -> SystemRead:
     owner = (
         Owner(team=system.owner_team, contact=system.owner_contact)
         if system.owner_team and system.owner_contact
@@ -29,6 +32,7 @@ def to_read(system: System) -> SystemRead:
             **system.model_dump(exclude={"readiness_document", "owner_updated_at"}),
             "owner": owner,
             "risk_tier_rule": RiskTierRule.model_validate(system.risk_tier_rule),
+            **asdict(readiness),
         }
     )
 
@@ -58,9 +62,10 @@ def create_system(
 ) -> SystemRead:
     with write_transaction(database) as session:
         system = system_service.create_system(session, body=body, actor=actor, now=now)
+        brief = readiness_service.summary(session, system, now=now)
     response.headers["Location"] = f"/v1/systems/{system.key}"
     response.headers["ETag"] = system_service.etag(system)
-    return to_read(system)
+    return to_read(system, brief)
 
 
 @router.get(
@@ -72,6 +77,7 @@ def create_system(
 def list_systems(
     _actor: Viewer,
     database: DatabaseDep,
+    now: Now,
     stage: Stage | None = None,
     risk_tier: Tier | None = None,
     owner_team: Annotated[str | None, Query(max_length=100)] = None,
@@ -94,8 +100,16 @@ def list_systems(
     after = decode_int_cursor(cursor)
     with read_transaction(database) as session:
         rows = system_service.list_systems(session, filters=filters, after=after, limit=limit)
+        summaries = [readiness_service.summary(session, row, now=now) for row in rows]
+    # Stored readiness only ever gets worse with time alone, so the filter in SQL keeps
+    # every candidate and the ones that went stale since are checked afresh here.
+    listed = [
+        to_read(system, brief)
+        for system, brief in zip(rows[:limit], summaries, strict=False)
+        if ready_for is None or getattr(brief, f"{ready_for.value}_ready")
+    ]
     return Page(
-        items=[to_read(system) for system in rows[:limit]],
+        items=listed,
         next_cursor=next_cursor_for(rows, limit, lambda system: system.id or 0),
     )
 
@@ -107,12 +121,13 @@ def list_systems(
     responses=errors(401, 403, 404),
 )
 def get_system(
-    _actor: Viewer, key: KeyPath, database: DatabaseDep, response: Response
+    _actor: Viewer, key: KeyPath, database: DatabaseDep, now: Now, response: Response
 ) -> SystemRead:
     with read_transaction(database) as session:
         system = system_service.get_system(session, key)
+        brief = readiness_service.summary(session, system, now=now)
     response.headers["ETag"] = system_service.etag(system)
-    return to_read(system)
+    return to_read(system, brief)
 
 
 @router.patch(
@@ -139,5 +154,6 @@ def patch_system(
         system = system_service.patch_system(
             session, system=system, patch=body, if_match=if_match, actor=actor, now=now
         )
+        brief = readiness_service.summary(session, system, now=now)
     response.headers["ETag"] = system_service.etag(system)
-    return to_read(system)
+    return to_read(system, brief)
