@@ -28,6 +28,7 @@ from app.lifecycle.schemas import (
 )
 from app.lifecycle.stages import InvalidMove, Stage, gate_for
 from app.models import Approval, GateCheck, System, Transition, Waiver
+from app.models.queries import newest_first
 from app.policies import service as policy_service
 from app.readiness import service as readiness_service
 from app.readiness.scoring import BlockingItem, Evaluation
@@ -199,15 +200,7 @@ def transition(
 def list_transitions(
     session: Session, *, system: System, before: int | None, limit: int
 ) -> list[Transition]:
-    query = (
-        select(Transition)
-        .where(col(Transition.system_id) == system.id)
-        .order_by(col(Transition.id).desc())
-        .limit(limit + 1)
-    )
-    if before is not None:
-        query = query.where(col(Transition.id) < before)
-    return list(session.exec(query))
+    return newest_first(session, Transition, system_id=system.id, before=before, limit=limit)
 
 
 def stage_at(session: Session, *, system: System, at: datetime) -> tuple[str, Transition | None]:
@@ -258,15 +251,7 @@ def record_approval(
 def list_approvals(
     session: Session, *, system: System, before: int | None, limit: int
 ) -> list[Approval]:
-    query = (
-        select(Approval)
-        .where(col(Approval.system_id) == system.id)
-        .order_by(col(Approval.id).desc())
-        .limit(limit + 1)
-    )
-    if before is not None:
-        query = query.where(col(Approval.id) < before)
-    return list(session.exec(query))
+    return newest_first(session, Approval, system_id=system.id, before=before, limit=limit)
 
 
 class ControlNotWaivable(Unprocessable):
@@ -345,12 +330,4 @@ def revoke_waiver(
 def list_waivers(
     session: Session, *, system: System, before: int | None, limit: int
 ) -> list[Waiver]:
-    query = (
-        select(Waiver)
-        .where(col(Waiver.system_id) == system.id)
-        .order_by(col(Waiver.id).desc())
-        .limit(limit + 1)
-    )
-    if before is not None:
-        query = query.where(col(Waiver.id) < before)
-    return list(session.exec(query))
+    return newest_first(session, Waiver, system_id=system.id, before=before, limit=limit)

@@ -12,6 +12,7 @@ from app.evidence import service as evidence_service
 from app.evidence.schemas import EvidenceWrite
 from app.lifecycle.stages import Stage
 from app.models import Evidence, Pilot, PilotResult, System
+from app.models.queries import newest_first
 from app.pilots import facts as pilot_facts
 from app.pilots.evaluation import Criterion, Evaluation, Op, Outcome, evaluate
 from app.pilots.schemas import (
@@ -295,12 +296,4 @@ def result_read(pilot: Pilot, result: PilotResult) -> ResultRead:
 
 
 def list_pilots(session: Session, *, system: System, before: int | None, limit: int) -> list[Pilot]:
-    query = (
-        select(Pilot)
-        .where(col(Pilot.system_id) == system.id)
-        .order_by(col(Pilot.id).desc())
-        .limit(limit + 1)
-    )
-    if before is not None:
-        query = query.where(col(Pilot.id) < before)
-    return list(session.exec(query))
+    return newest_first(session, Pilot, system_id=system.id, before=before, limit=limit)

@@ -11,6 +11,7 @@ from app.errors import NotFound
 from app.lifecycle import facts as lifecycle_facts
 from app.lifecycle.stages import GateStage
 from app.models import Evidence, Policy, ReadinessSnapshot, System
+from app.models.queries import newest_first
 from app.pilots import facts as pilot_facts
 from app.pilots.facts import RecordedFinding
 from app.policies import service as policy_service
@@ -294,13 +295,4 @@ def evaluate_now(
 def history(
     session: Session, *, system: System, before: int | None, limit: int
 ) -> list[ReadinessSnapshot]:
-    """Snapshots newest first, one more than `limit` to tell whether a page follows."""
-    query = (
-        select(ReadinessSnapshot)
-        .where(col(ReadinessSnapshot.system_id) == system.id)
-        .order_by(col(ReadinessSnapshot.id).desc())
-        .limit(limit + 1)
-    )
-    if before is not None:
-        query = query.where(col(ReadinessSnapshot.id) < before)
-    return list(session.execute(query).scalars())
+    return newest_first(session, ReadinessSnapshot, system_id=system.id, before=before, limit=limit)
