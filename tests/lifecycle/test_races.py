@@ -64,6 +64,39 @@ def test_sixteen_concurrent_transitions_one_winner(live_server: str) -> None:
     race(live_server)
 
 
+def test_racers_without_expected_stage_get_a_decision_against_the_new_stage(
+    live_server: str,
+) -> None:
+    headers = auth(ADMIN_SECRET)
+    with httpx.Client(base_url=live_server, headers=headers, timeout=60) as http:
+        assert (
+            http.post("/v1/systems", json=system_body(key="racer", tier="minimal")).status_code
+            == 201
+        )
+
+    barrier = threading.Barrier(RACERS)
+    answers: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def move() -> None:
+        with httpx.Client(base_url=live_server, headers=headers, timeout=60) as http:
+            barrier.wait()
+            response = http.post(
+                "/v1/systems/racer/transitions", json={"to_stage": "pilot", "reason": "race"}
+            )
+        with lock:
+            answers.append((response.status_code, response.json().get("type", "")))
+
+    threads = [threading.Thread(target=move) for _ in range(RACERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sorted(status for status, _ in answers) == [201] + [409] * (RACERS - 1)
+    # The losers were judged against the stage the winner left: pilot -> pilot is no move.
+    assert all(kind.endswith("/invalid-transition") for status, kind in answers if status == 409)
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

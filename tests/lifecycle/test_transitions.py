@@ -279,3 +279,55 @@ def test_stage_at_a_moment(client: TestClient, pipeline: Headers, clock: FakeClo
     assert (after["stage"], after["release"]["version"]) == ("production", "1.1")
     assert at(created - timedelta(days=1)).status_code == 404
     assert at(created.replace(tzinfo=None)).status_code == 422
+
+
+def test_critical_walk_to_production(
+    client: TestClient,
+    keys: dict[str, Headers],
+    approvers: list[Headers],
+    clock: FakeClock,
+) -> None:
+    pipeline = keys["pipeline"]
+    make_system(client, pipeline, key="care-bot", tier="critical")
+    pilot_gate = denied(transition(client, pipeline, key="care-bot", to="pilot"))
+    assert {"fallback_process", "approval_path"} <= {control for _, control in pilot_gate}
+    meet_every_control(client, pipeline, key="care-bot")
+    approve(client, approvers[0], key="care-bot", stage="pilot")
+    assert transition(client, pipeline, key="care-bot", to="pilot").status_code == 201
+    clock.advance(minutes=1)
+
+    criteria = [{"metric": "recall", "op": ">=", "target": 0.95, "key": True}]
+    pilot = client.post(
+        "/v1/systems/care-bot/pilots",
+        json={"name": "ward 3", "criteria": criteria},
+        headers=pipeline,
+    ).json()
+    client.post(
+        f"/v1/pilots/{pilot['id']}/results", json={"metrics": {"recall": 0.97}}, headers=pipeline
+    )
+    client.post(f"/v1/pilots/{pilot['id']}/conclude", headers=pipeline)
+    assert denied(transition(client, pipeline, key="care-bot", to="production")) == {
+        ("approvals_missing", None)
+    }
+    approve(client, approvers[0], key="care-bot", stage="production")
+    approve(client, approvers[1], key="care-bot", stage="production", decision="reject")
+    assert denied(transition(client, pipeline, key="care-bot", to="production")) == {
+        ("approvals_missing", None),
+        ("approval_rejected", None),
+    }
+    approve(client, approvers[1], key="care-bot", stage="production")
+
+    clock.advance(days=31)  # approvals lapse after 30 days ...
+    assert denied(transition(client, pipeline, key="care-bot", to="production")) == {
+        ("approvals_missing", None)
+    }
+    clock.advance(days=60)  # ... and critical-tier evidence after 90
+    stale = denied(transition(client, pipeline, key="care-bot", to="production"))
+    assert ("control_stale", "monitoring") in stale
+    assert ("score_below_threshold", None) in stale
+
+    meet_every_control(client, pipeline, key="care-bot")
+    for approver in approvers:
+        approve(client, approver, key="care-bot", stage="production")
+    moved = transition(client, pipeline, key="care-bot", to="production", expected_stage="pilot")
+    assert moved.status_code == 201, moved.text
