@@ -21,6 +21,7 @@ from app.errors import install_error_handlers
 from app.events.router import router as events_router
 from app.evidence.router import router as evidence_router
 from app.health.router import router as health_router
+from app.idempotency.middleware import Idempotency
 from app.lifecycle.router import router as lifecycle_router
 from app.middleware import BodySizeLimit
 from app.openapi_docs import install_openapi
@@ -89,6 +90,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.state.migration_head = migration_head()
 
     install_error_handlers(app)
+    # Added first, so it runs inside the size limit: bodies it buffers are bounded.
+    app.add_middleware(Idempotency)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     for router in (

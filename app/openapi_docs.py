@@ -34,6 +34,20 @@ _DESCRIPTIONS = {
 }
 
 
+# Handled by app.idempotency.middleware for every POST, so declared here once.
+IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Makes a retry safe: the same key and request replay the first response (with"
+        " `Idempotent-Replayed: true`); the same key with another request is 422; while the"
+        " first is still running, 409 `idempotency-in-progress`. Scoped to the API key."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+
+
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
         status: {
@@ -48,7 +62,9 @@ def _problem_content(document: dict[str, Any]) -> dict[str, Any]:
     """Error responses are served as problem+json, so document them as that media type."""
     schemas = document.get("components", {}).get("schemas", {})
     for operations in document.get("paths", {}).values():
-        for operation in operations.values():
+        for method, operation in operations.items():
+            if method == "post":
+                operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY_PARAMETER)
             operation["responses"].setdefault(
                 "500",
                 {

@@ -4,6 +4,7 @@ from app.models.api_key import ApiKey
 from app.models.base import UTCDateTime
 from app.models.event import Event
 from app.models.evidence import Evidence
+from app.models.idempotency import IdempotentRequest
 from app.models.lifecycle import Approval, GateCheck, Transition, Waiver
 from app.models.pilot import Pilot, PilotResult
 from app.models.policy import Policy
@@ -16,6 +17,7 @@ __all__ = [
     "Event",
     "Evidence",
     "GateCheck",
+    "IdempotentRequest",
     "Pilot",
     "PilotResult",
     "Policy",

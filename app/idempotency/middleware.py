@@ -1,0 +1,143 @@
+"""`Idempotency-Key` on POST (API.md): the same key and request replay the first response
+without doing the work again; the same key with another request is a 422; a second request
+while the first still runs gets 409. Keys are scoped to the credentials that sent them and
+kept (never purged so far, so at least the 24 hours clients may rely on)."""
+
+import hashlib
+from typing import Any
+
+import anyio.to_thread
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import problem_response
+from app.idempotency import service
+
+HEADER = b"idempotency-key"
+MAX_KEY_LENGTH = 200
+# Headers that describe one delivery rather than the response itself.
+_NOT_REPLAYED = {"date", "server", "content-length"}
+
+
+class Idempotency:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope.get("headers", ())) if scope["type"] == "http" else {}
+        raw_key = headers.get(HEADER)
+        if scope["type"] != "http" or scope["method"] != "POST" or raw_key is None:
+            await self.app(scope, receive, send)
+            return
+        key = raw_key.decode("latin-1").strip()
+        if not 1 <= len(key) <= MAX_KEY_LENGTH:
+            response = problem_response(
+                400,
+                "invalid-idempotency-key",
+                "Invalid Idempotency-Key",
+                f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters.",
+            )
+            await response(scope, receive, send)
+            return
+
+        body = await _read_body(receive)
+        caller = hashlib.sha256(headers.get(b"authorization", b"")).hexdigest()
+        fingerprint = hashlib.sha256(
+            b"\n".join(
+                [scope["method"].encode(), scope["path"].encode(), scope["query_string"], body]
+            )
+        ).hexdigest()
+        state = scope["app"].state
+        database, now = state.database, state.clock()
+
+        claim = await anyio.to_thread.run_sync(
+            lambda: service.claim(
+                database, caller=caller, key=key, fingerprint=fingerprint, now=now
+            )
+        )
+        if isinstance(claim, service.Replay):
+            await _replay(claim, send)
+            return
+        if isinstance(claim, service.Reused):
+            response = problem_response(
+                422,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+                "This Idempotency-Key was first sent with a different request.",
+            )
+            await response(scope, receive, send)
+            return
+        if isinstance(claim, service.InProgress):
+            response = problem_response(
+                409,
+                "idempotency-in-progress",
+                "Request in progress",
+                "The first request with this Idempotency-Key is still running; retry later.",
+            )
+            await response(scope, receive, send)
+            return
+
+        await self._run(scope, body, send, claim.record_id, database, state)
+
+    async def _run(
+        self, scope: Scope, body: bytes, send: Send, record_id: int, database: Any, state: Any
+    ) -> None:
+        status = 500
+        response_headers: list[list[str]] = []
+        chunks: list[bytes] = []
+        delivered = False
+
+        async def receive_once() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.disconnect"}
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_headers.extend(
+                    [name.decode("latin-1"), value.decode("latin-1")]
+                    for name, value in message.get("headers", [])
+                    if name.decode("latin-1").lower() not in _NOT_REPLAYED
+                )
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive_once, capture)
+        except BaseException:
+            await anyio.to_thread.run_sync(lambda: service.forget(database, record_id=record_id))
+            raise
+        await anyio.to_thread.run_sync(
+            lambda: service.complete(
+                database,
+                record_id=record_id,
+                status=status,
+                headers=response_headers,
+                body=b"".join(chunks),
+                now=state.clock(),
+            )
+        )
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _replay(replay: service.Replay, send: Send) -> None:
+    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in replay.headers]
+    headers.append((b"content-length", str(len(replay.body)).encode()))
+    headers.append((b"idempotent-replayed", b"true"))
+    await send({"type": "http.response.start", "status": replay.status, "headers": headers})
+    await send({"type": "http.response.body", "body": replay.body})

@@ -1,0 +1,115 @@
+import threading
+
+import httpx
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.conftest import ADMIN_SECRET, auth
+from tests.factories import system_body
+
+Headers = dict[str, str]
+
+
+def events_of(client: TestClient, headers: Headers, key: str) -> list[str]:
+    items = client.get("/v1/events", params={"system": key}, headers=headers).json()["items"]
+    return [event["type"] for event in items]
+
+
+def test_same_key_and_body_replays_without_doing_the_work_again(
+    client: TestClient, pipeline: Headers
+) -> None:
+    headers = {**pipeline, "Idempotency-Key": "run-4711"}
+    first = client.post("/v1/systems", json=system_body(key="retry-me"), headers=headers)
+    again = client.post("/v1/systems", json=system_body(key="retry-me"), headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["location"] == first.headers["location"]
+    assert again.headers["etag"] == first.headers["etag"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+    # One system, one event: the retry did not run the work (it would have been a 409).
+    assert events_of(client, pipeline, "retry-me") == ["system.created"]
+
+
+def test_same_key_with_another_body_is_422(client: TestClient, pipeline: Headers) -> None:
+    headers = {**pipeline, "Idempotency-Key": "run-1"}
+    client.post("/v1/systems", json=system_body(key="first-one"), headers=headers)
+    other = client.post("/v1/systems", json=system_body(key="other-one"), headers=headers)
+    assert other.status_code == 422
+    assert other.headers["content-type"] == "application/problem+json"
+    assert other.json()["type"].endswith("/idempotency-key-reused")
+    assert client.get("/v1/systems/other-one", headers=pipeline).status_code == 404
+
+
+def test_keys_are_scoped_to_the_api_key(client: TestClient, keys: dict[str, Headers]) -> None:
+    body = {"target_stage": "pilot"}
+    client.post("/v1/systems", json=system_body(key="scoped"), headers=keys["pipeline"])
+    for role in ("pipeline", "admin"):
+        response = client.post(
+            "/v1/systems/scoped/gate-checks",
+            json=body,
+            headers={**keys[role], "Idempotency-Key": "same"},
+        )
+        assert response.status_code == 200
+        assert "idempotent-replayed" not in response.headers
+    assert events_of(client, keys["pipeline"], "scoped").count("gate.checked") == 2
+
+
+def test_error_answers_replay_but_server_errors_do_not(
+    app: FastAPI, client: TestClient, pipeline: Headers
+) -> None:
+    headers = {**pipeline, "Idempotency-Key": "bad-body"}
+    first = client.post("/v1/systems", json={"key": "x"}, headers=headers)
+    again = client.post("/v1/systems", json={"key": "x"}, headers=headers)
+    assert first.status_code == again.status_code == 422
+    assert again.headers["idempotent-replayed"] == "true"
+
+    calls = []
+
+    def flaky() -> dict[str, str]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("transient")
+        return {"ok": "yes"}
+
+    app.add_api_route("/flaky", flaky, methods=["POST"])
+    retry = {"Idempotency-Key": "flaky-1"}
+    assert client.post("/flaky", headers=retry).status_code == 500
+    assert client.post("/flaky", headers=retry).status_code == 200
+    assert client.post("/flaky", headers=retry).headers["idempotent-replayed"] == "true"
+    assert len(calls) == 2
+
+
+def test_bad_keys_are_400(client: TestClient, pipeline: Headers) -> None:
+    response = client.post(
+        "/v1/systems", json=system_body(), headers={**pipeline, "Idempotency-Key": "x" * 201}
+    )
+    assert response.status_code == 400
+    assert response.json()["type"].endswith("/invalid-idempotency-key")
+
+
+def test_concurrent_requests_with_one_key_do_the_work_once(live_server: str) -> None:
+    headers = {**auth(ADMIN_SECRET), "Idempotency-Key": "together"}
+    racers = 8
+    barrier = threading.Barrier(racers)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def create() -> None:
+        with httpx.Client(base_url=live_server, timeout=60) as http:
+            barrier.wait()
+            response = http.post("/v1/systems", json=system_body(key="once"), headers=headers)
+        with lock:
+            statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=create) for _ in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    # Each racer either ran the work, replayed it, or was told it is still running.
+    assert set(statuses) <= {201, 409}
+    assert 201 in statuses
+    with httpx.Client(base_url=live_server, headers=auth(ADMIN_SECRET), timeout=60) as http:
+        events = http.get("/v1/events", params={"system": "once"}).json()["items"]
+    assert [event["type"] for event in events] == ["system.created"]
