@@ -23,7 +23,8 @@ from app.evidence.router import router as evidence_router
 from app.health.router import router as health_router
 from app.idempotency.middleware import Idempotency
 from app.lifecycle.router import router as lifecycle_router
-from app.middleware import BodySizeLimit
+from app.metrics.router import router as metrics_router
+from app.middleware import BodySizeLimit, SecurityHeaders
 from app.openapi_docs import install_openapi
 from app.pilots.router import router as pilots_router
 from app.policies.router import router as policies_router
@@ -93,9 +94,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     # Added first, so it runs inside the size limit: bodies it buffers are bounded.
     app.add_middleware(Idempotency)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
 
     for router in (
         health_router,
+        metrics_router,
         api_keys_router,
         controls_router,
         policies_router,

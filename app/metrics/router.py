@@ -1,0 +1,22 @@
+from fastapi import APIRouter, Response
+
+from app.db import DatabaseDep, read_transaction
+from app.metrics import service as metrics_service
+
+router = APIRouter(tags=["health"])
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    description=(
+        "Gauges for Prometheus and Grafana: systems by stage and tier, and each system's"
+        " readiness score and gate readiness as last evaluated. No API key needed."
+    ),
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+def metrics(database: DatabaseDep) -> Response:
+    with read_transaction(database) as session:
+        body = metrics_service.render(session)
+    return Response(body, media_type=metrics_service.PROMETHEUS_CONTENT_TYPE)
