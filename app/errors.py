@@ -110,6 +110,13 @@ class Unprocessable(DomainError):
     type = "validation-error"
     title = "The request is not valid"
 
+    def __init__(self, detail: str, **extra: Any) -> None:
+        # Every 422 names its bad fields the same way request validation does.
+        errors = [
+            {"location": "body", "code": "invalid", **error} for error in extra.pop("errors", [])
+        ]
+        super().__init__(detail, errors=errors, **extra)
+
 
 class ServiceUnavailable(DomainError):
     status = 503

@@ -21,7 +21,7 @@ class ValidationProblem(Problem):
 
 
 _DESCRIPTIONS = {
-    400: "Malformed request (bad JSON, a cursor this service did not issue).",
+    400: "Malformed request: bad JSON, a cursor this service did not issue, a bad Idempotency-Key.",
     401: "No API key, or an unknown or revoked one.",
     403: "The key's role is too low for this operation.",
     404: "The resource does not exist.",
@@ -65,6 +65,16 @@ def _problem_content(document: dict[str, Any]) -> dict[str, Any]:
         for method, operation in operations.items():
             if method == "post":
                 operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY_PARAMETER)
+                # A malformed Idempotency-Key is refused before the route runs.
+                operation["responses"].setdefault(
+                    "400",
+                    {
+                        "description": _DESCRIPTIONS[400],
+                        "content": {
+                            PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}
+                        },
+                    },
+                )
             operation["responses"].setdefault(
                 "500",
                 {

@@ -14,8 +14,9 @@ from app.errors import InvalidCursor
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 MAX_CURSOR_LENGTH = 200
-# Ids are 64-bit in the database: anything larger is not an id this service issued.
-MAX_ID = 2**63 - 1
+# Ids are INTEGER columns (32-bit on PostgreSQL): anything larger is not an id this service
+# issued, and would fail in the database rather than as a client error.
+MAX_ID = 2**31 - 1
 
 T = TypeVar("T")
 

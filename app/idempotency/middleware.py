@@ -63,6 +63,14 @@ class Idempotency:
                 "idempotency-key-reused",
                 "Idempotency-Key reused",
                 "This Idempotency-Key was first sent with a different request.",
+                errors=[
+                    {
+                        "field": "Idempotency-Key",
+                        "location": "header",
+                        "message": "already used for another request",
+                        "code": "idempotency_key_reused",
+                    }
+                ],
             )
             await response(scope, receive, send)
             return

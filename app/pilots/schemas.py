@@ -130,7 +130,7 @@ class ResultCreate(BaseModel):
     )
 
     metrics: dict[MetricName, FiniteNumber] = Field(min_length=1, max_length=MAX_METRICS_PER_RESULT)
-    sample_size: int | None = Field(default=None, ge=0)
+    sample_size: int | None = Field(default=None, ge=0, le=2**31 - 1)
     window_start: AwareDatetime | None = None
     window_end: AwareDatetime | None = None
     source: Source | None = None
