@@ -7,6 +7,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -195,6 +196,19 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status_code, slug, title, detail, headers=headers)
 
 
+async def _unstorable_value(_request: Request, exc: Exception) -> JSONResponse:
+    # The database refused a value that validation let through (a number or text it cannot
+    # hold): the client's input, so a 422 rather than a 500, and nothing was written.
+    logger.warning("database refused a value: %s", type(exc).__name__)
+    return problem_response(
+        422,
+        "unstorable-value",
+        "A value cannot be stored",
+        "A value in the request is outside what the service can store.",
+        errors=[],
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
@@ -206,4 +220,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DataError, _unstorable_value)
     app.add_exception_handler(Exception, _unexpected_error)

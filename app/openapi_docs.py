@@ -7,6 +7,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from app.errors import PROBLEM_MEDIA_TYPE, Problem
+from app.idempotency.middleware import NOT_REPLAYABLE
 
 
 class FieldError(BaseModel):
@@ -61,9 +62,9 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def _problem_content(document: dict[str, Any]) -> dict[str, Any]:
     """Error responses are served as problem+json, so document them as that media type."""
     schemas = document.get("components", {}).get("schemas", {})
-    for operations in document.get("paths", {}).values():
+    for path, operations in document.get("paths", {}).items():
         for method, operation in operations.items():
-            if method == "post":
+            if method == "post" and path not in NOT_REPLAYABLE:
                 operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY_PARAMETER)
                 # A malformed Idempotency-Key is refused before the route runs.
                 operation["responses"].setdefault(

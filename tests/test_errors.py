@@ -110,3 +110,29 @@ def test_a_failing_commit_never_answers_2xx(client: TestClient, pipeline: dict[s
         event.remove(Session, "before_commit", refuse)
     assert_problem(response, 500, "internal-error")
     assert client.get("/v1/systems/never-stored", headers=pipeline).status_code == 404
+
+
+def test_moments_outside_the_utc_range_are_422(
+    client: TestClient, pipeline: dict[str, str]
+) -> None:
+    from tests.factories import make_system
+
+    make_system(client, pipeline, key="edge")
+    for moment in ("9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"):
+        response = client.put(
+            "/v1/systems/edge/evidence/training",
+            json={"status": "met", "expires_at": moment},
+            headers=pipeline,
+        )
+        assert_problem(response, 422, "validation-error")
+
+
+def test_text_with_nul_is_422_on_every_back_end(
+    client: TestClient, pipeline: dict[str, str]
+) -> None:
+    body = system_body(key="nul-sys", name="a\u0000b")
+    assert_problem(client.post("/v1/systems", json=body, headers=pipeline), 422, "validation-error")
+    labels = system_body(key="nul-sys", labels={"team": "x\u0000"})
+    assert_problem(
+        client.post("/v1/systems", json=labels, headers=pipeline), 422, "validation-error"
+    )

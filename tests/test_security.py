@@ -66,3 +66,22 @@ def test_metrics(app: FastAPI, client: TestClient, admin: dict[str, str]) -> Non
     assert (
         'readiness_gate_ready{system="lender",tier="high",stage="proposed",gate="pilot"} 0' in text
     )
+
+
+def test_metrics_follow_time(client: TestClient, admin: dict[str, str], clock) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from tests.factories import make_system, record_evidence
+
+    make_system(client, admin, key="drafty", tier="minimal")
+    tomorrow = (clock.now + timedelta(days=1)).isoformat()
+    for control in ("data_rules", "access_boundaries", "support_plan"):
+        record_evidence(client, admin, key="drafty", control=control, expires_at=tomorrow)
+    for control in ("monitoring", "training", "workflow"):
+        record_evidence(client, admin, key="drafty", control=control)
+    gauge = (
+        'readiness_gate_ready{system="drafty",tier="minimal",stage="proposed",gate="production"}'
+    )
+    assert f"{gauge} 1" in client.get("/metrics").text
+    clock.advance(days=2)
+    assert f"{gauge} 0" in client.get("/metrics").text

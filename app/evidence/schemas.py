@@ -1,12 +1,13 @@
 from datetime import datetime
 from typing import Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.readiness.scoring import EvidenceStatus
+from app.schemas import RequestModel, UtcDateTime
 
 
-class EvidenceWrite(BaseModel):
+class EvidenceWrite(RequestModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -24,7 +25,7 @@ class EvidenceWrite(BaseModel):
     status: EvidenceStatus
     summary: str | None = Field(default=None, max_length=5000)
     uri: str | None = Field(default=None, max_length=2000)
-    expires_at: AwareDatetime | None = Field(
+    expires_at: UtcDateTime | None = Field(
         default=None, description="After this moment the evidence is stale."
     )
 

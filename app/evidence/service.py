@@ -74,7 +74,7 @@ def record(
         is_current=True,
     )
     session.add(evidence)
-    fact = EvidenceFact(body.status, now, body.expires_at)
+    fact = EvidenceFact(body.status, now, body.expires_at, source)
     readiness_service.refresh(session, system, now=now, recorded=(control, fact))
     events.append(
         session,

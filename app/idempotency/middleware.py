@@ -9,11 +9,14 @@ from typing import Any
 import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.auth import service as auth_service
 from app.errors import problem_response
 from app.idempotency import service
 
 HEADER = b"idempotency-key"
 MAX_KEY_LENGTH = 200
+# Responses that carry a secret are never stored, so these paths are not replayed.
+NOT_REPLAYABLE = frozenset({"/v1/api-keys"})
 # Headers that describe one delivery rather than the response itself.
 _NOT_REPLAYED = {"date", "server", "content-length"}
 
@@ -25,7 +28,12 @@ class Idempotency:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope.get("headers", ())) if scope["type"] == "http" else {}
         raw_key = headers.get(HEADER)
-        if scope["type"] != "http" or scope["method"] != "POST" or raw_key is None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or raw_key is None
+            or scope["path"] in NOT_REPLAYABLE
+        ):
             await self.app(scope, receive, send)
             return
         key = raw_key.decode("latin-1").strip()
@@ -39,16 +47,30 @@ class Idempotency:
             await response(scope, receive, send)
             return
 
+        state = scope["app"].state
+        database, now = state.database, state.clock()
+        credentials = headers.get(b"authorization", b"").decode("latin-1")
+        scheme, _, secret = credentials.partition(" ")
+        # Only a valid key's requests are remembered and replayed: a revoked key gets its
+        # 401 from the route, never a stored answer.
+        principal = (
+            await anyio.to_thread.run_sync(
+                lambda: auth_service.authenticate(database, secret=secret.strip(), now=now)
+            )
+            if scheme.lower() == "bearer" and secret.strip()
+            else None
+        )
+        if principal is None:
+            await self.app(scope, receive, send)
+            return
+
         body = await _read_body(receive)
-        caller = hashlib.sha256(headers.get(b"authorization", b"")).hexdigest()
+        caller = auth_service.hash_key(secret.strip())
         fingerprint = hashlib.sha256(
             b"\n".join(
                 [scope["method"].encode(), scope["path"].encode(), scope["query_string"], body]
             )
         ).hexdigest()
-        state = scope["app"].state
-        database, now = state.database, state.clock()
-
         claim = await anyio.to_thread.run_sync(
             lambda: service.claim(
                 database, caller=caller, key=key, fingerprint=fingerprint, now=now

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -47,11 +47,20 @@ def _decide(
     if existing.status is not None:
         return Replay(existing.status, existing.headers or [], existing.body or b"")
     if existing.created_at < now - ABANDONED_AFTER:
-        existing.created_at = now
-        session.add(existing)
-        session.flush()
-        assert existing.id is not None
-        return Claimed(existing.id)
+        # Conditional on the claim still being the abandoned one: of two retries taking it
+        # over at once, one wins and the other sees it in progress.
+        taken = session.execute(
+            update(IdempotentRequest)
+            .where(
+                col(IdempotentRequest.id) == existing.id,
+                col(IdempotentRequest.status).is_(None),
+                col(IdempotentRequest.created_at) == existing.created_at,
+            )
+            .values(created_at=now)
+        )
+        if taken.rowcount == 1:  # type: ignore[attr-defined]
+            assert existing.id is not None
+            return Claimed(existing.id)
     return InProgress()
 
 

@@ -2,7 +2,6 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
-from pydantic import AwareDatetime
 
 from app.auth.dependencies import Approver, Pipeline, Viewer
 from app.clock import Now
@@ -34,6 +33,7 @@ from app.pagination import (
     next_cursor_for,
 )
 from app.readiness.schemas import BlockingItemRead
+from app.schemas import UtcDateTime
 from app.systems import service as system_service
 from app.systems.dependencies import KeyPath
 
@@ -197,7 +197,7 @@ def get_stage_at(
     database: DatabaseDep,
     now: Now,
     at: Annotated[
-        AwareDatetime | None, Query(description="RFC 3339 with a zone; default now.")
+        UtcDateTime | None, Query(description="RFC 3339 with a zone; default now.")
     ] = None,
 ) -> StageAt:
     moment = at or now

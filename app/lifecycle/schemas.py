@@ -2,11 +2,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.controls.catalogue import ControlKey
 from app.lifecycle.stages import GateStage, Stage
 from app.readiness.schemas import BlockingItemRead
+from app.schemas import RequestModel, UtcDateTime
 
 MIN_OVERRIDE_JUSTIFICATION = 20
 
@@ -37,7 +38,7 @@ class Actor(BaseModel):
     name: str
 
 
-class GateCheckCreate(BaseModel):
+class GateCheckCreate(RequestModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -66,7 +67,7 @@ class GateCheckRead(BaseModel):
     checked_at: datetime
 
 
-class TransitionCreate(BaseModel):
+class TransitionCreate(RequestModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -115,7 +116,7 @@ class Decision(StrEnum):
     reject = "reject"
 
 
-class ApprovalCreate(BaseModel):
+class ApprovalCreate(RequestModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -140,7 +141,7 @@ class ApprovalRead(BaseModel):
     created_at: datetime
 
 
-class WaiverCreate(BaseModel):
+class WaiverCreate(RequestModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -156,7 +157,7 @@ class WaiverCreate(BaseModel):
 
     control: ControlKey
     justification: str = Field(min_length=1, max_length=5000)
-    expires_at: AwareDatetime = Field(description="In the future, at most 90 days ahead.")
+    expires_at: UtcDateTime = Field(description="In the future, at most 90 days ahead.")
 
 
 class WaiverRead(BaseModel):

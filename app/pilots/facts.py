@@ -71,12 +71,17 @@ def is_open(
     evidence: Mapping[str, EvidenceFact],
     owner_updated_at: datetime | None,
 ) -> bool:
-    """Open until its control is updated after it: new evidence, or for the owner a change."""
+    """Open until its control is updated after it: new evidence, or for the owner a change.
+
+    Evidence the same pilot recorded when it concluded does not count: a pilot that found
+    no measurable value cannot clear that finding by its own measurable_value evidence.
+    """
     if finding.control == "owner":
         updated = owner_updated_at
     else:
         fact = evidence.get(finding.control)
-        updated = fact.recorded_at if fact else None
+        own = fact is not None and fact.source == f"pilot:{finding.pilot_id}"
+        updated = fact.recorded_at if fact and not own else None
     return updated is None or updated <= finding.recorded_at
 
 

@@ -3,16 +3,17 @@ from enum import StrEnum
 from typing import Annotated, Any, Self
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
     field_validator,
     model_validator,
 )
 
 from app.pilots.evaluation import Criterion, CriterionResult, Op, Outcome, warning_is_lenient
+from app.schemas import RequestModel, UtcDateTime
 
 MAX_CRITERIA = 50
 MAX_METRICS_PER_RESULT = 200
@@ -20,7 +21,8 @@ MAX_METRICS_PER_RESULT = 200
 MetricName = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$")
 ]
-FiniteNumber = Annotated[float, Field(allow_inf_nan=False)]
+# Strict: a number, not a string or a boolean that looks like one (whole numbers are fine).
+FiniteNumber = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 
 
 class Finding(StrEnum):
@@ -66,7 +68,7 @@ class CriterionWrite(BaseModel):
         return Criterion(self.metric, self.op, self.target, self.warning, self.weight, self.key)
 
 
-class PilotCreate(BaseModel):
+class PilotCreate(RequestModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -92,7 +94,7 @@ class PilotCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     objective: str | None = Field(default=None, max_length=5000)
-    planned_end: AwareDatetime | None = None
+    planned_end: UtcDateTime | None = None
     criteria: list[CriterionWrite] = Field(min_length=1, max_length=MAX_CRITERIA)
 
     @field_validator("criteria")
@@ -112,7 +114,7 @@ class Source(BaseModel):
     url: str | None = Field(default=None, max_length=2000)
 
 
-class ResultCreate(BaseModel):
+class ResultCreate(RequestModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -131,8 +133,8 @@ class ResultCreate(BaseModel):
 
     metrics: dict[MetricName, FiniteNumber] = Field(min_length=1, max_length=MAX_METRICS_PER_RESULT)
     sample_size: int | None = Field(default=None, ge=0, le=2**31 - 1)
-    window_start: AwareDatetime | None = None
-    window_end: AwareDatetime | None = None
+    window_start: UtcDateTime | None = None
+    window_end: UtcDateTime | None = None
     source: Source | None = None
     findings: list[Finding] = Field(default_factory=list, max_length=len(Finding))
 

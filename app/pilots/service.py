@@ -233,9 +233,9 @@ def read(session: Session, pilot: Pilot, *, system_key: str, now: datetime) -> P
     results = _results(session, pilot)
     _, rendered = evaluation_of(pilot, results)
     current = {
-        control: EvidenceFact(EvidenceStatus(status), recorded_at)
-        for control, status, recorded_at in session.execute(
-            select(Evidence.control, Evidence.status, Evidence.recorded_at).where(
+        control: EvidenceFact(EvidenceStatus(status), recorded_at, source=source)
+        for control, status, recorded_at, source in session.execute(
+            select(Evidence.control, Evidence.status, Evidence.recorded_at, Evidence.source).where(
                 col(Evidence.system_id) == pilot.system_id, col(Evidence.is_current)
             )
         )
@@ -271,7 +271,8 @@ def read(session: Session, pilot: Pilot, *, system_key: str, now: datetime) -> P
         else rendered.outcome
         if not running
         else None,
-        score=rendered.score,
+        # A concluded pilot's score is the one it was frozen with.
+        score=pilot.score if not running else rendered.score,
         criteria=rendered.criteria,
         findings=findings,
         unknown_metrics=unknown,

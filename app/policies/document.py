@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.controls.catalogue import ControlKey
 from app.readiness.tiers import TIER_ORDER, Tier
+from app.schemas import RequestModel
 
 
 class PilotOutcome(StrEnum):
@@ -74,7 +75,7 @@ class TierPolicy(BaseModel):
         return self.pilot.required if stage == "pilot" else self.production.required
 
 
-class PolicyRules(BaseModel):
+class PolicyRules(RequestModel):
     """Everything a policy version decides; the server adds version and activation."""
 
     model_config = ConfigDict(extra="forbid")

@@ -72,6 +72,7 @@ class EvidenceFact:
     status: EvidenceStatus
     recorded_at: datetime
     expires_at: datetime | None = None
+    source: str = "api"
 
 
 @dataclass(frozen=True)

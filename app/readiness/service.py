@@ -51,10 +51,13 @@ def _current_evidence(
             col(Evidence.status),
             col(Evidence.recorded_at),
             col(Evidence.expires_at),
+            col(Evidence.source),
         ).where(col(Evidence.system_id).in_(ids), col(Evidence.is_current))
     )
-    for system_id, control, status, recorded_at, expires_at in rows:
-        found[system_id][control] = EvidenceFact(EvidenceStatus(status), recorded_at, expires_at)
+    for system_id, control, status, recorded_at, expires_at, source in rows:
+        found[system_id][control] = EvidenceFact(
+            EvidenceStatus(status), recorded_at, expires_at, source
+        )
     return found
 
 

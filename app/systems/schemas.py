@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from app.lifecycle.stages import Stage
 from app.readiness.scoring import Level
 from app.readiness.tiers import ImpactArea, Oversight, Tier, TierRule
+from app.schemas import RequestModel
 
 SYSTEM_KEY_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 LABEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$"
@@ -44,7 +45,7 @@ _EXAMPLE: dict[str, Any] = {
 }
 
 
-class SystemCreate(BaseModel):
+class SystemCreate(RequestModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_EXAMPLE]})
 
     key: SystemKey = Field(description="Stable identifier; immutable.")
@@ -71,7 +72,7 @@ class OwnerPatch(BaseModel):
     contact: str | None = Field(default=None, min_length=1, max_length=200)
 
 
-class SystemPatch(BaseModel):
+class SystemPatch(RequestModel):
     """A JSON merge patch (RFC 7396): absent fields stay, null clears, objects merge."""
 
     model_config = ConfigDict(

@@ -73,7 +73,7 @@ def test_error_answers_replay_but_server_errors_do_not(
         return {"ok": "yes"}
 
     app.add_api_route("/flaky", flaky, methods=["POST"])
-    retry = {"Idempotency-Key": "flaky-1"}
+    retry = {**pipeline, "Idempotency-Key": "flaky-1"}
     assert client.post("/flaky", headers=retry).status_code == 500
     assert client.post("/flaky", headers=retry).status_code == 200
     assert client.post("/flaky", headers=retry).headers["idempotent-replayed"] == "true"
@@ -113,3 +113,25 @@ def test_concurrent_requests_with_one_key_do_the_work_once(live_server: str) -> 
     with httpx.Client(base_url=live_server, headers=auth(ADMIN_SECRET), timeout=60) as http:
         events = http.get("/v1/events", params={"system": "once"}).json()["items"]
     assert [event["type"] for event in events] == ["system.created"]
+
+
+def test_no_replay_for_a_revoked_key_nor_for_key_creation(
+    client: TestClient, admin: Headers
+) -> None:
+    created = client.post("/v1/api-keys", json={"name": "p", "role": "pipeline"}, headers=admin)
+    pipeline = auth(created.json()["key"])
+    headers = {**pipeline, "Idempotency-Key": "k-1"}
+    assert (
+        client.post("/v1/systems", json=system_body(key="sys-r"), headers=headers).status_code
+        == 201
+    )
+    client.delete(f"/v1/api-keys/{created.json()['id']}", headers=admin)
+    replay = client.post("/v1/systems", json=system_body(key="sys-r"), headers=headers)
+    assert replay.status_code == 401
+
+    # A new key's secret is never stored for replay: a retry makes (and shows) a new key.
+    once = {**admin, "Idempotency-Key": "make-key"}
+    first = client.post("/v1/api-keys", json={"name": "ci", "role": "viewer"}, headers=once)
+    second = client.post("/v1/api-keys", json={"name": "ci", "role": "viewer"}, headers=once)
+    assert first.json()["key"] != second.json()["key"]
+    assert "idempotent-replayed" not in second.headers

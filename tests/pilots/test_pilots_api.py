@@ -99,7 +99,7 @@ def test_results_validation(client: TestClient, admin: Headers) -> None:
             content=raw,
             headers={**admin, "Content-Type": "application/json"},
         )
-        assert response.status_code in (400, 422), raw
+        assert response.status_code == 422, raw
     assert post(client, admin, 9999, metrics={"precision": 1}).status_code == 404
 
 
@@ -270,3 +270,86 @@ def test_roles_and_lists(client: TestClient, keys: dict[str, Headers]) -> None:
     listed = client.get("/v1/systems/drafty/pilots", headers=viewer).json()
     assert [item["id"] for item in listed["items"]] == [pilot["id"]]
     assert client.get("/v1/pilots/424242", headers=viewer).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("weights_and_values", "outcome", "score"),
+    [
+        ([(1, "pass"), (1, "pass"), (1, "pass")], "pass", 100.0),
+        ([(2, "warning"), (1, "pass"), (1, "pass")], "warning", 75.0),
+        ([(1, "warning"), (1, "fail"), (1, "pass")], "fail", 50.0),
+    ],
+)
+def test_the_example_outcomes_through_the_api(
+    client: TestClient,
+    admin: Headers,
+    weights_and_values: list[tuple[int, str]],
+    outcome: str,
+    score: float,
+) -> None:
+    value = {"pass": 10, "warning": 6, "fail": 1}
+    criteria = [
+        {"metric": f"m{index}", "op": ">=", "target": 10, "warning": 5, "weight": weight}
+        for index, (weight, _) in enumerate(weights_and_values)
+    ]
+    in_pilot(client, admin, key="drafty")
+    pilot = start_pilot(client, admin, key="drafty", criteria=criteria)
+    metrics = {f"m{index}": value[kind] for index, (_, kind) in enumerate(weights_and_values)}
+    post(client, admin, pilot["id"], metrics=metrics)
+    concluded = client.post(f"/v1/pilots/{pilot['id']}/conclude", headers=admin).json()
+    assert (concluded["outcome"], concluded["score"]) == (outcome, score)
+
+
+def test_a_failing_key_criterion_fails_the_pilot_through_the_api(
+    client: TestClient, admin: Headers
+) -> None:
+    criteria = [*CRITERIA[:2], {**CRITERIA[2], "key": True}]
+    in_pilot(client, admin, key="drafty")
+    pilot = start_pilot(client, admin, key="drafty", criteria=criteria)
+    post(client, admin, pilot["id"], metrics={**ALL_PASS, "error_rate": 0.5})
+    concluded = client.post(f"/v1/pilots/{pilot['id']}/conclude", headers=admin).json()
+    assert (concluded["outcome"], concluded["score"]) == ("fail", 66.7)
+
+
+def test_metric_values_must_be_numbers(client: TestClient, admin: Headers) -> None:
+    in_pilot(client, admin, key="drafty")
+    pilot = start_pilot(client, admin, key="drafty")
+    for bad in ("1", True, None, [1]):
+        response = post(client, admin, pilot["id"], metrics={"precision": bad})
+        assert response.status_code == 422, bad
+    assert post(client, admin, pilot["id"], metrics={"precision": 1}).status_code == 201
+    criterion = {"metric": "x", "op": ">=", "target": "10"}
+    refused = client.post(
+        "/v1/systems/drafty/pilots", json={"name": "n", "criteria": [criterion]}, headers=admin
+    )
+    assert refused.status_code == 422
+
+
+def test_a_pilot_cannot_clear_its_own_finding_by_concluding(
+    client: TestClient, admin: Headers, clock: FakeClock
+) -> None:
+    in_pilot(client, admin, key="drafty")
+    pilot = start_pilot(client, admin, key="drafty")
+    clock.advance(minutes=1)
+    post(client, admin, pilot["id"], metrics=ALL_PASS, findings=["no_measurable_value"])
+    clock.advance(minutes=1)
+    assert (
+        client.post(f"/v1/pilots/{pilot['id']}/conclude", headers=admin).json()["outcome"] == "pass"
+    )
+    answer = readiness(client, admin, key="drafty")
+    assert [item["finding"] for item in answer["open_findings"]] == ["no_measurable_value"]
+    clock.advance(minutes=1)
+    record_evidence(client, admin, key="drafty", control="measurable_value", summary="A/B test")
+    assert readiness(client, admin, key="drafty")["open_findings"] == []
+
+
+def test_a_pilot_concluded_without_results_fails_with_score_zero(
+    client: TestClient, admin: Headers
+) -> None:
+    in_pilot(client, admin, key="drafty")
+    pilot = start_pilot(client, admin, key="drafty")
+    concluded = client.post(f"/v1/pilots/{pilot['id']}/conclude", headers=admin).json()
+    assert (concluded["outcome"], concluded["score"]) == ("fail", 0.0)
+    again = client.get(f"/v1/pilots/{pilot['id']}", headers=admin).json()
+    assert again["score"] == 0.0
+    assert {c["result"] for c in again["criteria"]} == {"fail"}
