@@ -42,7 +42,7 @@ def last_transitions(session: Session, system_ids: list[int]) -> dict[int, datet
             col(Transition.id).in_(newest)
         )
     )
-    return {system_id: occurred_at for system_id, occurred_at in rows.all()}  # noqa: C416
+    return {row.system_id: row.occurred_at for row in rows}
 
 
 def approval_facts(
