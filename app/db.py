@@ -29,10 +29,6 @@ class Database:
     # timeout: this gate is for throughput, correctness never depends on it.
     write_gate: AbstractContextManager[Any] = field(default_factory=nullcontext)
 
-    @property
-    def dialect(self) -> str:
-        return self.write_engine.dialect.name
-
     def dispose(self) -> None:
         self.read_engine.dispose()
         self.write_engine.dispose()

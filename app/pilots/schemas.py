@@ -34,17 +34,6 @@ class Finding(StrEnum):
     no_measurable_value = "no_measurable_value"
 
 
-# DESIGN.md, Pilots: the control each organisational gap maps to.
-FINDING_CONTROL: dict[Finding, str] = {
-    Finding.poor_data: "data_quality",
-    Finding.weak_ownership: "owner",
-    Finding.unclear_workflow: "workflow",
-    Finding.missing_training: "training",
-    Finding.no_risk_review: "risk_review",
-    Finding.no_measurable_value: "measurable_value",
-}
-
-
 class CriterionWrite(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
