@@ -29,6 +29,7 @@ from app.openapi_docs import install_openapi
 from app.pilots.router import router as pilots_router
 from app.policies.router import router as policies_router
 from app.readiness.router import router as readiness_router
+from app.reports.router import router as reports_router
 from app.systems.router import router as systems_router
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         lifecycle_router,
         pilots_router,
         events_router,
+        reports_router,
     ):
         app.include_router(router)
     install_openapi(app)

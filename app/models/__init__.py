@@ -8,7 +8,7 @@ from app.models.idempotency import IdempotentRequest
 from app.models.lifecycle import Approval, GateCheck, Transition, Waiver
 from app.models.pilot import Pilot, PilotResult
 from app.models.policy import Policy
-from app.models.readiness import ReadinessSnapshot
+from app.models.readiness import ReadinessBlocker, ReadinessSnapshot
 from app.models.system import System, SystemLabel
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "Pilot",
     "PilotResult",
     "Policy",
+    "ReadinessBlocker",
     "ReadinessSnapshot",
     "System",
     "SystemLabel",

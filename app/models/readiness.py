@@ -20,3 +20,22 @@ class ReadinessSnapshot(SQLModel, table=True):
     production_ready: bool
     policy_version: int
     recorded_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ReadinessBlocker(SQLModel, table=True):
+    """One blocking item of a system's stored readiness, as rows so reports can count them
+    with an aggregate query on both back-ends."""
+
+    __tablename__ = "readiness_blockers"
+    __table_args__ = (
+        Index("ix_readiness_blockers_system_id", "system_id"),
+        Index("ix_readiness_blockers_gate_control", "gate", "control"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    system_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("systems.id", ondelete="CASCADE"), nullable=False)
+    )
+    gate: str = Field(max_length=20)
+    code: str = Field(max_length=40)
+    control: str | None = Field(default=None, max_length=40)

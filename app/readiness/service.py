@@ -4,13 +4,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, delete, select
 from sqlmodel import Session, col
 
 from app.errors import NotFound
 from app.lifecycle import facts as lifecycle_facts
 from app.lifecycle.stages import GateStage
-from app.models import Evidence, Policy, ReadinessSnapshot, System
+from app.models import Evidence, Policy, ReadinessBlocker, ReadinessSnapshot, System
 from app.models.queries import newest_first
 from app.pilots import facts as pilot_facts
 from app.pilots.facts import RecordedFinding
@@ -170,6 +170,14 @@ def _store(
     system.readiness_valid_until = evaluation.valid_until
     session.add(system)
     assert system.id is not None
+    session.execute(delete(ReadinessBlocker).where(col(ReadinessBlocker.system_id) == system.id))
+    session.add_all(
+        ReadinessBlocker(
+            system_id=system.id, gate=gate.value, code=item.code.value, control=item.control
+        )
+        for gate, result in evaluation.gates.items()
+        for item in result.blocking
+    )
     session.add(
         ReadinessSnapshot(
             system_id=system.id,

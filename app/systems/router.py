@@ -6,7 +6,6 @@ from fastapi import APIRouter, Header, Query, Response, status
 from app.auth.dependencies import Pipeline, Viewer
 from app.clock import Now
 from app.db import DatabaseDep, read_transaction, write_transaction
-from app.errors import Unprocessable
 from app.lifecycle.stages import GateStage, Stage
 from app.models import System
 from app.openapi_docs import errors
@@ -35,19 +34,6 @@ def to_read(system: System, readiness: Summary) -> SystemRead:
             **asdict(readiness),
         }
     )
-
-
-def _label_filters(labels: list[str]) -> tuple[tuple[str, str], ...]:
-    parsed = []
-    for label in labels:
-        name, sep, value = label.partition(":")
-        if not sep or not name:
-            raise Unprocessable(
-                f"label filter '{label}' is not of the form name:value.",
-                errors=[{"field": "label", "message": "expected name:value"}],
-            )
-        parsed.append((name, value))
-    return tuple(parsed)
 
 
 @router.post(
@@ -94,7 +80,7 @@ def list_systems(
         stage=stage.value if stage else None,
         risk_tier=risk_tier.value if risk_tier else None,
         owner_team=owner_team,
-        labels=_label_filters(label),
+        labels=system_service.parse_label_filters(label),
         ready_for=ready_for.value if ready_for else None,
     )
     after = decode_int_cursor(cursor)

@@ -93,6 +93,19 @@ def create_system(
     return system
 
 
+def parse_label_filters(labels: list[str]) -> tuple[tuple[str, str], ...]:
+    parsed = []
+    for label in labels:
+        name, sep, value = label.partition(":")
+        if not sep or not name:
+            raise Unprocessable(
+                f"label filter '{label}' is not of the form name:value.",
+                errors=[{"field": "label", "message": "expected name:value"}],
+            )
+        parsed.append((name, value))
+    return tuple(parsed)
+
+
 @dataclass(frozen=True)
 class SystemFilters:
     stage: str | None = None

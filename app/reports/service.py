@@ -1,0 +1,213 @@
+"""The portfolio report: aggregate queries over stored readiness, never a loop over systems.
+
+Stored readiness is as of each system's last evaluation; systems whose answer time has made
+stale since are counted as stored (reads of one system re-evaluate; reports do not).
+"""
+
+from collections import Counter
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlmodel import Session, col
+
+from app.lifecycle.stages import GateStage, Stage
+from app.models import (
+    Evidence,
+    Pilot,
+    PilotResult,
+    ReadinessBlocker,
+    System,
+    SystemLabel,
+    Transition,
+)
+from app.policies import service as policy_service
+from app.readiness.tiers import TIER_ORDER
+from app.reports.schemas import (
+    BlockingControl,
+    GateBlockers,
+    OverrideRecord,
+    Portfolio,
+    StageTierCount,
+    StuckPilot,
+)
+from app.systems.service import SystemFilters
+
+TOP_CONTROLS = 10
+LISTED = 50
+OVERRIDE_WINDOW = timedelta(days=90)
+
+
+def _scope(filters: SystemFilters) -> Select[int | None]:
+    """The ids of the systems the report covers."""
+    query = select(col(System.id))
+    if filters.risk_tier:
+        query = query.where(col(System.risk_tier) == filters.risk_tier)
+    if filters.owner_team:
+        query = query.where(col(System.owner_team) == filters.owner_team)
+    for name, value in filters.labels:
+        labelled = select(col(SystemLabel.system_id)).where(
+            col(SystemLabel.name) == name, col(SystemLabel.value) == value
+        )
+        query = query.where(col(System.id).in_(labelled))
+    return query
+
+
+def portfolio(session: Session, *, filters: SystemFilters, now: datetime) -> Portfolio:
+    scope = _scope(filters)
+    in_scope: ColumnElement[bool] = col(System.id).in_(scope)
+
+    by_stage_tier = [
+        StageTierCount(stage=stage, tier=tier, systems=count)
+        for stage, tier, count in session.execute(
+            select(col(System.stage), col(System.risk_tier), func.count())
+            .where(in_scope)
+            .group_by(col(System.stage), col(System.risk_tier))
+            .order_by(col(System.stage), col(System.risk_tier))
+        )
+    ]
+    total, average = session.execute(
+        select(func.count(), func.avg(col(System.score))).where(in_scope)
+    ).one()
+    ready_next = session.execute(
+        select(func.count()).where(
+            in_scope,
+            or_(
+                and_(col(System.stage) == Stage.proposed.value, col(System.pilot_ready)),
+                and_(
+                    col(System.stage).in_([Stage.pilot.value, Stage.suspended.value]),
+                    col(System.production_ready),
+                ),
+            ),
+        )
+    ).scalar_one()
+    drifted = session.execute(
+        select(func.count()).where(
+            in_scope,
+            col(System.stage) == Stage.production.value,
+            ~col(System.production_ready),
+        )
+    ).scalar_one()
+
+    blockers = []
+    for gate in GateStage:
+        systems = func.count(func.distinct(col(ReadinessBlocker.system_id)))
+        rows = session.execute(
+            select(col(ReadinessBlocker.control), systems)
+            .where(
+                col(ReadinessBlocker.gate) == gate.value,
+                col(ReadinessBlocker.control).is_not(None),
+                col(ReadinessBlocker.system_id).in_(scope),
+            )
+            .group_by(col(ReadinessBlocker.control))
+            .order_by(systems.desc(), col(ReadinessBlocker.control))
+            .limit(TOP_CONTROLS)
+        )
+        blockers.append(
+            GateBlockers(
+                gate=gate,
+                controls=[BlockingControl(control=control, systems=n) for control, n in rows],
+            )
+        )
+
+    rules = policy_service.active_rules(session).rules
+    stale_conditions = []
+    for tier in TIER_ORDER:
+        fresh_days = rules.tier(tier).evidence_fresh_days
+        stale = col(Evidence.expires_at) <= now
+        if fresh_days is not None:
+            stale = or_(stale, col(Evidence.recorded_at) < now - timedelta(days=fresh_days))
+        stale_conditions.append(and_(col(System.risk_tier) == tier.value, stale))
+    stale, stale_systems = session.execute(
+        select(func.count(), func.count(func.distinct(col(Evidence.system_id))))
+        .join(System, col(System.id) == col(Evidence.system_id))
+        .where(in_scope, col(Evidence.is_current), or_(*stale_conditions))
+    ).one()
+
+    too_long = now - timedelta(days=rules.max_pilot_days)
+    stuck = [
+        StuckPilot(
+            pilot_id=pilot_id,
+            system_key=key,
+            name=name,
+            started_at=started,
+            planned_end=planned_end,
+        )
+        for pilot_id, key, name, started, planned_end in session.execute(
+            select(
+                col(Pilot.id),
+                col(System.key),
+                col(Pilot.name),
+                col(Pilot.created_at),
+                col(Pilot.planned_end),
+            )
+            .join(System, col(System.id) == col(Pilot.system_id))
+            .where(
+                in_scope,
+                col(Pilot.status) == "running",
+                or_(col(Pilot.planned_end) < now, col(Pilot.created_at) < too_long),
+            )
+            .order_by(col(Pilot.created_at))
+            .limit(LISTED)
+        )
+    ]
+    outcomes = {
+        row.outcome: row.systems
+        for row in session.execute(
+            select(col(Pilot.outcome), func.count().label("systems"))
+            .where(col(Pilot.system_id).in_(scope), col(Pilot.status) == "concluded")
+            .group_by(col(Pilot.outcome))
+        )
+    }
+    # Findings are short JSON lists on results; counting them here loops over results
+    # that report any, not over systems.
+    findings: Counter[str] = Counter()
+    for (reported,) in session.execute(
+        select(col(PilotResult.findings))
+        .join(Pilot, col(Pilot.id) == col(PilotResult.pilot_id))
+        .where(col(Pilot.system_id).in_(scope))
+    ):
+        findings.update(reported)
+
+    overrides = [
+        OverrideRecord(
+            system_key=key,
+            from_stage=from_stage,
+            to_stage=to_stage,
+            actor=actor,
+            justification=justification,
+            occurred_at=occurred_at,
+        )
+        for key, from_stage, to_stage, actor, justification, occurred_at in session.execute(
+            select(
+                col(System.key),
+                col(Transition.from_stage),
+                col(Transition.to_stage),
+                col(Transition.actor_name),
+                col(Transition.override_justification),
+                col(Transition.occurred_at),
+            )
+            .join(System, col(System.id) == col(Transition.system_id))
+            .where(
+                in_scope,
+                col(Transition.override_justification).is_not(None),
+                col(Transition.occurred_at) >= now - OVERRIDE_WINDOW,
+            )
+            .order_by(col(Transition.id).desc())
+            .limit(LISTED)
+        )
+    ]
+    return Portfolio(
+        generated_at=now,
+        systems=total,
+        by_stage_and_tier=by_stage_tier,
+        average_score=round(average, 1) if average is not None else None,
+        ready_for_next_stage=ready_next,
+        drifted=drifted,
+        top_blocking_controls=blockers,
+        stale_evidence=stale,
+        systems_with_stale_evidence=stale_systems,
+        stuck_pilots=stuck,
+        pilot_outcomes=outcomes,
+        findings=dict(sorted(findings.items())),
+        overrides_last_90_days=overrides,
+    )

@@ -1,0 +1,102 @@
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import FakeClock
+from tests.factories import make_system, meet_every_control, record_evidence, transition
+
+Headers = dict[str, str]
+OVERRIDE = {"justification": "Board decision, minute 7: ship before the audit"}
+
+
+@pytest.fixture
+def portfolio(client: TestClient, admin: Headers, clock: FakeClock) -> None:
+    """Four systems whose report numbers are known by construction."""
+    writing = {"team": "writing", "contact": "w@example.com"}
+    make_system(client, admin, key="drafty", tier="minimal", owner=writing, labels={"env": "prod"})
+    make_system(client, admin, key="helpdesk", tier="limited", owner=writing)
+    tomorrow = (clock.now + timedelta(days=1)).isoformat()
+    record_evidence(client, admin, key="helpdesk", control="monitoring", expires_at=tomorrow)
+
+    make_system(client, admin, key="lender", tier="high")
+    meet_every_control(client, admin, key="lender")
+    assert transition(client, admin, key="lender", to="pilot").status_code == 201
+    pilot = client.post(
+        "/v1/systems/lender/pilots",
+        json={
+            "name": "branch trial",
+            "planned_end": tomorrow,
+            "criteria": [{"metric": "precision", "op": ">=", "target": 0.9}],
+        },
+        headers=admin,
+    ).json()
+    client.post(
+        f"/v1/pilots/{pilot['id']}/results",
+        json={"metrics": {"precision": 0.95}, "findings": ["missing_training"]},
+        headers=admin,
+    )
+
+    make_system(client, admin, key="care", tier="critical")
+    forced = transition(client, admin, key="care", to="production", override=OVERRIDE)
+    assert forced.status_code == 201
+    clock.advance(days=2)  # helpdesk's monitoring expires, lender's pilot overruns
+
+
+def report(client: TestClient, headers: Headers, **params: Any) -> dict[str, Any]:
+    response = client.get("/v1/reports/portfolio", params=params, headers=headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_portfolio_numbers(client: TestClient, viewer: Headers, portfolio: None) -> None:
+    body = report(client, viewer)
+    assert body["systems"] == 4
+    assert {(row["stage"], row["tier"]): row["systems"] for row in body["by_stage_and_tier"]} == {
+        ("proposed", "minimal"): 1,
+        ("proposed", "limited"): 1,
+        ("pilot", "high"): 1,
+        ("production", "critical"): 1,
+    }
+    assert body["ready_for_next_stage"] == 1  # drafty: proposed, pilot gate passes
+    assert body["drifted"] == 1  # care: forced into production, gate failing
+    pilot_gate = next(g for g in body["top_blocking_controls"] if g["gate"] == "pilot")
+    by_control = {item["control"]: item["systems"] for item in pilot_gate["controls"]}
+    assert by_control["data_rules"] == 2  # helpdesk and care
+    assert "purpose" not in by_control
+    assert (body["stale_evidence"], body["systems_with_stale_evidence"]) == (1, 1)
+    assert [(p["system_key"], p["name"]) for p in body["stuck_pilots"]] == [
+        ("lender", "branch trial")
+    ]
+    assert body["pilot_outcomes"] == {}
+    assert body["findings"] == {"missing_training": 1}
+    overrides = body["overrides_last_90_days"]
+    assert [(o["system_key"], o["to_stage"], o["justification"]) for o in overrides] == [
+        ("care", "production", OVERRIDE["justification"])
+    ]
+    # Stored scores: drafty 3/17, helpdesk 4/17 (as stored before its evidence expired:
+    # reports count stored readiness), lender 17/17, care 3/17.
+    assert body["average_score"] == round((17.6 + 23.5 + 100.0 + 17.6) / 4, 1)
+
+
+def test_portfolio_filters(client: TestClient, viewer: Headers, portfolio: None) -> None:
+    assert report(client, viewer, owner_team="writing")["systems"] == 2
+    assert report(client, viewer, risk_tier="high")["findings"] == {"missing_training": 1}
+    assert report(client, viewer, risk_tier="minimal")["findings"] == {}
+    assert report(client, viewer, label="env:prod")["systems"] == 1
+    assert report(client, viewer, label="env:dev")["systems"] == 0
+    assert report(client, viewer, owner_team="writing")["stale_evidence"] == 1
+    assert report(client, viewer, risk_tier="critical")["drifted"] == 1
+    assert (
+        client.get("/v1/reports/portfolio", params={"label": "bad"}, headers=viewer).status_code
+        == 422
+    )
+
+
+def test_overrides_older_than_90_days_drop_out(
+    client: TestClient, viewer: Headers, portfolio: None, clock: FakeClock
+) -> None:
+    clock.advance(days=91)
+    assert report(client, viewer)["overrides_last_90_days"] == []
