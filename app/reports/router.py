@@ -6,9 +6,10 @@ from app.auth.dependencies import Viewer
 from app.clock import Now
 from app.db import DatabaseDep, read_transaction
 from app.openapi_docs import errors
+from app.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_int_cursor, encode_cursor
 from app.readiness.tiers import Tier
 from app.reports import service as reports_service
-from app.reports.schemas import Portfolio
+from app.reports.schemas import DriftPage, Portfolio
 from app.systems import service as system_service
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
@@ -42,3 +43,39 @@ def get_portfolio(
     )
     with read_transaction(database) as session:
         return reports_service.portfolio(session, filters=filters, now=now)
+
+
+@router.get(
+    "/drift",
+    summary="Drift report",
+    description=(
+        "Systems in production whose production gate no longer passes (evidence expired,"
+        " a new policy, a finding, an approval lapsed), with what blocks them now. Time"
+        " alone is enough: evidence that expired without any write is found too. A page may"
+        " hold fewer items than `limit` while `next_cursor` says more candidates follow."
+    ),
+    responses=errors(400, 401, 403, 422),
+)
+def get_drift(
+    _actor: Viewer,
+    database: DatabaseDep,
+    now: Now,
+    owner_team: Annotated[str | None, Query(max_length=100)] = None,
+    risk_tier: Tier | None = None,
+    label: Annotated[
+        list[str], Query(max_length=10, description="`name:value`; repeat to require several.")
+    ] = [],  # noqa: B006  (FastAPI copies defaults per request)
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> DriftPage:
+    filters = system_service.SystemFilters(
+        risk_tier=risk_tier.value if risk_tier else None,
+        owner_team=owner_team,
+        labels=system_service.parse_label_filters(label),
+    )
+    after = decode_int_cursor(cursor)
+    with read_transaction(database) as session:
+        items, more = reports_service.drift(
+            session, filters=filters, now=now, after=after, limit=limit
+        )
+    return DriftPage(items=items, next_cursor=encode_cursor(more) if more is not None else None)

@@ -3,6 +3,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from app.lifecycle.stages import GateStage, Stage
+from app.readiness.schemas import BlockingItemRead
 from app.readiness.tiers import Tier
 
 
@@ -58,3 +59,15 @@ class Portfolio(BaseModel):
     pilot_outcomes: dict[str, int] = Field(description="Concluded pilots by outcome.")
     findings: dict[str, int] = Field(description="Findings reported by pilots, by kind.")
     overrides_last_90_days: list[OverrideRecord]
+
+
+class DriftedSystem(BaseModel):
+    system_key: str
+    risk_tier: Tier
+    score: float
+    blocking: list[BlockingItemRead] = Field(description="Why its production gate fails now.")
+
+
+class DriftPage(BaseModel):
+    items: list[DriftedSystem]
+    next_cursor: str | None = None

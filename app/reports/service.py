@@ -21,9 +21,11 @@ from app.models import (
     Transition,
 )
 from app.policies import service as policy_service
+from app.readiness import service as readiness_service
 from app.readiness.tiers import TIER_ORDER
 from app.reports.schemas import (
     BlockingControl,
+    DriftedSystem,
     GateBlockers,
     OverrideRecord,
     Portfolio,
@@ -80,13 +82,18 @@ def portfolio(session: Session, *, filters: SystemFilters, now: datetime) -> Por
             ),
         )
     ).scalar_one()
+    valid = or_(
+        col(System.readiness_valid_until).is_(None), col(System.readiness_valid_until) > now
+    )
+    in_production = and_(in_scope, col(System.stage) == Stage.production.value)
     drifted = session.execute(
-        select(func.count()).where(
-            in_scope,
-            col(System.stage) == Stage.production.value,
-            ~col(System.production_ready),
-        )
+        select(func.count()).where(in_production, valid, ~col(System.production_ready))
     ).scalar_one()
+    # Production systems whose stored answer time has made stale are judged afresh, as the
+    # drift report judges them (usually few: those whose evidence expired since a write).
+    for system in session.execute(select(System).where(in_production, ~valid)).scalars():
+        evaluation, _ = readiness_service.evaluate_now(session, system, now=now)
+        drifted += not evaluation.gates[GateStage.production].ready
 
     blockers = []
     for gate in GateStage:
@@ -211,3 +218,43 @@ def portfolio(session: Session, *, filters: SystemFilters, now: datetime) -> Por
         findings=dict(sorted(findings.items())),
         overrides_last_90_days=overrides,
     )
+
+
+def drift(
+    session: Session, *, filters: SystemFilters, now: datetime, after: int | None, limit: int
+) -> tuple[list[DriftedSystem], int | None]:
+    """Systems in production whose production gate fails now, by registration order.
+
+    Candidates are the ones stored as failing, plus those whose stored answer time has made
+    stale (evidence expired, an approval lapsed without any write): only those are evaluated
+    afresh, so the cost follows the drifted and the stale, not the portfolio.
+    """
+    stale = col(System.readiness_valid_until) <= now
+    query = (
+        select(System)
+        .where(
+            col(System.id).in_(_scope(filters)),
+            col(System.stage) == Stage.production.value,
+            or_(~col(System.production_ready), stale),
+        )
+        .order_by(col(System.id))
+        .limit(limit + 1)
+    )
+    if after is not None:
+        query = query.where(col(System.id) > after)
+    candidates = list(session.execute(query).scalars())
+    drifted = []
+    for system in candidates[:limit]:
+        evaluation, readiness = readiness_service.evaluate_now(session, system, now=now)
+        gate = readiness.gates.production
+        if not gate.ready:
+            drifted.append(
+                DriftedSystem(
+                    system_key=system.key,
+                    risk_tier=system.risk_tier,
+                    score=evaluation.score,
+                    blocking=gate.blocking,
+                )
+            )
+    more = candidates[limit - 1].id if len(candidates) > limit else None
+    return drifted, more

@@ -100,3 +100,38 @@ def test_overrides_older_than_90_days_drop_out(
 ) -> None:
     clock.advance(days=91)
     assert report(client, viewer)["overrides_last_90_days"] == []
+
+
+def test_drift_appears_when_time_passes(
+    client: TestClient, admin: Headers, viewer: Headers, clock: FakeClock
+) -> None:
+    make_system(client, admin, key="drafty", tier="minimal")
+    in_a_week = (clock.now + timedelta(days=7)).isoformat()
+    for control in ("data_rules", "access_boundaries", "support_plan"):
+        record_evidence(client, admin, key="drafty", control=control, expires_at=in_a_week)
+    for control in ("monitoring", "training", "workflow"):
+        record_evidence(client, admin, key="drafty", control=control)
+    assert transition(client, admin, key="drafty", to="production").status_code == 201
+    make_system(client, admin, key="care", tier="critical")
+    transition(client, admin, key="care", to="production", override=OVERRIDE)
+
+    drift = client.get("/v1/reports/drift", headers=viewer).json()
+    assert [item["system_key"] for item in drift["items"]] == ["care"]
+    assert report(client, viewer)["drifted"] == 1
+
+    clock.advance(days=8)  # no write at all: drafty's evidence simply expired
+    drift = client.get("/v1/reports/drift", headers=viewer).json()
+    assert [item["system_key"] for item in drift["items"]] == ["drafty", "care"]
+    drafty = drift["items"][0]
+    assert ("control_stale", "data_rules") in {
+        (b["code"], b["control"]) for b in drafty["blocking"]
+    }
+    assert report(client, viewer)["drifted"] == 2
+    only_minimal = client.get("/v1/reports/drift", params={"risk_tier": "minimal"}, headers=viewer)
+    assert [item["system_key"] for item in only_minimal.json()["items"]] == ["drafty"]
+    first = client.get("/v1/reports/drift", params={"limit": 1}, headers=viewer).json()
+    rest = client.get(
+        "/v1/reports/drift", params={"limit": 1, "cursor": first["next_cursor"]}, headers=viewer
+    ).json()
+    assert [i["system_key"] for i in first["items"] + rest["items"]] == ["drafty", "care"]
+    assert rest["next_cursor"] is None
