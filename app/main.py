@@ -24,7 +24,7 @@ from app.health.router import router as health_router
 from app.idempotency.middleware import Idempotency
 from app.lifecycle.router import router as lifecycle_router
 from app.metrics.router import router as metrics_router
-from app.middleware import BodySizeLimit, SecurityHeaders
+from app.middleware import BodySizeLimit, RequestLog, SecurityHeaders
 from app.openapi_docs import install_openapi
 from app.pilots.router import router as pilots_router
 from app.policies.router import router as policies_router
@@ -53,6 +53,12 @@ def operation_id(route: APIRoute) -> str:
 def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
     settings = settings or get_settings()
     logger.setLevel(settings.log_level.upper())
+    if not logger.handlers:
+        # Lines are written as they come (the request log is JSON already); uvicorn's own
+        # loggers keep their format.
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
     database = create_database(settings.database_url, pool_size=settings.db_pool_size)
 
     @asynccontextmanager
@@ -96,6 +102,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.add_middleware(Idempotency)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestLog)
 
     for router in (
         health_router,

@@ -2,7 +2,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection
 
@@ -44,8 +44,12 @@ BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(beare
 def require(role: Role) -> Callable[..., Principal]:
     # A dependency, not a check inside endpoints, so a request without a valid key is
     # refused (401/403) before its body is even validated.
-    def dependency(database: DatabaseDep, now: Now, credentials: BearerCredentials) -> Principal:
-        return authorize(database, credentials, role, now=now)
+    def dependency(
+        request: Request, database: DatabaseDep, now: Now, credentials: BearerCredentials
+    ) -> Principal:
+        principal = authorize(database, credentials, role, now=now)
+        request.state.api_key_id = principal.key_id  # for the request log
+        return principal
 
     return dependency
 

@@ -1,6 +1,6 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from app.auth.dependencies import BearerCredentials, Viewer, authorize
 from app.auth.roles import Role
@@ -29,6 +29,7 @@ router = APIRouter(prefix="/v1/systems/{key}/readiness", tags=["readiness"])
     responses=errors(401, 403, 404),
 )
 def get_readiness(
+    request: Request,
     credentials: BearerCredentials,
     key: Annotated[str, Path(description="The system's key.")],
     database: DatabaseDep,
@@ -38,7 +39,10 @@ def get_readiness(
     # the key lookup happens here rather than in the `require` dependency (a thread call
     # of its own). Nothing here can fail validation, so 401/403 still come first.
     with read_transaction(database) as session:
-        authorize(database, credentials, Role.viewer, now=now, connection=session.connection())
+        principal = authorize(
+            database, credentials, Role.viewer, now=now, connection=session.connection()
+        )
+        request.state.api_key_id = principal.key_id  # for the request log
         document = readiness_service.readiness_document(session, key, now=now)
     # Served as the stored JSON: no ORM object, no model validation on the hot path.
     return Response(content=document, media_type="application/json")
