@@ -1,6 +1,6 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from app.auth.dependencies import Viewer
 from app.clock import Now
@@ -13,6 +13,24 @@ from app.reports.schemas import DriftPage, Portfolio
 from app.systems import service as system_service
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
+
+
+# `async`: parsing only, resolved on the event loop without a worker thread.
+async def report_filters(
+    owner_team: Annotated[str | None, Query(max_length=100)] = None,
+    risk_tier: Tier | None = None,
+    label: Annotated[
+        list[str], Query(max_length=10, description="`name:value`; repeat to require several.")
+    ] = [],  # noqa: B006  (FastAPI copies defaults per request)
+) -> system_service.SystemFilters:
+    return system_service.SystemFilters(
+        risk_tier=risk_tier.value if risk_tier else None,
+        owner_team=owner_team,
+        labels=system_service.parse_label_filters(label),
+    )
+
+
+ReportFilters = Annotated[system_service.SystemFilters, Depends(report_filters)]
 
 
 @router.get(
@@ -30,17 +48,8 @@ def get_portfolio(
     _actor: Viewer,
     database: DatabaseDep,
     now: Now,
-    owner_team: Annotated[str | None, Query(max_length=100)] = None,
-    risk_tier: Tier | None = None,
-    label: Annotated[
-        list[str], Query(max_length=10, description="`name:value`; repeat to require several.")
-    ] = [],  # noqa: B006  (FastAPI copies defaults per request)
+    filters: ReportFilters,
 ) -> Portfolio:
-    filters = system_service.SystemFilters(
-        risk_tier=risk_tier.value if risk_tier else None,
-        owner_team=owner_team,
-        labels=system_service.parse_label_filters(label),
-    )
     with read_transaction(database) as session:
         return reports_service.portfolio(session, filters=filters, now=now)
 
@@ -60,19 +69,10 @@ def get_drift(
     _actor: Viewer,
     database: DatabaseDep,
     now: Now,
-    owner_team: Annotated[str | None, Query(max_length=100)] = None,
-    risk_tier: Tier | None = None,
-    label: Annotated[
-        list[str], Query(max_length=10, description="`name:value`; repeat to require several.")
-    ] = [],  # noqa: B006  (FastAPI copies defaults per request)
+    filters: ReportFilters,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> DriftPage:
-    filters = system_service.SystemFilters(
-        risk_tier=risk_tier.value if risk_tier else None,
-        owner_team=owner_team,
-        labels=system_service.parse_label_filters(label),
-    )
     after = decode_int_cursor(cursor)
     with read_transaction(database) as session:
         items, more = reports_service.drift(
