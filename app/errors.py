@@ -100,12 +100,6 @@ class PayloadTooLarge(DomainError):
     title = "Request body too large"
 
 
-class UnsupportedMediaType(DomainError):
-    status = 415
-    type = "unsupported-media-type"
-    title = "Unsupported media type"
-
-
 class Unprocessable(DomainError):
     status = 422
     type = "validation-error"

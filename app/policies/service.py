@@ -66,8 +66,15 @@ _policies = Policy.__table__  # type: ignore[attr-defined]
 _ACTIVE_DIGEST = select(_policies.c.version, _policies.c.digest).where(_policies.c.is_active)
 
 
+_ACTIVE_RULES_KEY = "active_rules"
+
+
 def active_rules(session: Session) -> ActiveRules:
-    """The active policy's rules, reading two small columns when they are already parsed."""
+    """The active policy's rules, read once per unit of work (a write evaluates several
+    times: evidence, its readiness, the answer's staleness), and parsed once per process."""
+    cached: ActiveRules | None = session.info.get(_ACTIVE_RULES_KEY)
+    if cached is not None:
+        return cached
     row = session.connection().execute(_ACTIVE_DIGEST).one_or_none()
     if row is None:
         raise NotFound("No policy is active; the database is not migrated.")
@@ -75,7 +82,8 @@ def active_rules(session: Session) -> ActiveRules:
     rules = _parsed.get(digest)
     if rules is None:
         rules = rules_of(get_policy(session, version))
-    return ActiveRules(version=version, rules=rules)
+    active = session.info[_ACTIVE_RULES_KEY] = ActiveRules(version=version, rules=rules)
+    return active
 
 
 def get_policy(session: Session, version: int) -> Policy:
@@ -113,6 +121,7 @@ def publish(
         session.execute(update(Policy).where(col(Policy.is_active)).values(is_active=False))
         session.flush()
         policy.is_active = True
+        session.info.pop(_ACTIVE_RULES_KEY, None)
         session.add(policy)
         session.flush()
         readiness_service.reevaluate_all(session, policy=policy, now=now)

@@ -4,7 +4,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlmodel import Session, col
 
 from app.errors import NotFound
@@ -37,6 +37,7 @@ from app.readiness.scoring import (
 from app.readiness.tiers import Tier, TierRule
 
 REEVALUATE_BATCH = 500
+_blockers = ReadinessBlocker.__table__  # type: ignore[attr-defined]
 
 
 def _current_evidence(
@@ -171,13 +172,20 @@ def _store(
     session.add(system)
     assert system.id is not None
     session.execute(delete(ReadinessBlocker).where(col(ReadinessBlocker.system_id) == system.id))
-    session.add_all(
-        ReadinessBlocker(
-            system_id=system.id, gate=gate.value, code=item.code.value, control=item.control
-        )
+    blockers = [
+        {
+            "system_id": system.id,
+            "gate": gate.value,
+            "code": item.code.value,
+            "control": item.control,
+        }
         for gate, result in evaluation.gates.items()
         for item in result.blocking
-    )
+    ]
+    if blockers:
+        # One executemany through Core: ORM objects would each be inserted on their own to
+        # fetch ids nobody reads, some twenty statements per write.
+        session.execute(insert(_blockers), blockers)
     session.add(
         ReadinessSnapshot(
             system_id=system.id,
