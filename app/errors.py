@@ -6,9 +6,11 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "/problems/"
@@ -180,13 +182,34 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(request: Request) -> str | None:
+    """Every method some route serves at this path. Starlette's 405 names only the first
+    route that matched the path, so `Allow` missed methods other routes of the path serve."""
+    path = request.scope.get("path", "")
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        if route.path and route.methods and compile_path(route.path)[0].match(path):
+            methods |= route.methods
+    return ", ".join(sorted(methods)) if methods else None
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    slugs = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}
+    # FastAPI raises its 400 for a body it could not parse that is no JSON syntax error (JSON
+    # nested deeper than the parser goes): to a client, a malformed body like any other.
+    slugs = {
+        400: "malformed-json",
+        404: "not-found",
+        405: "method-not-allowed",
+        413: "payload-too-large",
+    }
     slug = slugs.get(exc.status_code, "http-error")
-    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+    titles = {400: "Malformed JSON", 404: "Not found", 405: "Method not allowed"}
+    title = titles.get(exc.status_code, "HTTP error")
     detail = exc.detail if isinstance(exc.detail, str) else None
     headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+        headers = {**(headers or {}), "Allow": allowed}
     return problem_response(exc.status_code, slug, title, detail, headers=headers)
 
 
@@ -203,7 +226,7 @@ async def _unstorable_value(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
         500, "internal-error", "Internal server error", "The request failed; it was not applied."
@@ -215,4 +238,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DataError, _unstorable_value)
-    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_exception_handler(Exception, unexpected_error)

@@ -1,11 +1,17 @@
 """Shared OpenAPI declarations, so every route documents its errors the same way."""
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from pydantic import BaseModel
+from starlette.routing import BaseRoute
 
+from app.auth.dependencies import REQUIRED_ROLE_EXTENSION
+from app.auth.roles import Role
 from app.errors import PROBLEM_MEDIA_TYPE, Problem
 from app.idempotency.middleware import NOT_REPLAYABLE
 
@@ -33,6 +39,36 @@ _DESCRIPTIONS = {
     500: "An unexpected failure; nothing was applied.",
     503: "Not ready to serve.",
 }
+
+
+# Document-level metadata, passed to FastAPI in app.main and on to get_openapi below.
+CONTACT: dict[str, str] = {"name": "Readiness maintainers"}
+LICENSE: dict[str, str] = {"name": "Proprietary", "identifier": "LicenseRef-Proprietary"}
+SERVERS: list[dict[str, str]] = [
+    {
+        "url": "http://127.0.0.1:8000",
+        "description": "`make run` on your machine; a deployment serves the same paths.",
+    }
+]
+TAGS: list[dict[str, str]] = [
+    {"name": "health", "description": "Liveness, readiness to serve and Prometheus metrics."},
+    {"name": "api-keys", "description": "API keys and their roles (admin only)."},
+    {"name": "controls", "description": "The catalogue of controls evidence is recorded for."},
+    {"name": "policies", "description": "Versioned, risk-tiered readiness policies."},
+    {"name": "systems", "description": "AI systems: registration, lookup and merge patches."},
+    {"name": "evidence", "description": "Evidence per control, with its full history."},
+    {"name": "readiness", "description": "The readiness score, level and gates of a system."},
+    {
+        "name": "lifecycle",
+        "description": "Gate checks, stage transitions, approvals and waivers.",
+    },
+    {"name": "pilots", "description": "Pilots with success criteria, results and outcomes."},
+    {"name": "events", "description": "The append-only audit trail, as a followable feed."},
+    {"name": "reports", "description": "Portfolio and drift reports across systems."},
+]
+
+# `security` for an operation that takes no API key, so the document says so explicitly.
+NO_SECURITY: dict[str, Any] = {"security": []}
 
 
 # Handled by app.idempotency.middleware for every POST, so declared here once.
@@ -98,6 +134,40 @@ def _problem_content(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+def _roles_in(dependant: Dependant) -> set[Role]:
+    found: set[Role] = set()
+    for sub in dependant.dependencies:
+        role = getattr(sub.call, "required_role", None)
+        if isinstance(role, Role):
+            found.add(role)
+        found |= _roles_in(sub)
+    return found
+
+
+def _required_roles(
+    document: dict[str, Any], routes: Sequence[BaseRoute | RouteContext]
+) -> dict[str, Any]:
+    """`x-required-role` on every operation that needs a key: the lowest role allowed, from
+    the route's `require(role)` dependencies or, for a route that checks in its own body,
+    the role its `openapi_extra` declares (app.auth.dependencies.checks_role_inline)."""
+    # Walked as get_openapi walks them, so included routers' own dependencies count too.
+    for route in iter_route_contexts(routes):
+        if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
+            continue
+        roles = _roles_in(route.dependant)
+        declared = (route.openapi_extra or {}).get(REQUIRED_ROLE_EXTENSION)
+        if declared is not None:
+            roles.add(Role(declared))
+        if not roles:
+            continue
+        needed = max(roles, key=lambda role: role.rank)
+        for method in route.methods or ():
+            operation = document["paths"].get(route.path_format, {}).get(method.lower())
+            if operation is not None:
+                operation[REQUIRED_ROLE_EXTENSION] = needed.value
+    return document
+
+
 def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -107,9 +177,13 @@ def install_openapi(app: FastAPI) -> None:
                 summary=app.summary,
                 description=app.description,
                 routes=app.routes,
+                tags=app.openapi_tags,
+                servers=app.servers,
+                contact=app.contact,
+                license_info=app.license_info,
                 separate_input_output_schemas=app.separate_input_output_schemas,
             )
-            app.openapi_schema = _problem_content(document)
+            app.openapi_schema = _required_roles(_problem_content(document), app.routes)
         return app.openapi_schema
 
     # FastAPI's documented way to customise the document: replace the method.

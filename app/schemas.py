@@ -1,22 +1,39 @@
-"""Building blocks shared by every request model."""
+"""Building blocks shared by every request model, and the one `Actor` responses name."""
 
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    model_validator,
+)
+from pydantic.config import JsonDict
+
+# Deeper than any request body nests (a policy's tiers.high.production.required is 4).
+MAX_BODY_DEPTH = 16
 
 
-def _no_nul(value: Any) -> None:
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("text may not contain NUL characters")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _no_nul(key)
-            _no_nul(item)
-    elif isinstance(value, list):
-        for item in value:
-            _no_nul(item)
+def _plain_data(value: Any) -> None:
+    # A loop, not recursion, and a depth bound: a body nested about as deep as the JSON
+    # parser allows (a few KB of brackets) overflowed the stack here, and in an enum
+    # field's error message (repr of the value), answering 500 instead of 422.
+    pending = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError("text may not contain NUL characters")
+        elif isinstance(item, dict | list):
+            if depth == MAX_BODY_DEPTH:
+                raise ValueError(f"the body nests deeper than {MAX_BODY_DEPTH} levels")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
 
 
 class RequestModel(BaseModel):
@@ -28,7 +45,8 @@ class RequestModel(BaseModel):
     @classmethod
     def _storable_text(cls, data: Any) -> Any:
         # PostgreSQL refuses NUL in text; refusing it here keeps both back-ends alike.
-        _no_nul(data)
+        # Runs before any field is validated, so the depth bound protects them all.
+        _plain_data(data)
         return data
 
 
@@ -40,3 +58,43 @@ def _to_utc(value: datetime) -> datetime:
 
 
 UtcDateTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+
+# Text a request names in its path or query: no NUL, which PostgreSQL cannot compare with (it
+# refused such a lookup as unstorable while SQLite answered 404), refused alike everywhere.
+NO_NUL = r"^[^\x00]*$"
+
+
+def _whole_number(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# An integer as JSON Schema means one: 3 or 3.0, never "3" or true. In an optional field put
+# the bounds inside, before WholeNumber (`Annotated[int, Strict(), Field(ge=1), WholeNumber]
+# | None`): outside, pydantic writes them into the document as `ge`/`le`, not as JSON Schema.
+WholeNumber = BeforeValidator(_whole_number)
+JsonInt = Annotated[int, Strict(), WholeNumber]
+
+
+def _keys_by_pattern(schema: JsonDict) -> None:
+    # pydantic renders a map with constrained keys as `patternProperties`, which leaves every
+    # other key open to any value. State what the model enforces: every key matches the
+    # pattern (`propertyNames`) and every value the value schema (`additionalProperties`).
+    patterns = schema.pop("patternProperties", None)
+    if not isinstance(patterns, dict) or len(patterns) != 1:
+        return
+    ((pattern, values),) = patterns.items()
+    names = schema.get("propertyNames")
+    schema["propertyNames"] = {**(names if isinstance(names, dict) else {}), "pattern": pattern}
+    schema["additionalProperties"] = values
+
+
+# For `Annotated[dict[PatternConstrainedStr, V], KeysByPattern]`.
+KeysByPattern = Field(json_schema_extra=_keys_by_pattern)
+
+
+class Actor(BaseModel):
+    """Who did something: one model for every response, so the document has one `Actor`."""
+
+    id: int | None = Field(description="The API key's id; null for the service itself.")
+    name: str

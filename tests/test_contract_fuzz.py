@@ -3,6 +3,7 @@ operation answers 5xx, and every answer matches what the document says of it (st
 content type, body schema). A first slice of the contract checks; the full run with the
 stateful phase belongs to `make contract`."""
 
+import os
 from typing import Any
 
 import pytest
@@ -22,6 +23,10 @@ CHECKS = [
     schemathesis.checks.response_schema_conformance,
 ]
 
+
+# schemathesis.toml authenticates the CLI run with ${SCHEMATHESIS_ADMIN_KEY}; here it is the
+# suite's bootstrap admin key (cases below also send it themselves).
+os.environ.setdefault("SCHEMATHESIS_ADMIN_KEY", ADMIN_SECRET)
 
 # The document does not depend on the database, so any app instance can describe it; each
 # test points the schema at the suite's app and its freshly emptied database.

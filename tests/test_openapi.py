@@ -28,3 +28,28 @@ def test_errors_are_documented_as_problem_details(app: FastAPI) -> None:
             for status, response in operation["responses"].items():
                 if status.startswith(("4", "5")) and status != "422":
                     assert "application/problem+json" in response["content"], (method, path, status)
+
+
+PUBLIC_PATHS = {"/healthz", "/readyz", "/metrics"}
+
+
+def test_document_is_complete(app: FastAPI) -> None:
+    """What consumers and the linters of `make contract` expect of every part of it."""
+    document = app.openapi()
+    assert {"description", "contact", "license", "version"} <= document["info"].keys()
+    assert document["servers"]
+    described_tags = {tag["name"] for tag in document["tags"] if tag.get("description")}
+    schemas = document["components"]["schemas"]
+    assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert not [name for name in schemas if name.endswith(("-Input", "-Output"))]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            where = (method, path)
+            assert operation.get("summary"), where
+            assert operation.get("description"), where
+            assert set(operation["tags"]) <= described_tags, where
+            expected_security = [] if path in PUBLIC_PATHS else [{"HTTPBearer": []}]
+            assert operation["security"] == expected_security, where
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                schema = schemas[media["schema"]["$ref"].rsplit("/", 1)[-1]]
+                assert "example" in media or "examples" in media or schema.get("examples"), where

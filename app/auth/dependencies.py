@@ -1,6 +1,6 @@
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -22,11 +22,16 @@ def authorize(
     *,
     now: datetime,
     connection: Connection | None = None,
+    defer_touch: bool = False,
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("Send an API key as `Authorization: Bearer <key>`.")
     principal = auth_service.authenticate(
-        database, secret=credentials.credentials, now=now, connection=connection
+        database,
+        secret=credentials.credentials,
+        now=now,
+        connection=connection,
+        defer_touch=defer_touch,
     )
     if principal is None:
         raise Unauthorized("The API key is unknown or revoked.")
@@ -51,7 +56,19 @@ def require(role: Role) -> Callable[..., Principal]:
         request.state.api_key_id = principal.key_id  # for the request log
         return principal
 
+    # Read by app.openapi_docs to publish each operation's `x-required-role`.
+    dependency.required_role = role  # type: ignore[attr-defined]
     return dependency
+
+
+REQUIRED_ROLE_EXTENSION = "x-required-role"
+
+
+def checks_role_inline(role: Role) -> dict[str, Any]:
+    """`openapi_extra` for a route that calls `authorize(..., role, ...)` in its own body
+    instead of depending on `require(role)`: declares the role the body checks, so the
+    document (and the role matrix generated from it) still knows it."""
+    return {REQUIRED_ROLE_EXTENSION: role.value}
 
 
 Viewer = Annotated[Principal, Depends(require(Role.viewer))]

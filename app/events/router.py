@@ -10,13 +10,9 @@ from app.events import service as events_service
 from app.events.service import EventType
 from app.openapi_docs import errors
 from app.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_int_cursor, encode_cursor
+from app.schemas import NO_NUL, Actor
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
-
-
-class Actor(BaseModel):
-    id: int | None = Field(description="The API key's id; null for the service itself.")
-    name: str
 
 
 class EventRead(BaseModel):
@@ -53,7 +49,9 @@ def list_events(
     database: DatabaseDep,
     after: Cursor = None,
     type: EventType | None = None,
-    system: Annotated[str | None, Query(max_length=63, description="A system key.")] = None,
+    system: Annotated[
+        str | None, Query(max_length=63, pattern=NO_NUL, description="A system key.")
+    ] = None,
     limit: Limit = DEFAULT_LIMIT,
 ) -> EventPage:
     position = decode_int_cursor(after)

@@ -5,7 +5,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.db import Database
 from app.errors import Problem, ServiceUnavailable
+from app.openapi_docs import NO_SECURITY
 
+# Probes take no API key.
 router = APIRouter(tags=["health"])
 
 
@@ -13,7 +15,12 @@ class Health(BaseModel):
     status: str
 
 
-@router.get("/healthz", summary="Liveness", description="The process is up.")
+@router.get(
+    "/healthz",
+    summary="Liveness",
+    description="The process is up.",
+    openapi_extra=NO_SECURITY,
+)
 def healthz() -> Health:
     return Health(status="ok")
 
@@ -28,6 +35,7 @@ def healthz() -> Health:
             "description": "The database is unreachable or not migrated to the latest version.",
         }
     },
+    openapi_extra=NO_SECURITY,
 )
 def readyz(request: Request) -> Health:
     database: Database = request.app.state.database

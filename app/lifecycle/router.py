@@ -8,7 +8,6 @@ from app.clock import Now
 from app.db import DatabaseDep, read_transaction, write_transaction
 from app.lifecycle import service as lifecycle_service
 from app.lifecycle.schemas import (
-    Actor,
     ApprovalCreate,
     ApprovalRead,
     GateCheckCreate,
@@ -33,7 +32,7 @@ from app.pagination import (
     next_cursor_for,
 )
 from app.readiness.schemas import BlockingItemRead
-from app.schemas import UtcDateTime
+from app.schemas import Actor, UtcDateTime
 from app.systems import service as system_service
 from app.systems.dependencies import KeyPath
 

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from app.controls.catalogue import ControlKey
 from app.lifecycle.stages import GateStage, Stage
 from app.readiness.schemas import BlockingItemRead
-from app.schemas import RequestModel, UtcDateTime
+from app.schemas import Actor, RequestModel, UtcDateTime
 
 MIN_OVERRIDE_JUSTIFICATION = 20
 
@@ -31,11 +31,6 @@ class Override(BaseModel):
             " characters; recorded and reported."
         ),
     )
-
-
-class Actor(BaseModel):
-    id: int | None
-    name: str
 
 
 class GateCheckCreate(RequestModel):

@@ -5,6 +5,10 @@ import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
+
+from pydantic import GetJsonSchemaHandler
+from pydantic_core import CoreSchema
 
 from app.readiness.scoring import round_score
 
@@ -14,6 +18,15 @@ class Op(StrEnum):
     le = "<="
     gt = ">"
     lt = "<"
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        # Names for generated clients (`Op.GE` rather than `Op.VALUE_0`).
+        schema = handler(core_schema)
+        handler.resolve_ref_schema(schema)["x-enum-varnames"] = [op.name.upper() for op in cls]
+        return schema
 
 
 COMPARE: dict[Op, Callable[[float, float], bool]] = {

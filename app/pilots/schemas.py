@@ -7,13 +7,14 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
+    StrictBool,
     StringConstraints,
     field_validator,
     model_validator,
 )
 
 from app.pilots.evaluation import Criterion, CriterionResult, Op, Outcome, warning_is_lenient
-from app.schemas import RequestModel, UtcDateTime
+from app.schemas import KeysByPattern, RequestModel, UtcDateTime, WholeNumber
 
 MAX_CRITERIA = 50
 MAX_METRICS_PER_RESULT = 200
@@ -44,7 +45,7 @@ class CriterionWrite(BaseModel):
         default=None, description="A lenient bound: meeting only it counts half."
     )
     weight: FiniteNumber = Field(default=1.0, gt=0, le=1000)
-    key: bool = Field(default=False, description="Failing a key criterion fails the pilot.")
+    key: StrictBool = Field(default=False, description="Failing a key criterion fails the pilot.")
 
     @model_validator(mode="after")
     def _lenient_warning(self) -> Self:
@@ -120,12 +121,16 @@ class ResultCreate(RequestModel):
         },
     )
 
-    metrics: dict[MetricName, FiniteNumber] = Field(min_length=1, max_length=MAX_METRICS_PER_RESULT)
-    sample_size: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    metrics: Annotated[dict[MetricName, FiniteNumber], KeysByPattern] = Field(
+        min_length=1, max_length=MAX_METRICS_PER_RESULT
+    )
+    sample_size: Annotated[int, Strict(), Field(ge=0, le=2**31 - 1), WholeNumber] | None = None
     window_start: UtcDateTime | None = None
     window_end: UtcDateTime | None = None
     source: Source | None = None
-    findings: list[Finding] = Field(default_factory=list, max_length=len(Finding))
+    findings: list[Finding] = Field(
+        default_factory=list, max_length=len(Finding), json_schema_extra={"uniqueItems": True}
+    )
 
     @model_validator(mode="after")
     def _window_in_order(self) -> Self:

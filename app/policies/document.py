@@ -3,11 +3,19 @@
 from enum import StrEnum
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StrictFloat,
+    model_validator,
+)
 
 from app.controls.catalogue import ControlKey
 from app.readiness.tiers import TIER_ORDER, Tier
-from app.schemas import RequestModel
+from app.schemas import JsonInt, RequestModel, WholeNumber
 
 
 class PilotOutcome(StrEnum):
@@ -16,7 +24,13 @@ class PilotOutcome(StrEnum):
     fail = "fail"
 
 
-ControlList = Annotated[list[ControlKey], Field(max_length=len(ControlKey))]
+ControlList = Annotated[
+    list[ControlKey], Field(max_length=len(ControlKey), json_schema_extra={"uniqueItems": True})
+]
+
+
+# allow_inf_nan=False: NaN is refused as "not a finite number", not as "above 100".
+Weight = Annotated[StrictFloat, Field(ge=0, le=100, allow_inf_nan=False)]
 
 
 def _no_duplicates(controls: list[ControlKey], where: str) -> None:
@@ -27,11 +41,17 @@ def _no_duplicates(controls: list[ControlKey], where: str) -> None:
 class StageRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    min_score: float = Field(ge=0, le=100, description="Lowest score that passes the gate.")
+    # Strict types: JSON numbers and booleans only, as the document says (no "50", no 0 for false).
+    # allow_inf_nan=False: NaN is refused as "not a finite number", not as "above 100".
+    min_score: StrictFloat = Field(
+        ge=0, le=100, allow_inf_nan=False, description="Lowest score that passes the gate."
+    )
     required: ControlList = Field(
         description="Controls that must be met (or waived) for the gate to pass."
     )
-    approvals: int = Field(default=0, ge=0, le=10, description="Distinct approvers the gate needs.")
+    approvals: JsonInt = Field(
+        default=0, ge=0, le=10, description="Distinct approvers the gate needs."
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> Self:
@@ -44,7 +64,7 @@ class TierPolicy(BaseModel):
 
     pilot: StageRule
     production: StageRule
-    pilot_before_production: bool = Field(
+    pilot_before_production: StrictBool = Field(
         default=False, description="A concluded pilot is needed before production."
     )
     accepted_pilot_outcomes: list[PilotOutcome] = Field(
@@ -52,8 +72,8 @@ class TierPolicy(BaseModel):
         max_length=3,
         description="Outcomes of the concluded pilot that satisfy the pilot rule.",
     )
-    evidence_fresh_days: int | None = Field(
-        default=None, ge=1, le=3650, description="Evidence older than this is stale; null: never."
+    evidence_fresh_days: Annotated[int, Strict(), Field(ge=1, le=3650), WholeNumber] | None = Field(
+        default=None, description="Evidence older than this is stale; null: never."
     )
     non_waivable: ControlList = Field(
         default_factory=list, description="Controls that cannot be waived at this tier."
@@ -81,15 +101,16 @@ class PolicyRules(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     description: str | None = Field(default=None, max_length=2000)
-    weights: dict[ControlKey, Annotated[float, Field(ge=0, le=100)]] = Field(
+    weights: dict[ControlKey, Weight] = Field(
         default_factory=dict, description="Weight per control; controls not listed weigh 1."
     )
-    approval_validity_days: int = Field(default=30, ge=1, le=365)
-    max_waiver_days: int = Field(default=90, ge=1, le=90)
-    max_pilot_days: int = Field(
+    approval_validity_days: JsonInt = Field(default=30, ge=1, le=365)
+    max_waiver_days: JsonInt = Field(default=90, ge=1, le=90)
+    max_pilot_days: JsonInt = Field(
         default=90, ge=1, le=3650, description="A pilot running longer than this is stuck."
     )
-    tiers: dict[Tier, TierPolicy]
+    # Keys are tiers, so at least as many keys as tiers is every tier (what _every_tier checks).
+    tiers: dict[Tier, TierPolicy] = Field(json_schema_extra={"minProperties": len(TIER_ORDER)})
 
     @model_validator(mode="after")
     def _every_tier(self) -> Self:

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictBool
 
 from app.policies.document import PolicyRules
 
@@ -25,7 +25,7 @@ class PolicyCreate(PolicyRules):
         },
     )
 
-    activate: bool = Field(default=False, description="Make this version the active one.")
+    activate: StrictBool = Field(default=False, description="Make this version the active one.")
 
 
 class PolicyRead(PolicyRules):

@@ -13,9 +13,17 @@ from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, decode_int_cursor
 from app.readiness import service as readiness_service
 from app.readiness.service import Summary
 from app.readiness.tiers import Tier
+from app.schemas import NO_NUL
 from app.systems import service as system_service
 from app.systems.dependencies import KeyPath
-from app.systems.schemas import Owner, RiskTierRule, SystemCreate, SystemPatch, SystemRead
+from app.systems.schemas import (
+    LabelFilter,
+    Owner,
+    RiskTierRule,
+    SystemCreate,
+    SystemPatch,
+    SystemRead,
+)
 
 router = APIRouter(prefix="/v1/systems", tags=["systems"])
 
@@ -66,9 +74,10 @@ def list_systems(
     now: Now,
     stage: Stage | None = None,
     risk_tier: Tier | None = None,
-    owner_team: Annotated[str | None, Query(max_length=100)] = None,
+    owner_team: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
     label: Annotated[
-        list[str], Query(max_length=10, description="`name:value`; repeat to require several.")
+        list[LabelFilter],
+        Query(max_length=10, description="`name:value`; repeat to require several."),
     ] = [],  # noqa: B006  (FastAPI copies defaults per request)
     ready_for: Annotated[
         GateStage | None, Query(description="Only systems whose gate to this stage passes.")

@@ -6,18 +6,26 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from app.lifecycle.stages import Stage
 from app.readiness.scoring import Level
 from app.readiness.tiers import ImpactArea, Oversight, Tier, TierRule
-from app.schemas import RequestModel
+from app.schemas import KeysByPattern, RequestModel
 
 SYSTEM_KEY_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 LABEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$"
 MAX_LABELS = 50
 
-SystemKey = Annotated[str, StringConstraints(pattern=SYSTEM_KEY_PATTERN)]
-LabelName = Annotated[str, StringConstraints(pattern=LABEL_NAME_PATTERN)]
+# The patterns bound the length too; max_length states it in the document, where every
+# string a client sends has a maxLength (tests/security/test_bounds.py).
+SystemKey = Annotated[str, StringConstraints(pattern=SYSTEM_KEY_PATTERN, max_length=63)]
+LabelName = Annotated[str, StringConstraints(pattern=LABEL_NAME_PATTERN, max_length=63)]
 LabelValue = Annotated[str, StringConstraints(max_length=200)]
 Text = Annotated[str, StringConstraints(max_length=5000)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-ImpactAreas = Annotated[list[ImpactArea], Field(min_length=1, max_length=len(ImpactArea))]
+# uniqueItems: documented as the validator below enforces it.
+ImpactAreas = Annotated[
+    list[ImpactArea],
+    Field(min_length=1, max_length=len(ImpactArea), json_schema_extra={"uniqueItems": True}),
+]
+# A `label` query filter, `name:value`: validated, so the document states its form too.
+LabelFilter = Annotated[str, StringConstraints(pattern=r"^[^:\x00]+:[^\x00]*$", max_length=300)]
 
 
 class Owner(BaseModel):
@@ -59,7 +67,9 @@ class SystemCreate(RequestModel):
     declared_risk_tier: Tier | None = Field(
         default=None, description="Raises the derived tier; never lowers it."
     )
-    labels: dict[LabelName, LabelValue] = Field(default_factory=dict, max_length=MAX_LABELS)
+    labels: Annotated[dict[LabelName, LabelValue], KeysByPattern] = Field(
+        default_factory=dict, max_length=MAX_LABELS
+    )
     external_ref: Annotated[str, StringConstraints(max_length=500)] | None = None
 
     _areas = field_validator("impact_areas")(_unique_areas)
@@ -90,7 +100,9 @@ class SystemPatch(RequestModel):
     impact_areas: ImpactAreas | None = None
     oversight: Oversight | None = None
     declared_risk_tier: Tier | None = None
-    labels: dict[LabelName, LabelValue | None] | None = Field(default=None, max_length=MAX_LABELS)
+    labels: Annotated[dict[LabelName, LabelValue | None], KeysByPattern] | None = Field(
+        default=None, max_length=MAX_LABELS
+    )
     external_ref: Annotated[str, StringConstraints(max_length=500)] | None = None
 
     _areas = field_validator("impact_areas")(_unique_areas)

@@ -214,7 +214,10 @@ def patch_system(
             else:
                 labels[name] = value
         if len(labels) > MAX_LABELS:
-            raise Unprocessable(f"A system has at most {MAX_LABELS} labels.")
+            raise Unprocessable(
+                f"A system has at most {MAX_LABELS} labels.",
+                errors=[{"field": "labels", "message": f"at most {MAX_LABELS} labels"}],
+            )
         change("labels", labels)
 
     if not changes:
