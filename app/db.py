@@ -1,14 +1,18 @@
+import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, create_engine, event
 from sqlmodel import Session
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -23,18 +27,25 @@ class Database:
 
     read_engine: Engine
     write_engine: Engine
+    # For single-statement lookups that need no snapshot across statements: on SQLite
+    # they skip the explicit BEGIN (each statement reads on its own), saving a round of
+    # statements on the hottest read. PostgreSQL: the same pooled engine.
+    lookup_engine: Engine
     # SQLite has one writer at a time; writers of this process wait their turn here, in
     # order, instead of in SQLite's busy handler, which polls with sleeps of up to 100 ms
     # and leaves the lock idle between polls. Other processes still queue on the busy
     # timeout: this gate is for throughput, correctness never depends on it.
     write_gate: AbstractContextManager[Any] = field(default_factory=nullcontext)
+    # Whether short reads run on the event loop itself (see `run_read`).
+    inline_reads: bool = False
 
     def dispose(self) -> None:
         self.read_engine.dispose()
         self.write_engine.dispose()
+        self.lookup_engine.dispose()
 
 
-def _sqlite_engine(url: str, *, begin: str, pool_size: int) -> Engine:
+def _sqlite_engine(url: str, *, begin: str | None, pool_size: int) -> Engine:
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
@@ -55,9 +66,11 @@ def _sqlite_engine(url: str, *, begin: str, pool_size: int) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql(begin)
+    if begin is not None:
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql(begin)
 
     return engine
 
@@ -67,10 +80,12 @@ def create_database(url: str, *, pool_size: int = 10) -> Database:
         return Database(
             read_engine=_sqlite_engine(url, begin="BEGIN", pool_size=20),
             write_engine=_sqlite_engine(url, begin="BEGIN IMMEDIATE", pool_size=5),
+            lookup_engine=_sqlite_engine(url, begin=None, pool_size=5),
             write_gate=threading.Lock(),
+            inline_reads=True,
         )
     engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
-    return Database(read_engine=engine, write_engine=engine)
+    return Database(read_engine=engine, write_engine=engine, lookup_engine=engine)
 
 
 @contextmanager
@@ -91,6 +106,26 @@ def write_transaction(database: Database) -> Iterator[Session]:
     with database.write_gate, Session(database.write_engine, expire_on_commit=False) as session:
         yield session
         session.commit()
+
+
+async def run_read(database: Database, work: Callable[[], T]) -> T:
+    """Runs a short read-only unit of work, on the event loop where that is cheaper.
+
+    On SQLite a read is a few page lookups in this process's cache, and in WAL mode it
+    never waits for a writer; handing it to a worker thread costs more than the read
+    itself (the GIL changes hands around every SQLite call), so it runs in place. On
+    PostgreSQL a read waits on the network, so it goes to a worker thread. `work` must
+    not write: a write can wait for the write gate, and the loop must never wait.
+    """
+    if database.inline_reads:
+        # A turn for the loop before and after: requests that arrived meanwhile get
+        # read and answered in order instead of queueing behind a run of inline reads
+        # (at 64 connections this took p99 from ~660 ms to ~50 ms).
+        await asyncio.sleep(0)
+        result = work()
+        await asyncio.sleep(0)
+        return result
+    return await run_in_threadpool(work)
 
 
 # `async` so FastAPI resolves it on the event loop instead of spending a worker thread.

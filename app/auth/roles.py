@@ -23,6 +23,8 @@ class Principal:
     key_id: int | None
     name: str
     role: Role
+    # Set when the caller asked `authenticate` to leave a due last_used_at refresh to it.
+    touch_due: bool = False
 
 
 BOOTSTRAP = Principal(key_id=None, name="bootstrap", role=Role.admin)

@@ -90,13 +90,20 @@ _TOUCH_KEY = (
 
 
 def authenticate(
-    database: Database, *, secret: str, now: datetime, connection: Connection | None = None
+    database: Database,
+    *,
+    secret: str,
+    now: datetime,
+    connection: Connection | None = None,
+    defer_touch: bool = False,
 ) -> Principal | None:
     """The principal behind a secret, or None when it is unknown or revoked.
 
     Looks the key up on `connection` when given (a read that shares its connection), else
     on a connection of its own, released before returning. The lookup is by hash through
-    a unique index, so no secret is compared byte by byte.
+    a unique index, so no secret is compared byte by byte. A due refresh of last_used_at
+    is a write; with `defer_touch` it is left to the caller (`touch_due` on the result),
+    for callers on the event loop, which must not wait for the write gate.
     """
     parameters = {"key_hash": hash_key(secret)}
     if connection is not None:
@@ -107,10 +114,15 @@ def authenticate(
     if row is None:
         return None
     key_id, name, role, last_used_at = row
-    if last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION:
-        with database.write_gate, database.write_engine.begin() as writer:
-            writer.execute(_TOUCH_KEY, {"key_id": key_id, "now": now})
-    return Principal(key_id=key_id, name=name, role=Role(role))
+    due = last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION
+    if due and not defer_touch:
+        touch(database, key_id=key_id, now=now)
+    return Principal(key_id=key_id, name=name, role=Role(role), touch_due=due and defer_touch)
+
+
+def touch(database: Database, *, key_id: int, now: datetime) -> None:
+    with database.write_gate, database.write_engine.begin() as writer:
+        writer.execute(_TOUCH_KEY, {"key_id": key_id, "now": now})
 
 
 def ensure_bootstrap_key(session: Session, *, secret: str, now: datetime) -> None:

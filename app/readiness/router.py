@@ -1,11 +1,11 @@
-from typing import Annotated
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
-from fastapi import APIRouter, Path, Request, Response
-
-from app.auth.dependencies import BearerCredentials, Viewer, authorize
-from app.auth.roles import Role
-from app.clock import Now
-from app.db import DatabaseDep, read_transaction
+from app.auth import service as auth_service
+from app.auth.dependencies import BearerCredentials, Viewer, authorize, checks_role_inline
+from app.auth.roles import Principal, Role
+from app.clock import get_now
+from app.db import Database, DatabaseDep, read_transaction, run_read
 from app.openapi_docs import errors
 from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, decode_int_cursor, next_cursor_for
 from app.readiness import service as readiness_service
@@ -14,6 +14,9 @@ from app.systems import service as system_service
 from app.systems.dependencies import KeyPath
 
 router = APIRouter(prefix="/v1/systems/{key}/readiness", tags=["readiness"])
+
+# get_readiness checks its role in its own body; declared once for the check and the document.
+READINESS_ROLE = Role.viewer
 
 
 @router.get(
@@ -27,23 +30,49 @@ router = APIRouter(prefix="/v1/systems/{key}/readiness", tags=["readiness"])
     ),
     response_model=ReadinessRead,
     responses=errors(401, 403, 404),
+    openapi_extra=checks_role_inline(READINESS_ROLE),
 )
-def get_readiness(
+async def get_readiness(
     request: Request,
     credentials: BearerCredentials,
-    key: Annotated[str, Path(description="The system's key.")],
-    database: DatabaseDep,
-    now: Now,
+    key: KeyPath,
 ) -> Response:
-    # The call dashboards poll, so it runs in one worker-thread call on one connection:
-    # the key lookup happens here rather than in the `require` dependency (a thread call
-    # of its own). Nothing here can fail validation, so 401/403 still come first.
-    with read_transaction(database) as session:
-        principal = authorize(
-            database, credentials, Role.viewer, now=now, connection=session.connection()
-        )
-        request.state.api_key_id = principal.key_id  # for the request log
-        document = readiness_service.readiness_document(session, key, now=now)
+    # The call dashboards poll, so it is one short read on one connection (on SQLite run
+    # on the event loop, see `run_read`): the key lookup happens here rather than in the
+    # `require` dependency. Only a malformed key (422) is refused before 401/403.
+    # The database and the clock come straight from the app's state, as their
+    # dependencies would give them, without a dependency resolution each.
+    database: Database = request.app.state.database
+    now = get_now(request)
+
+    caller: Principal | None = None
+
+    def read() -> str:
+        nonlocal caller
+        with database.lookup_engine.connect() as connection:
+            caller = authorize(
+                database,
+                credentials,
+                READINESS_ROLE,
+                now=now,
+                connection=connection,
+                defer_touch=True,
+            )
+            request.state.api_key_id = caller.key_id  # for the request log
+            stored = readiness_service.stored_document(connection, key, now=now)
+        if stored.document is not None:
+            return stored.document
+        # Past its validity: evaluated afresh, in a transaction for one consistent view.
+        with read_transaction(database) as session:
+            return readiness_service.fresh_document(session, stored.system_id, now=now)
+
+    try:
+        document = await run_read(database, read)
+    finally:
+        # The key was used even when the answer is a 404. Refreshing last_used_at is a
+        # write, so it never runs on the event loop; it is due at most once a minute.
+        if caller is not None and caller.touch_due and caller.key_id is not None:
+            await run_in_threadpool(auth_service.touch, database, key_id=caller.key_id, now=now)
     # Served as the stored JSON: no ORM object, no model validation on the hot path.
     return Response(content=document, media_type="application/json")
 

@@ -67,6 +67,29 @@ def test_last_used_at_is_recorded(client: TestClient, admin: dict[str, str], clo
     assert used["last_used_at"] == clock.now.isoformat().replace("+00:00", "Z")
 
 
+def test_readiness_read_marks_key_used(client: TestClient, admin: dict[str, str], clock) -> None:  # type: ignore[no-untyped-def]
+    # The readiness read checks its key on its own connection and refreshes last_used_at
+    # after answering (a write it keeps off the event loop), at most once a minute.
+    created = client.post(
+        "/v1/api-keys", json={"name": "v", "role": "viewer"}, headers=admin
+    ).json()
+
+    def last_used() -> str | None:
+        listed = client.get("/v1/api-keys", headers=admin).json()["items"]
+        return next(item for item in listed if item["id"] == created["id"])["last_used_at"]  # type: ignore[no-any-return]
+
+    # The system does not exist: the key is still checked (and used) before the 404.
+    assert client.get("/v1/systems/nope/readiness", headers=auth(created["key"])).status_code == 404
+    first = clock.now.isoformat().replace("+00:00", "Z")
+    assert last_used() == first
+    clock.advance(seconds=30)
+    client.get("/v1/systems/nope/readiness", headers=auth(created["key"]))
+    assert last_used() == first  # within the minute: no write
+    clock.advance(seconds=31)
+    client.get("/v1/systems/nope/readiness", headers=auth(created["key"]))
+    assert last_used() == clock.now.isoformat().replace("+00:00", "Z")
+
+
 def test_bootstrap_key_is_an_admin_and_not_duplicated(app, admin: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
     # A second start-up with the same secret must not create a second key.
     with TestClient(app) as again:
