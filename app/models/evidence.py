@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from app.models.base import UTCDateTime
@@ -17,6 +17,15 @@ class Evidence(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("system_id", "control", "version"),
         Index("ix_evidence_system_id_is_current", "system_id", "is_current"),
+        # The portfolio's stale-evidence count reads only current versions' dates: on
+        # PostgreSQL an index-only scan of this, not the whole history.
+        Index(
+            "ix_evidence_current_dates",
+            "system_id",
+            postgresql_include=["recorded_at", "expires_at"],
+            postgresql_where=text("is_current"),
+            sqlite_where=text("is_current"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

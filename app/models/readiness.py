@@ -29,7 +29,14 @@ class ReadinessBlocker(SQLModel, table=True):
     __tablename__ = "readiness_blockers"
     __table_args__ = (
         Index("ix_readiness_blockers_system_id", "system_id"),
-        Index("ix_readiness_blockers_gate_control", "gate", "control"),
+        # Covers the reports' per-control counts (index-only scans on PostgreSQL).
+        Index(
+            "ix_readiness_blockers_gate_control",
+            "gate",
+            "control",
+            "system_id",
+            postgresql_include=["code"],
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -9,6 +9,23 @@ from app.models.base import UTCDateTime
 
 class System(SQLModel, table=True):
     __tablename__ = "systems"
+    __table_args__ = (
+        # Reports and /metrics aggregate stored readiness over every system: on PostgreSQL
+        # this index covers them (index-only scans), so they skip the wide rows, whose
+        # readiness documents make the table several times larger than the columns read.
+        Index(
+            "ix_systems_stage_risk_tier_readiness",
+            "stage",
+            "risk_tier",
+            postgresql_include=[
+                "id",
+                "score",
+                "pilot_ready",
+                "production_ready",
+                "readiness_valid_until",
+            ],
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=63, unique=True)

@@ -4,7 +4,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import Connection, bindparam, delete, insert, select
 from sqlmodel import Session, col
 
 from app.errors import NotFound
@@ -261,18 +261,26 @@ _STORED_READINESS = select(
 ).where(_systems.c.key == bindparam("key"))
 
 
-def readiness_document(session: Session, system_key: str, *, now: datetime) -> str:
-    """The stored answer as JSON while it is still true; past its validity, a fresh one.
+@dataclass(frozen=True)
+class StoredDocument:
+    system_id: int
+    document: str | None  # None once time has made the stored answer stale
 
-    The common case is one indexed row read and no evaluation. A read does not write, so a
-    fresh evaluation is not stored here: the next write that touches the system stores one.
-    """
-    row = session.connection().execute(_STORED_READINESS, {"key": system_key}).one_or_none()
+
+def stored_document(connection: Connection, system_key: str, *, now: datetime) -> StoredDocument:
+    """The system's stored answer as JSON, while it is still true: one indexed row read on
+    a bare connection, no ORM session, no evaluation."""
+    row = connection.execute(_STORED_READINESS, {"key": system_key}).one_or_none()
     if row is None:
         raise NotFound(f"No system with key '{system_key}'.")
     system_id, document, valid_until = row
-    if valid_until is None or valid_until > now:
-        return str(document)
+    still_true = valid_until is None or valid_until > now
+    return StoredDocument(system_id=system_id, document=str(document) if still_true else None)
+
+
+def fresh_document(session: Session, system_id: int, *, now: datetime) -> str:
+    """A fresh answer as JSON. A read does not write, so it is not stored here: the next
+    write that touches the system stores one."""
     system = session.get(System, system_id)
     assert system is not None
     _, readiness = evaluate_now(session, system, now=now)
@@ -309,6 +317,22 @@ def evaluate_now(
     policy = policy_service.active_rules(session)
     inputs = _load_inputs(session, [system.id], policy, now)[system.id]
     return _evaluate(system, inputs, policy, now)
+
+
+def evaluate_many(
+    session: Session, systems: list[System], *, now: datetime
+) -> list[tuple[Evaluation, ReadinessRead]]:
+    """Fresh evaluations of many systems, not stored, in `systems` order: their inputs are
+    loaded a batch at a time in a few queries, not a few queries per system."""
+    policy = policy_service.active_rules(session)
+    evaluated = []
+    for first in range(0, len(systems), REEVALUATE_BATCH):
+        batch = systems[first : first + REEVALUATE_BATCH]
+        inputs = _load_inputs(session, [system.id for system in batch if system.id], policy, now)
+        for system in batch:
+            assert system.id is not None
+            evaluated.append(_evaluate(system, inputs[system.id], policy, now))
+    return evaluated
 
 
 def history(

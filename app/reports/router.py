@@ -9,18 +9,21 @@ from app.openapi_docs import errors
 from app.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_int_cursor, encode_cursor
 from app.readiness.tiers import Tier
 from app.reports import service as reports_service
-from app.reports.schemas import DriftPage, Portfolio
+from app.reports.schemas import DriftPage, GapsReport, Portfolio
+from app.schemas import NO_NUL
 from app.systems import service as system_service
+from app.systems.schemas import LabelFilter
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
 
 # `async`: parsing only, resolved on the event loop without a worker thread.
 async def report_filters(
-    owner_team: Annotated[str | None, Query(max_length=100)] = None,
+    owner_team: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
     risk_tier: Tier | None = None,
     label: Annotated[
-        list[str], Query(max_length=10, description="`name:value`; repeat to require several.")
+        list[LabelFilter],
+        Query(max_length=10, description="`name:value`; repeat to require several."),
     ] = [],  # noqa: B006  (FastAPI copies defaults per request)
 ) -> system_service.SystemFilters:
     return system_service.SystemFilters(
@@ -79,3 +82,24 @@ def get_drift(
             session, filters=filters, now=now, after=after, limit=limit
         )
     return DriftPage(items=items, next_cursor=encode_cursor(more) if more is not None else None)
+
+
+@router.get(
+    "/gaps",
+    summary="Gaps report",
+    description=(
+        "Why systems stall: for each gate, the controls blocking the systems that head for"
+        " it (proposed ones for the pilot gate; pilot, suspended and production ones for the"
+        " production gate), how many systems each blocks, by risk tier and by reason."
+        " Computed with aggregate queries over stored readiness."
+    ),
+    responses=errors(401, 403, 422),
+)
+def get_gaps(
+    _actor: Viewer,
+    database: DatabaseDep,
+    now: Now,
+    filters: ReportFilters,
+) -> GapsReport:
+    with read_transaction(database) as session:
+        return reports_service.gaps(session, filters=filters, now=now)

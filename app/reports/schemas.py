@@ -71,3 +71,25 @@ class DriftedSystem(BaseModel):
 class DriftPage(BaseModel):
     items: list[DriftedSystem]
     next_cursor: str | None = None
+
+
+class ControlGap(BaseModel):
+    control: str
+    systems: int = Field(description="Systems heading for the gate's stage that it blocks.")
+    by_tier: dict[str, int] = Field(description="Those systems by risk tier (every tier named).")
+    by_reason: dict[str, int] = Field(
+        description="Those systems by blocking code: missing, not met, partial, stale..."
+    )
+
+
+class GateGaps(BaseModel):
+    gate: GateStage
+    stages: list[Stage] = Field(description="The stages whose systems head for this gate.")
+    systems: int = Field(description="Systems in those stages.")
+    systems_by_tier: dict[str, int]
+    controls: list[ControlGap] = Field(description="Most systems blocked first.")
+
+
+class GapsReport(BaseModel):
+    generated_at: datetime
+    gates: list[GateGaps]

@@ -6,8 +6,9 @@ stale since are counted as stored (reads of one system re-evaluate; reports do n
 
 from collections import Counter
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, true
 from sqlmodel import Session, col
 
 from app.lifecycle.stages import GateStage, Stage
@@ -25,8 +26,11 @@ from app.readiness import service as readiness_service
 from app.readiness.tiers import TIER_ORDER
 from app.reports.schemas import (
     BlockingControl,
+    ControlGap,
     DriftedSystem,
+    GapsReport,
     GateBlockers,
+    GateGaps,
     OverrideRecord,
     Portfolio,
     StageTierCount,
@@ -54,9 +58,25 @@ def _scope(filters: SystemFilters) -> Select[int | None]:
     return query
 
 
+def _within(column: Any, filters: SystemFilters) -> ColumnElement[bool]:
+    """`column` (a system id) is in the report's scope. Unfiltered, no condition at all:
+    `id IN (SELECT id FROM systems)` would make PostgreSQL join every system to itself."""
+    if not (filters.risk_tier or filters.owner_team or filters.labels):
+        return true()
+    return col(column).in_(_scope(filters))
+
+
+def stuck_pilot(now: datetime, *, max_pilot_days: int) -> ColumnElement[bool]:
+    """A pilot still running past its planned end or longer than the policy allows."""
+    too_long = now - timedelta(days=max_pilot_days)
+    return and_(
+        col(Pilot.status) == "running",
+        or_(col(Pilot.planned_end) < now, col(Pilot.created_at) < too_long),
+    )
+
+
 def portfolio(session: Session, *, filters: SystemFilters, now: datetime) -> Portfolio:
-    scope = _scope(filters)
-    in_scope: ColumnElement[bool] = col(System.id).in_(scope)
+    in_scope = _within(System.id, filters)
 
     by_stage_tier = [
         StageTierCount(stage=stage, tier=tier, systems=count)
@@ -91,8 +111,8 @@ def portfolio(session: Session, *, filters: SystemFilters, now: datetime) -> Por
     ).scalar_one()
     # Production systems whose stored answer time has made stale are judged afresh, as the
     # drift report judges them (usually few: those whose evidence expired since a write).
-    for system in session.execute(select(System).where(in_production, ~valid)).scalars():
-        evaluation, _ = readiness_service.evaluate_now(session, system, now=now)
+    stale_production = list(session.execute(select(System).where(in_production, ~valid)).scalars())
+    for evaluation, _ in readiness_service.evaluate_many(session, stale_production, now=now):
         drifted += not evaluation.gates[GateStage.production].ready
 
     blockers = []
@@ -103,7 +123,7 @@ def portfolio(session: Session, *, filters: SystemFilters, now: datetime) -> Por
             .where(
                 col(ReadinessBlocker.gate) == gate.value,
                 col(ReadinessBlocker.control).is_not(None),
-                col(ReadinessBlocker.system_id).in_(scope),
+                _within(ReadinessBlocker.system_id, filters),
             )
             .group_by(col(ReadinessBlocker.control))
             .order_by(systems.desc(), col(ReadinessBlocker.control))
@@ -130,7 +150,6 @@ def portfolio(session: Session, *, filters: SystemFilters, now: datetime) -> Por
         .where(in_scope, col(Evidence.is_current), or_(*stale_conditions))
     ).one()
 
-    too_long = now - timedelta(days=rules.max_pilot_days)
     stuck = [
         StuckPilot(
             pilot_id=pilot_id,
@@ -148,11 +167,7 @@ def portfolio(session: Session, *, filters: SystemFilters, now: datetime) -> Por
                 col(Pilot.planned_end),
             )
             .join(System, col(System.id) == col(Pilot.system_id))
-            .where(
-                in_scope,
-                col(Pilot.status) == "running",
-                or_(col(Pilot.planned_end) < now, col(Pilot.created_at) < too_long),
-            )
+            .where(in_scope, stuck_pilot(now, max_pilot_days=rules.max_pilot_days))
             .order_by(col(Pilot.created_at))
             .limit(LISTED)
         )
@@ -161,7 +176,7 @@ def portfolio(session: Session, *, filters: SystemFilters, now: datetime) -> Por
         row.outcome: row.systems
         for row in session.execute(
             select(col(Pilot.outcome), func.count().label("systems"))
-            .where(col(Pilot.system_id).in_(scope), col(Pilot.status) == "concluded")
+            .where(_within(Pilot.system_id, filters), col(Pilot.status) == "concluded")
             .group_by(col(Pilot.outcome))
         )
     }
@@ -171,7 +186,7 @@ def portfolio(session: Session, *, filters: SystemFilters, now: datetime) -> Por
     for (reported,) in session.execute(
         select(col(PilotResult.findings))
         .join(Pilot, col(Pilot.id) == col(PilotResult.pilot_id))
-        .where(col(Pilot.system_id).in_(scope))
+        .where(_within(Pilot.system_id, filters))
     ):
         findings.update(reported)
 
@@ -233,7 +248,7 @@ def drift(
     query = (
         select(System)
         .where(
-            col(System.id).in_(_scope(filters)),
+            _within(System.id, filters),
             col(System.stage) == Stage.production.value,
             or_(~col(System.production_ready), stale),
         )
@@ -244,8 +259,8 @@ def drift(
         query = query.where(col(System.id) > after)
     candidates = list(session.execute(query).scalars())
     drifted = []
-    for system in candidates[:limit]:
-        evaluation, readiness = readiness_service.evaluate_now(session, system, now=now)
+    evaluations = readiness_service.evaluate_many(session, candidates[:limit], now=now)
+    for system, (evaluation, readiness) in zip(candidates[:limit], evaluations, strict=True):
         gate = readiness.gates.production
         if not gate.ready:
             drifted.append(
@@ -258,3 +273,69 @@ def drift(
             )
     more = candidates[limit - 1].id if len(candidates) > limit else None
     return drifted, more
+
+
+# The systems each gate stands before: proposed ones head for a pilot; pilot and suspended
+# ones for production, and production ones must keep passing its gate (else they drift).
+HEADING_FOR = {
+    GateStage.pilot: (Stage.proposed,),
+    GateStage.production: (Stage.pilot, Stage.suspended, Stage.production),
+}
+
+
+def _blocked(
+    session: Session, gate: GateStage, heading: ColumnElement[bool], *split_by: Any
+) -> Any:
+    """Systems whose stored `gate` a control blocks, per control (and `split_by`), each
+    system counted once."""
+    return session.execute(
+        select(col(ReadinessBlocker.control), *split_by, func.count(func.distinct(col(System.id))))
+        .join(System, col(System.id) == col(ReadinessBlocker.system_id))
+        .where(
+            heading,
+            col(ReadinessBlocker.gate) == gate.value,
+            col(ReadinessBlocker.control).is_not(None),
+        )
+        .group_by(col(ReadinessBlocker.control), *split_by)
+    )
+
+
+def gaps(session: Session, *, filters: SystemFilters, now: datetime) -> GapsReport:
+    """Per gate, the controls that block the systems heading for it, by tier and reason.
+
+    Aggregates over the stored blocking items, like the portfolio's blocking controls: a
+    system whose stored answer time has since made stale counts as stored.
+    """
+    tiers = [tier.value for tier in TIER_ORDER]
+    report = []
+    for gate, stages in HEADING_FOR.items():
+        heading = and_(
+            _within(System.id, filters), col(System.stage).in_([stage.value for stage in stages])
+        )
+        systems_by_tier = dict.fromkeys(tiers, 0)
+        by_tier = select(col(System.risk_tier), func.count()).where(heading)
+        for tier, count in session.execute(by_tier.group_by(col(System.risk_tier))):
+            systems_by_tier[tier] = count
+
+        controls: dict[str, ControlGap] = {}
+        # A system has one tier, so a control's per-tier counts add up to its total: one
+        # pass over the blocking rows fewer.
+        for control, tier, count in _blocked(session, gate, heading, col(System.risk_tier)):
+            gap = controls.get(control) or ControlGap(
+                control=control, systems=0, by_tier=dict.fromkeys(tiers, 0), by_reason={}
+            )
+            controls[control] = gap
+            gap.by_tier[tier] = count
+            gap.systems += count
+        for control, code, count in _blocked(session, gate, heading, col(ReadinessBlocker.code)):
+            controls[control].by_reason[code] = count
+        report.append(
+            GateGaps(
+                gate=gate,
+                stages=list(stages),
+                systems=sum(systems_by_tier.values()),
+                systems_by_tier=systems_by_tier,
+                controls=sorted(controls.values(), key=lambda gap: (-gap.systems, gap.control)),
+            )
+        )
+    return GapsReport(generated_at=now, gates=report)

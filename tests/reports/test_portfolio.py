@@ -5,7 +5,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import FakeClock
-from tests.factories import make_system, meet_every_control, record_evidence, transition
+from tests.factories import (
+    blocking_codes,
+    make_system,
+    meet_every_control,
+    record_evidence,
+    transition,
+)
 
 Headers = dict[str, str]
 OVERRIDE = {"justification": "Board decision, minute 7: ship before the audit"}
@@ -135,3 +141,66 @@ def test_drift_appears_when_time_passes(
     ).json()
     assert [i["system_key"] for i in first["items"] + rest["items"]] == ["drafty", "care"]
     assert rest["next_cursor"] is None
+
+
+def test_metrics_gauges_match_the_portfolio(client: TestClient, portfolio: None) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {
+        family.name: family
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+    }
+
+    def gauge(name: str) -> float:
+        (sample,) = families[name].samples
+        return sample.value
+
+    assert gauge("readiness_drifted_systems") == 1  # care
+    assert gauge("readiness_stale_evidence") == 1  # helpdesk's monitoring
+    assert gauge("readiness_systems_with_stale_evidence") == 1
+    assert gauge("readiness_stuck_pilots") == 1  # lender's branch trial
+    blocking = {
+        (sample.labels["gate"], sample.labels["control"]): sample.value
+        for sample in families["readiness_blocking_control_systems"].samples
+    }
+    assert blocking[("pilot", "data_rules")] == 2  # as the portfolio counts: helpdesk and care
+
+
+def test_gaps_count_what_blocks_the_systems_heading_for_each_gate(
+    client: TestClient, viewer: Headers, portfolio: None
+) -> None:
+    response = client.get("/v1/reports/gaps", headers=viewer)
+    assert response.status_code == 200, response.text
+    gates = {gate["gate"]: gate for gate in response.json()["gates"]}
+
+    pilot = gates["pilot"]
+    assert (pilot["stages"], pilot["systems"]) == (["proposed"], 2)  # drafty and helpdesk
+    assert pilot["systems_by_tier"] == {"minimal": 1, "limited": 1, "high": 0, "critical": 0}
+    production = gates["production"]
+    assert production["systems"] == 2  # lender (pilot) and care (production)
+    assert production["systems_by_tier"] == {"minimal": 0, "limited": 0, "high": 1, "critical": 1}
+
+    # Against each system's own answer: for the gate it heads for, each control blocking it.
+    heading = {"drafty": "pilot", "helpdesk": "pilot", "lender": "production", "care": "production"}
+    tiers = {"drafty": "minimal", "helpdesk": "limited", "lender": "high", "care": "critical"}
+    expected: dict[tuple[str, str], dict[str, int]] = {}
+    for key, gate in heading.items():
+        answer = client.get(f"/v1/systems/{key}/readiness", headers=viewer).json()
+        for control in {control for _, control in blocking_codes(answer, gate) if control}:
+            by_tier = expected.setdefault((gate, control), {})
+            by_tier[tiers[key]] = by_tier.get(tiers[key], 0) + 1
+    reported = {
+        (gate["gate"], gap["control"]): {tier: n for tier, n in gap["by_tier"].items() if n}
+        for gate in gates.values()
+        for gap in gate["controls"]
+    }
+    assert reported == expected
+    # care, forced into production, never recorded data_rules.
+    data_rules = next(gap for gap in production["controls"] if gap["control"] == "data_rules")
+    assert (data_rules["systems"], data_rules["by_tier"]["critical"]) == (1, 1)
+    assert data_rules["by_reason"] == {"control_missing": 1}
+    counts = [gap["systems"] for gap in production["controls"]]
+    assert counts == sorted(counts, reverse=True)
+
+    only_writing = client.get("/v1/reports/gaps", params={"owner_team": "writing"}, headers=viewer)
+    assert [gate["systems"] for gate in only_writing.json()["gates"]] == [2, 0]

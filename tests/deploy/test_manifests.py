@@ -1,0 +1,195 @@
+"""The Kubernetes manifests in deploy/k8s: each valid against the Kubernetes API's JSON
+schemas (kubernetes-validate bundles them: no cluster, no kubectl, no network), and
+consistent with each other, with the image (Dockerfile) and with the app."""
+
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from app.config import Settings
+from app.main import app
+from tests.deploy.dockerfile import PROJECT_ROOT, Dockerfile
+
+MANIFESTS = PROJECT_ROOT / "deploy" / "k8s"
+# The oldest Kubernetes the manifests are for (preStop's sleep action is on by default
+# from 1.30) and the newest whose schemas the package carries.
+VERSIONS = ["1.30", "1.37"]
+# Environment variables that are no app setting but are read by the serving command.
+PROCESS_VARIABLES = {"WEB_CONCURRENCY"}  # uvicorn's default for --workers
+
+Resource = dict[str, Any]
+
+
+def load(directory: Path) -> list[tuple[str, Resource]]:
+    resources = []
+    for path in sorted(directory.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document is not None:
+                resources.append((path.name, document))
+    return resources
+
+
+RESOURCES = load(MANIFESTS)
+
+
+def one(kind: str) -> Resource:
+    found = [resource for _, resource in RESOURCES if resource["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind} in deploy/k8s, found {len(found)}"
+    return found[0]
+
+
+def only_container(resource: Resource) -> Resource:
+    containers: list[Resource] = resource["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def pod_specs() -> list[Resource]:
+    return [one("Deployment")["spec"]["template"]["spec"], one("Job")["spec"]["template"]["spec"]]
+
+
+def setting_names() -> set[str]:
+    # pydantic-settings reads each field from the variable of its name (no prefix, any case).
+    assert Settings.model_config.get("env_prefix", "") == ""
+    return {name.upper() for name in Settings.model_fields}
+
+
+def test_the_expected_resources_are_there() -> None:
+    kinds = sorted(resource["kind"] for _, resource in RESOURCES)
+    for kind in ("ConfigMap", "Deployment", "Job", "Secret", "Service"):
+        assert kind in kinds
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize(
+    "resource",
+    [resource for _, resource in RESOURCES],
+    ids=[f"{name}:{resource['kind']}" for name, resource in RESOURCES],
+)
+def test_manifest_matches_the_kubernetes_schema(resource: Resource, version: str) -> None:
+    # strict: unknown fields (a misspelt `readinesProbe`) fail too, as the API server would
+    # refuse them.
+    kubernetes_validate.validate(resource, version, strict=True)
+
+
+def test_probes_ask_the_apps_health_routes() -> None:
+    container = only_container(one("Deployment"))
+    # The app's own OpenAPI document lists every route it serves (probes included).
+    paths = app.openapi()["paths"]
+    probes = {
+        "readinessProbe": "/readyz",
+        "livenessProbe": "/healthz",
+        "startupProbe": "/healthz",
+    }
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    for probe, path in probes.items():
+        action = container[probe]["httpGet"]
+        assert action["path"] == path
+        assert "get" in paths[path]
+        assert action["port"] in ports or action["port"] in ports.values()
+
+
+def test_service_reaches_the_port_the_image_serves_on(dockerfile: Dockerfile) -> None:
+    deployment, service = one("Deployment"), one("Service")
+    container = only_container(deployment)
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    (service_port,) = service["spec"]["ports"]
+    target = service_port["targetPort"]
+    container_port = ports[target] if isinstance(target, str) else target
+    assert container_port in ports.values()
+    assert container_port == int(dockerfile.option("--port")) == dockerfile.exposed_port
+
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    budget = one("PodDisruptionBudget")
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    # The migration pod never receives traffic.
+    job_labels = one("Job")["spec"]["template"]["metadata"]["labels"]
+    assert not service["spec"]["selector"].items() <= job_labels.items()
+
+
+def test_the_deployment_runs_the_images_own_command(dockerfile: Dockerfile) -> None:
+    container = only_container(one("Deployment"))
+    # No command or args: the pod runs the Dockerfile's CMD, with its graceful-shutdown
+    # timeout, and takes its worker count from WEB_CONCURRENCY.
+    assert "command" not in container
+    assert "args" not in container
+    assert "--workers" not in dockerfile.cmd
+    assert "WEB_CONCURRENCY" in one("ConfigMap")["data"]
+
+
+def test_the_job_migrates_with_the_deployments_image() -> None:
+    job = one("Job")
+    migrate = only_container(job)
+    assert migrate["image"] == only_container(one("Deployment"))["image"]
+    assert migrate["command"] == ["alembic", "upgrade", "head"]
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_environment_names_are_settings_the_app_reads() -> None:
+    config_map, secret = one("ConfigMap"), one("Secret")
+    known = setting_names() | PROCESS_VARIABLES
+    assert set(config_map["data"]) <= known
+    assert set(secret["stringData"]) <= known
+
+    for workload in (one("Deployment"), one("Job")):
+        container = only_container(workload)
+        for source in container.get("envFrom", []):
+            assert source["configMapRef"]["name"] == config_map["metadata"]["name"]
+        for variable in container.get("env", []):
+            assert variable["name"] in known
+            reference = variable["valueFrom"]["secretKeyRef"]
+            assert reference["name"] == secret["metadata"]["name"]
+            assert reference["key"] in secret["stringData"]
+
+    # The secrets come from the Secret, never from the ConfigMap.
+    secrets = {"DATABASE_URL", "READINESS_BOOTSTRAP_ADMIN_KEY"}
+    assert not secrets & set(config_map["data"])
+    deployment_env = {var["name"] for var in only_container(one("Deployment"))["env"]}
+    assert deployment_env == secrets
+    assert {var["name"] for var in only_container(one("Job"))["env"]} == {"DATABASE_URL"}
+
+
+def test_the_grace_period_covers_the_graceful_shutdown(dockerfile: Dockerfile) -> None:
+    pod = one("Deployment")["spec"]["template"]["spec"]
+    pause = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    graceful = int(dockerfile.option("--timeout-graceful-shutdown"))
+    # The kubelet's clock starts before preStop; SIGKILL comes at the end of the period.
+    assert pod["terminationGracePeriodSeconds"] >= pause + graceful + 5
+
+
+def test_pods_run_as_the_images_user_on_a_read_only_root(dockerfile: Dockerfile) -> None:
+    uid, _, gid = dockerfile.user.partition(":")
+    for pod in pod_specs():
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] == int(uid)
+        assert pod["securityContext"]["runAsGroup"] == int(gid)
+        assert pod["automountServiceAccountToken"] is False
+        (container,) = pod["containers"]
+        context = container["securityContext"]
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"]["drop"] == ["ALL"]
+        for bound in ("requests", "limits"):
+            assert set(container["resources"][bound]) == {"cpu", "memory"}
+        assert "/tmp" in {mount["mountPath"] for mount in container["volumeMounts"]}
+
+
+def test_the_metrics_directory_is_a_fresh_writable_volume(dockerfile: Dockerfile) -> None:
+    pod = one("Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    volume = mounts[dockerfile.env["PROMETHEUS_MULTIPROC_DIR"]]
+    (declared,) = [candidate for candidate in pod["volumes"] if candidate["name"] == volume]
+    assert "emptyDir" in declared
+
+
+def test_the_secret_example_holds_only_placeholders() -> None:
+    secret = one("Secret")
+    assert "data" not in secret
+    for name, value in secret["stringData"].items():
+        assert "CHANGE-ME" in value, f"{name} in the example Secret must be a placeholder"
