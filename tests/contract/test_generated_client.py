@@ -35,6 +35,8 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
             str(root / PACKAGE),
             "--meta",
             "none",
+            "--config",
+            str(project_path("openapi", "python-client.yaml")),
         ],
         capture_output=True,
         text=True,
