@@ -31,6 +31,16 @@ def test_same_key_and_body_replays_without_doing_the_work_again(
     assert events_of(client, pipeline, "retry-me") == ["system.created"]
 
 
+def test_keys_are_kept_at_least_a_day(client: TestClient, pipeline: Headers, clock) -> None:  # type: ignore[no-untyped-def]
+    headers = {**pipeline, "Idempotency-Key": "nightly-2026-03-02"}
+    first = client.post("/v1/systems", json=system_body(key="kept"), headers=headers)
+    clock.advance(hours=25)  # a retry from tomorrow's run of the same job
+    again = client.post("/v1/systems", json=system_body(key="kept"), headers=headers)
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert again.headers["idempotent-replayed"] == "true"
+    assert events_of(client, pipeline, "kept") == ["system.created"]
+
+
 def test_same_key_with_another_body_is_422(client: TestClient, pipeline: Headers) -> None:
     headers = {**pipeline, "Idempotency-Key": "run-1"}
     client.post("/v1/systems", json=system_body(key="first-one"), headers=headers)
