@@ -4,11 +4,11 @@ there are, then the request metrics of app.metrics.http."""
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import func, select
 from sqlmodel import Session, col
 from sqlmodel import select as select_models
 
-from app.lifecycle.stages import GateStage
+from app.lifecycle.stages import GateStage, Stage
 from app.metrics import http as http_metrics
 from app.models import Pilot, System
 from app.policies import service as policy_service
@@ -27,10 +27,6 @@ def _labels(**labels: str) -> str:
     return ",".join(f'{name}="{_escape(value)}"' for name, value in labels.items())
 
 
-def _still_valid(now: datetime) -> ColumnElement[bool]:
-    return or_(col(System.readiness_valid_until).is_(None), col(System.readiness_valid_until) > now)
-
-
 def render(session: Session, *, now: datetime) -> str:
     lines = [
         "# HELP readiness_systems Registered AI systems by lifecycle stage and risk tier.",
@@ -44,9 +40,15 @@ def render(session: Session, *, now: datetime) -> str:
     for stage, tier, count in counts:
         lines.append(f"readiness_systems{{{_labels(stage=stage, tier=tier)}}} {count}")
 
+    valid = readiness_service.stored_answer_valid(now)
     # Labels escaped once per system: at 100,000 systems this loop is most of a scrape.
     per_system = [
-        (f'system="{_escape(key)}",tier="{_escape(tier)}",stage="{_escape(stage)}"', key, row)
+        (
+            f'system="{_escape(key)}",tier="{_escape(tier)}",stage="{_escape(stage)}"',
+            key,
+            stage,
+            row,
+        )
         for key, tier, stage, *row in session.execute(
             select(
                 col(System.key),
@@ -56,12 +58,12 @@ def render(session: Session, *, now: datetime) -> str:
                 col(System.pilot_ready),
                 col(System.production_ready),
             )
-            .where(_still_valid(now))
+            .where(valid)
             .order_by(col(System.key))
         )
     ]
     # Rows whose stored answer time has made stale are evaluated afresh, a batch at a time.
-    stale = list(session.exec(select_models(System).where(~_still_valid(now))))
+    stale = list(session.exec(select_models(System).where(~valid)))
     if stale:
         for system, (evaluation, _) in zip(
             stale, readiness_service.evaluate_many(session, stale, now=now), strict=True
@@ -69,30 +71,36 @@ def render(session: Session, *, now: datetime) -> str:
             labels = _labels(system=system.key, tier=system.risk_tier, stage=system.stage)
             gates = evaluation.gates
             ready = [gates[GateStage.pilot].ready, gates[GateStage.production].ready]
-            per_system.append((labels, system.key, [evaluation.score, *ready]))
+            per_system.append((labels, system.key, system.stage, [evaluation.score, *ready]))
         per_system.sort(key=lambda row: row[1])
     lines += [
         "# HELP readiness_score Readiness score (0-100) now.",
         "# TYPE readiness_score gauge",
     ]
-    lines += [f"readiness_score{{{labels}}} {row[0]}" for labels, _, row in per_system]
+    lines += [f"readiness_score{{{labels}}} {row[0]}" for labels, _, _, row in per_system]
     lines += [
         "# HELP readiness_gate_ready 1 when the gate to the stage passes now.",
         "# TYPE readiness_gate_ready gauge",
     ]
-    for labels, _, (_, pilot_ready, production_ready) in per_system:
+    for labels, _, _, (_, pilot_ready, production_ready) in per_system:
         lines.append(f'readiness_gate_ready{{{labels},gate="pilot"}} {int(bool(pilot_ready))}')
         lines.append(
             f'readiness_gate_ready{{{labels},gate="production"}} {int(bool(production_ready))}'
         )
-    lines += _portfolio_gauges(session, now=now)
+    # Drift as the drift report judges it, from the answers above (stored or fresh).
+    drifted = sum(
+        stage == Stage.production.value and not production_ready
+        for _, _, stage, (_, _, production_ready) in per_system
+    )
+    lines += _portfolio_gauges(session, drifted=drifted, now=now)
     return "\n".join(lines) + "\n" + http_metrics.exposition()
 
 
-def _portfolio_gauges(session: Session, *, now: datetime) -> list[str]:
-    report = reports_service.portfolio(session, filters=SystemFilters(), now=now)
+def _portfolio_gauges(session: Session, *, drifted: int, now: datetime) -> list[str]:
+    everything = SystemFilters()
+    stale, stale_systems = reports_service.stale_evidence(session, filters=everything, now=now)
     max_pilot_days = policy_service.active_rules(session).rules.max_pilot_days
-    # The report lists the first stuck pilots; the gauge counts them all.
+    # The portfolio lists the first stuck pilots; the gauge counts them all.
     stuck = session.execute(
         select(func.count())
         .select_from(Pilot)
@@ -100,11 +108,11 @@ def _portfolio_gauges(session: Session, *, now: datetime) -> list[str]:
     ).scalar_one()
     gauges = (
         ("readiness_drifted_systems", "Systems in production whose production gate fails now.",
-         report.drifted),
+         drifted),
         ("readiness_stale_evidence", "Current evidence past its expiry or its tier's freshness.",
-         report.stale_evidence),
+         stale),
         ("readiness_systems_with_stale_evidence", "Systems with any stale current evidence.",
-         report.systems_with_stale_evidence),
+         stale_systems),
         ("readiness_stuck_pilots", "Pilots running past planned_end or max_pilot_days.", stuck),
     )  # fmt: skip
     lines = []
@@ -115,7 +123,7 @@ def _portfolio_gauges(session: Session, *, now: datetime) -> list[str]:
         f" (the top {reports_service.TOP_CONTROLS} per gate).",
         "# TYPE readiness_blocking_control_systems gauge",
     ]
-    for gate in report.top_blocking_controls:
+    for gate in reports_service.top_blocking_controls(session, filters=everything):
         for blocking in gate.controls:
             labels = _labels(gate=gate.gate.value, control=blocking.control)
             lines.append(f"readiness_blocking_control_systems{{{labels}}} {blocking.systems}")

@@ -4,7 +4,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, delete, insert, select
+from sqlalchemy import ColumnElement, Connection, bindparam, delete, insert, or_, select
 from sqlmodel import Session, col
 
 from app.errors import NotFound
@@ -259,6 +259,13 @@ _systems = System.__table__  # type: ignore[attr-defined]
 _STORED_READINESS = select(
     _systems.c.id, _systems.c.readiness_document, _systems.c.readiness_valid_until
 ).where(_systems.c.key == bindparam("key"))
+
+
+def stored_answer_valid(now: datetime) -> ColumnElement[bool]:
+    """Systems whose stored readiness is still true at `now`: reports and metrics read
+    those as stored and evaluate the rest afresh."""
+    valid_until = col(System.readiness_valid_until)
+    return or_(valid_until.is_(None), valid_until > now)
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,49 @@ def stuck_pilot(now: datetime, *, max_pilot_days: int) -> ColumnElement[bool]:
     )
 
 
+def top_blocking_controls(session: Session, *, filters: SystemFilters) -> list[GateBlockers]:
+    """Per gate, the controls whose stored blocking items name the most systems."""
+    blockers = []
+    for gate in GateStage:
+        systems = func.count(func.distinct(col(ReadinessBlocker.system_id)))
+        rows = session.execute(
+            select(col(ReadinessBlocker.control), systems)
+            .where(
+                col(ReadinessBlocker.gate) == gate.value,
+                col(ReadinessBlocker.control).is_not(None),
+                _within(ReadinessBlocker.system_id, filters),
+            )
+            .group_by(col(ReadinessBlocker.control))
+            .order_by(systems.desc(), col(ReadinessBlocker.control))
+            .limit(TOP_CONTROLS)
+        )
+        blockers.append(
+            GateBlockers(
+                gate=gate,
+                controls=[BlockingControl(control=control, systems=n) for control, n in rows],
+            )
+        )
+    return blockers
+
+
+def stale_evidence(session: Session, *, filters: SystemFilters, now: datetime) -> tuple[int, int]:
+    """Current evidence past its expiry or its tier's freshness: (rows, systems)."""
+    rules = policy_service.active_rules(session).rules
+    stale_conditions = []
+    for tier in TIER_ORDER:
+        fresh_days = rules.tier(tier).evidence_fresh_days
+        stale = col(Evidence.expires_at) <= now
+        if fresh_days is not None:
+            stale = or_(stale, col(Evidence.recorded_at) < now - timedelta(days=fresh_days))
+        stale_conditions.append(and_(col(System.risk_tier) == tier.value, stale))
+    rows, systems = session.execute(
+        select(func.count(), func.count(func.distinct(col(Evidence.system_id))))
+        .join(System, col(System.id) == col(Evidence.system_id))
+        .where(_within(System.id, filters), col(Evidence.is_current), or_(*stale_conditions))
+    ).one()
+    return rows, systems
+
+
 def portfolio(session: Session, *, filters: SystemFilters, now: datetime) -> Portfolio:
     in_scope = _within(System.id, filters)
 
@@ -102,9 +145,7 @@ def portfolio(session: Session, *, filters: SystemFilters, now: datetime) -> Por
             ),
         )
     ).scalar_one()
-    valid = or_(
-        col(System.readiness_valid_until).is_(None), col(System.readiness_valid_until) > now
-    )
+    valid = readiness_service.stored_answer_valid(now)
     in_production = and_(in_scope, col(System.stage) == Stage.production.value)
     drifted = session.execute(
         select(func.count()).where(in_production, valid, ~col(System.production_ready))
@@ -115,40 +156,10 @@ def portfolio(session: Session, *, filters: SystemFilters, now: datetime) -> Por
     for evaluation, _ in readiness_service.evaluate_many(session, stale_production, now=now):
         drifted += not evaluation.gates[GateStage.production].ready
 
-    blockers = []
-    for gate in GateStage:
-        systems = func.count(func.distinct(col(ReadinessBlocker.system_id)))
-        rows = session.execute(
-            select(col(ReadinessBlocker.control), systems)
-            .where(
-                col(ReadinessBlocker.gate) == gate.value,
-                col(ReadinessBlocker.control).is_not(None),
-                _within(ReadinessBlocker.system_id, filters),
-            )
-            .group_by(col(ReadinessBlocker.control))
-            .order_by(systems.desc(), col(ReadinessBlocker.control))
-            .limit(TOP_CONTROLS)
-        )
-        blockers.append(
-            GateBlockers(
-                gate=gate,
-                controls=[BlockingControl(control=control, systems=n) for control, n in rows],
-            )
-        )
+    blockers = top_blocking_controls(session, filters=filters)
 
     rules = policy_service.active_rules(session).rules
-    stale_conditions = []
-    for tier in TIER_ORDER:
-        fresh_days = rules.tier(tier).evidence_fresh_days
-        stale = col(Evidence.expires_at) <= now
-        if fresh_days is not None:
-            stale = or_(stale, col(Evidence.recorded_at) < now - timedelta(days=fresh_days))
-        stale_conditions.append(and_(col(System.risk_tier) == tier.value, stale))
-    stale, stale_systems = session.execute(
-        select(func.count(), func.count(func.distinct(col(Evidence.system_id))))
-        .join(System, col(System.id) == col(Evidence.system_id))
-        .where(in_scope, col(Evidence.is_current), or_(*stale_conditions))
-    ).one()
+    stale, stale_systems = stale_evidence(session, filters=filters, now=now)
 
     stuck = [
         StuckPilot(

@@ -133,6 +133,7 @@ def test_drift_appears_when_time_passes(
         (b["code"], b["control"]) for b in drafty["blocking"]
     }
     assert report(client, viewer)["drifted"] == 2
+    assert "\nreadiness_drifted_systems 2\n" in client.get("/metrics").text  # judged the same
     only_minimal = client.get("/v1/reports/drift", params={"risk_tier": "minimal"}, headers=viewer)
     assert [item["system_key"] for item in only_minimal.json()["items"]] == ["drafty"]
     first = client.get("/v1/reports/drift", params={"limit": 1}, headers=viewer).json()
