@@ -1,18 +1,58 @@
 import asyncio
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar
+from types import TracebackType
+from typing import Annotated, Any, Protocol, TypeVar, cast
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 T = TypeVar("T")
+
+
+class WriteGate(Protocol):
+    """What `Database.write_gate` offers: a `threading.Lock`, or a gate that never closes."""
+
+    def acquire(self, blocking: bool = ...) -> bool: ...
+    def release(self) -> None: ...
+    def __enter__(self) -> bool: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
+
+
+class _OpenGate:
+    """PostgreSQL's writers wait on row locks, never on a gate of one process."""
+
+    def acquire(self, blocking: bool = True) -> bool:  # noqa: ARG002 (the Lock signature)
+        return True
+
+    def release(self) -> None:
+        pass
+
+    def __enter__(self) -> bool:
+        return True
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        pass
+
+
+_NO_GATE = _OpenGate()
 
 
 @dataclass(frozen=True)
@@ -35,20 +75,27 @@ class Database:
     # order, instead of in SQLite's busy handler, which polls with sleeps of up to 100 ms
     # and leaves the lock idle between polls. Other processes still queue on the busy
     # timeout: this gate is for throughput, correctness never depends on it.
-    write_gate: AbstractContextManager[Any] = field(default_factory=nullcontext)
+    write_gate: WriteGate = field(default_factory=lambda: _NO_GATE)
     # Whether short reads run on the event loop itself (see `run_read`).
     inline_reads: bool = False
+    # SQLite: writing transactions that never wait for the write lock (busy timeout 0), so
+    # `run_write` can try them on the event loop. None: writes always go to a worker thread.
+    inline_write_engine: Engine | None = None
 
     def dispose(self) -> None:
         self.read_engine.dispose()
         self.write_engine.dispose()
         self.lookup_engine.dispose()
+        if self.inline_write_engine is not None:
+            self.inline_write_engine.dispose()
 
 
-def _sqlite_engine(url: str, *, begin: str | None, pool_size: int) -> Engine:
+def _sqlite_engine(
+    url: str, *, begin: str | None, pool_size: int, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+) -> Engine:
     engine = create_engine(
         url,
-        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
         pool_size=pool_size,
         max_overflow=pool_size,
     )
@@ -60,7 +107,7 @@ def _sqlite_engine(url: str, *, begin: str | None, pool_size: int) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         # WAL with synchronous=NORMAL stays consistent after a crash; only the last
         # commits before a power loss can be lost.
         cursor.execute("PRAGMA synchronous=NORMAL")
@@ -83,6 +130,9 @@ def create_database(url: str, *, pool_size: int = 10) -> Database:
             lookup_engine=_sqlite_engine(url, begin=None, pool_size=5),
             write_gate=threading.Lock(),
             inline_reads=True,
+            inline_write_engine=_sqlite_engine(
+                url, begin="BEGIN IMMEDIATE", pool_size=1, busy_timeout_ms=0
+            ),
         )
     engine = create_engine(
         url,
@@ -134,6 +184,62 @@ async def run_read(database: Database, work: Callable[[], T]) -> T:
         await asyncio.sleep(0)
         return result
     return await run_in_threadpool(work)
+
+
+# How often an inline writer looks again at a write gate held by a worker thread.
+_GATE_POLL_S = 0.001
+
+
+async def run_write(database: Database, work: Callable[[Session], T]) -> T:
+    """Runs `work` as the request's unit of work and commits it, on the event loop where
+    that is cheaper.
+
+    On SQLite a write is CPU work in this process once the write lock is held, and handing
+    it to a worker thread costs about as much again: under load many threads queue on the
+    write gate and the GIL changes hands around every SQLite call. So it runs in place:
+    it takes the write gate (waiting for it without blocking the loop, when a worker thread
+    of this process is writing), then BEGIN IMMEDIATE on a connection whose busy timeout is
+    0. Only when another process holds the database's write lock does the work go to a
+    worker thread, which queues on the busy timeout as every write there does.
+    """
+    engine = database.inline_write_engine
+    if engine is None:
+        return await run_in_threadpool(_write_in_thread, database, work)
+    # Turns for the loop before and after, as around an inline read (`run_read`).
+    await asyncio.sleep(0)
+    # Polled rather than awaited in a thread: an abandoned wait could take the gate after
+    # its request had gone, and never give it back.
+    while not database.write_gate.acquire(blocking=False):
+        await asyncio.sleep(_GATE_POLL_S)
+    try:
+        written = _write_unless_locked(engine, work)
+    finally:
+        database.write_gate.release()
+    if written is _LOCKED:
+        return await run_in_threadpool(_write_in_thread, database, work)
+    await asyncio.sleep(0)
+    return cast(T, written)
+
+
+_LOCKED = object()
+
+
+def _write_unless_locked(engine: Engine, work: Callable[[Session], T]) -> object:
+    """`work`'s result, committed; or `_LOCKED`, at once, when another process holds the
+    database's write lock."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            session.connection()  # BEGIN IMMEDIATE: the write lock, or busy at once
+        except OperationalError:
+            return _LOCKED
+        result = work(session)
+        session.commit()
+        return result
+
+
+def _write_in_thread(database: Database, work: Callable[[Session], T]) -> T:
+    with write_transaction(database) as session:
+        return work(session)
 
 
 # `async` so FastAPI resolves it on the event loop instead of spending a worker thread.

@@ -2,7 +2,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlmodel import Session, col
 
 from app.auth.roles import Principal
@@ -10,6 +10,8 @@ from app.models import Event
 
 # Any constant will do: it names the one lock that orders event appends on PostgreSQL.
 _EVENT_ORDER_LOCK = 7_406_120_101
+_TAKE_EVENT_ORDER_LOCK = text(f"SELECT pg_advisory_xact_lock({_EVENT_ORDER_LOCK})")
+_APPEND = insert(Event)
 
 
 class EventType(StrEnum):
@@ -37,7 +39,7 @@ def append(
     now: datetime,
     data: dict[str, Any],
     system_key: str | None = None,
-) -> Event:
+) -> None:
     """Append an event in the caller's transaction. Call it last in a unit of work.
 
     Readers follow the feed by id, so ids must become visible in order. PostgreSQL hands
@@ -45,19 +47,22 @@ def append(
     order and a follower would skip one; a transaction-scoped lock, taken here and held
     to commit, makes append order equal commit order. SQLite already has one writer.
     """
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": _EVENT_ORDER_LOCK})
-    event = Event(
-        type=type.value,
-        system_key=system_key,
-        actor_id=actor.key_id,
-        actor_name=actor.name,
-        occurred_at=now,
-        data=data,
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(_TAKE_EVENT_ORDER_LOCK)
+    # Written at once on the session's connection, outside the ORM: every write appends
+    # one, and nothing reads the row back in the same unit of work.
+    connection.execute(
+        _APPEND,
+        {
+            "type": type.value,
+            "system_key": system_key,
+            "actor_id": actor.key_id,
+            "actor_name": actor.name,
+            "occurred_at": now,
+            "data": data,
+        },
     )
-    session.add(event)
-    return event
 
 
 def list_events(

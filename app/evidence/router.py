@@ -1,10 +1,11 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
+from sqlmodel import Session
 
 from app.auth.dependencies import Pipeline, Viewer
 from app.clock import Now
-from app.db import DatabaseDep, read_transaction, write_transaction
+from app.db import DatabaseDep, read_transaction, run_write
 from app.evidence import service as evidence_service
 from app.evidence.schemas import EvidenceRead, EvidenceWrite
 from app.openapi_docs import errors
@@ -43,7 +44,7 @@ async def evidence_control(control: ControlPath) -> str:
     ),
     responses=errors(400, 401, 403, 404, 422),
 )
-def record_evidence(
+async def record_evidence(
     actor: Pipeline,
     control: Annotated[str, Depends(evidence_control)],
     key: KeyPath,
@@ -51,12 +52,16 @@ def record_evidence(
     database: DatabaseDep,
     now: Now,
 ) -> EvidenceRead:
-    with write_transaction(database) as session:
+    # The write pipelines send most: `async` so that `run_write` can run it on the event
+    # loop on SQLite when the write lock is free.
+    def write(session: Session) -> EvidenceRead:
         system = system_service.get_system(session, key, for_update=True)
         evidence = evidence_service.record(
             session, system=system, control=control, body=body, actor=actor, now=now
         )
         return evidence_service.EvidenceReader(session, system, now).read(evidence)
+
+    return await run_write(database, write)
 
 
 @router.get(

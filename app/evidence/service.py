@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlmodel import Session, col
 
 from app.auth.roles import Principal
@@ -30,6 +30,20 @@ def check_evidence_control(control: str) -> None:
         )
 
 
+# Built once and run on the session's connection: the write pipelines send most.
+_RETIRE_CURRENT = (
+    update(Evidence)
+    .where(
+        col(Evidence.system_id) == bindparam("of_system"),
+        col(Evidence.control) == bindparam("of_control"),
+        col(Evidence.is_current),
+    )
+    .values(is_current=False)
+    .returning(col(Evidence.version))
+)
+_ADD_VERSION = insert(Evidence)
+
+
 def record(
     session: Session,
     *,
@@ -40,26 +54,15 @@ def record(
     now: datetime,
     source: str = "api",
 ) -> Evidence:
-    """Record a new current version; the system row must be locked by the caller."""
+    """Record a new current version; the system row must be locked by the caller. The
+    returned version is not in the session: it is written at once, outside the ORM."""
     check_evidence_control(control)
     assert system.id is not None
-    previous = session.execute(
-        select(col(Evidence.version)).where(
-            col(Evidence.system_id) == system.id,
-            col(Evidence.control) == control,
-            col(Evidence.is_current),
-        )
+    connection = session.connection()
+    # One statement retires the current version and says which it was.
+    previous = connection.execute(
+        _RETIRE_CURRENT, {"of_system": system.id, "of_control": control}
     ).scalar_one_or_none()
-    if previous is not None:
-        session.execute(
-            update(Evidence)
-            .where(
-                col(Evidence.system_id) == system.id,
-                col(Evidence.control) == control,
-                col(Evidence.is_current),
-            )
-            .values(is_current=False)
-        )
     evidence = Evidence(
         system_id=system.id,
         control=control,
@@ -73,7 +76,7 @@ def record(
         source=source,
         is_current=True,
     )
-    session.add(evidence)
+    connection.execute(_ADD_VERSION, evidence.model_dump(exclude={"id"}))
     fact = EvidenceFact(body.status, now, body.expires_at, source)
     readiness_service.refresh(session, system, now=now, recorded=(control, fact))
     events.append(

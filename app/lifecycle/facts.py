@@ -4,25 +4,55 @@ in a few queries."""
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlmodel import Session, col
 
 from app.lifecycle.stages import GateStage
 from app.models import Approval, Transition, Waiver
+from app.models.queries import PerSystemQuery
 from app.readiness.scoring import ApprovalFacts
+
+# Built once and run on the session's connection: every write evaluates readiness, and
+# building and running these through the ORM cost more than the queries themselves.
+_ACTIVE_WAIVERS = PerSystemQuery(
+    lambda of_systems: select(
+        col(Waiver.system_id), col(Waiver.control), col(Waiver.expires_at)
+    ).where(
+        of_systems(col(Waiver.system_id)),
+        col(Waiver.revoked_at).is_(None),
+        col(Waiver.expires_at) > bindparam("now"),
+    )
+)
+_LAST_TRANSITIONS = PerSystemQuery(
+    lambda of_systems: select(col(Transition.system_id), col(Transition.occurred_at)).where(
+        col(Transition.id).in_(
+            select(func.max(Transition.id))
+            .where(of_systems(col(Transition.system_id)))
+            .group_by(col(Transition.system_id))
+        )
+    )
+)
+_APPROVALS = PerSystemQuery(
+    lambda of_systems: (
+        select(
+            col(Approval.system_id),
+            col(Approval.target_stage),
+            col(Approval.approver_id),
+            col(Approval.approver_name),
+            col(Approval.decision),
+            col(Approval.created_at),
+        )
+        .where(of_systems(col(Approval.system_id)))
+        .order_by(col(Approval.id))
+    )
+)
 
 
 def active_waivers(
     session: Session, system_ids: list[int], *, now: datetime
 ) -> dict[int, dict[str, datetime]]:
     found: dict[int, dict[str, datetime]] = defaultdict(dict)
-    rows = session.execute(
-        select(col(Waiver.system_id), col(Waiver.control), col(Waiver.expires_at)).where(
-            col(Waiver.system_id).in_(system_ids),
-            col(Waiver.revoked_at).is_(None),
-            col(Waiver.expires_at) > now,
-        )
-    )
+    rows = _ACTIVE_WAIVERS.rows(session.connection(), system_ids, now=now)
     for system_id, control, expires_at in rows:
         # Two waivers of one control: the later expiry is the one that matters.
         current = found[system_id].get(control)
@@ -32,17 +62,8 @@ def active_waivers(
 
 def last_transitions(session: Session, system_ids: list[int]) -> dict[int, datetime]:
     """When each system last moved: the time of its newest transition by commit order."""
-    newest = (
-        select(func.max(Transition.id))
-        .where(col(Transition.system_id).in_(system_ids))
-        .group_by(col(Transition.system_id))
-    )
-    rows = session.execute(
-        select(col(Transition.system_id), col(Transition.occurred_at)).where(
-            col(Transition.id).in_(newest)
-        )
-    )
-    return {row.system_id: row.occurred_at for row in rows}
+    rows = _LAST_TRANSITIONS.rows(session.connection(), system_ids)
+    return dict(rows.all())
 
 
 def approval_facts(
@@ -57,30 +78,23 @@ def approval_facts(
     """
     since = last_transitions(session, system_ids)
     validity = timedelta(days=validity_days)
-    rows = session.execute(
-        select(Approval).where(col(Approval.system_id).in_(system_ids)).order_by(col(Approval.id))
-    ).scalars()
-    latest: dict[tuple[int, str, int | None, str], Approval] = {}
-    for approval in rows:
-        # Keyed by approver id, or by name for keys that no longer exist.
-        key = (
-            approval.system_id,
-            approval.target_stage,
-            approval.approver_id,
-            approval.approver_name,
-        )
-        latest[key] = approval
+    rows = _APPROVALS.rows(session.connection(), system_ids)
+    # Each approver's latest decision, keyed by approver id, or by name for keys that no
+    # longer exist: (decision, created_at).
+    latest: dict[tuple[int, str, int | None, str], tuple[str, datetime]] = {}
+    for system_id, stage, approver_id, approver_name, decision, created_at in rows:
+        latest[(system_id, stage, approver_id, approver_name)] = (decision, created_at)
 
     approvers: dict[tuple[int, str], list[datetime]] = defaultdict(list)
     rejected: dict[tuple[int, str], list[str]] = defaultdict(list)
-    for (system_id, stage, _, name), approval in latest.items():
-        if approval.decision == "reject":
+    for (system_id, stage, _, name), (decision, created_at) in latest.items():
+        if decision == "reject":
             rejected[(system_id, stage)].append(name)
             continue
         moved = since.get(system_id)
-        fresh = moved is None or approval.created_at > moved
-        if fresh and approval.created_at + validity > now:
-            approvers[(system_id, stage)].append(approval.created_at + validity)
+        fresh = moved is None or created_at > moved
+        if fresh and created_at + validity > now:
+            approvers[(system_id, stage)].append(created_at + validity)
 
     return {
         system_id: {

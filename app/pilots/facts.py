@@ -5,10 +5,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlalchemy import select
+from sqlmodel import Session, col
 
 from app.models import Pilot, PilotResult
+from app.models.queries import PerSystemQuery
 from app.readiness.scoring import EvidenceFact, FindingFact, PilotFact
 
 # DESIGN.md, Pilots: the control each organisational gap maps to.
@@ -31,22 +32,17 @@ class RecordedFinding:
     recorded_at: datetime
 
 
-def concluded_pilots(session: Session, system_ids: list[int]) -> dict[int, PilotFact]:
-    """The latest concluded pilot of each system: the one the pilot rule looks at."""
-    rows = session.exec(
-        select(Pilot)
-        .where(col(Pilot.system_id).in_(system_ids), col(Pilot.status) == "concluded")
+# Built once and run on the session's connection, like app.lifecycle.facts.
+_CONCLUDED_PILOTS = PerSystemQuery(
+    lambda of_systems: (
+        select(col(Pilot.system_id), col(Pilot.id), col(Pilot.outcome))
+        .where(of_systems(col(Pilot.system_id)), col(Pilot.status) == "concluded")
         .order_by(col(Pilot.concluded_at), col(Pilot.id))
     )
-    return {
-        pilot.system_id: PilotFact(pilot_id=pilot.id or 0, outcome=pilot.outcome or "fail")
-        for pilot in rows
-    }
-
-
-def recorded_findings(session: Session, system_ids: list[int]) -> dict[int, list[RecordedFinding]]:
-    rows = session.execute(
-        sa_select(
+)
+_RECORDED_FINDINGS = PerSystemQuery(
+    lambda of_systems: (
+        select(
             col(Pilot.system_id),
             col(PilotResult.pilot_id),
             col(PilotResult.id),
@@ -54,14 +50,30 @@ def recorded_findings(session: Session, system_ids: list[int]) -> dict[int, list
             col(PilotResult.recorded_at),
         )
         .join(Pilot, col(Pilot.id) == col(PilotResult.pilot_id))
-        .where(col(Pilot.system_id).in_(system_ids))
+        .where(of_systems(col(Pilot.system_id)))
         .order_by(col(PilotResult.id))
     )
+)
+
+
+def concluded_pilots(session: Session, system_ids: list[int]) -> dict[int, PilotFact]:
+    """The latest concluded pilot of each system: the one the pilot rule looks at."""
+    rows = _CONCLUDED_PILOTS.rows(session.connection(), system_ids)
+    return {
+        system_id: PilotFact(pilot_id=pilot_id or 0, outcome=outcome or "fail")
+        for system_id, pilot_id, outcome in rows
+    }
+
+
+def recorded_findings(session: Session, system_ids: list[int]) -> dict[int, list[RecordedFinding]]:
+    rows = _RECORDED_FINDINGS.rows(session.connection(), system_ids)
     found: dict[int, list[RecordedFinding]] = defaultdict(list)
     for system_id, pilot_id, result_id, findings, recorded_at in rows:
         for finding in findings:
             found[system_id].append(
-                RecordedFinding(finding, FINDING_CONTROL[finding], pilot_id, result_id, recorded_at)
+                RecordedFinding(
+                    finding, FINDING_CONTROL[finding], pilot_id, result_id or 0, recorded_at
+                )
             )
     return found
 

@@ -2,7 +2,13 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from app.auth import service as auth_service
-from app.auth.dependencies import BearerCredentials, Viewer, authorize, checks_role_inline
+from app.auth.dependencies import (
+    BearerCredentials,
+    Viewer,
+    check_role,
+    checks_role_inline,
+    identify,
+)
 from app.auth.roles import Principal, Role
 from app.clock import get_now
 from app.db import Database, DatabaseDep, read_transaction, run_read
@@ -50,15 +56,11 @@ async def get_readiness(
     def read() -> str:
         nonlocal caller
         with database.lookup_engine.connect() as connection:
-            caller = authorize(
-                database,
-                credentials,
-                READINESS_ROLE,
-                now=now,
-                connection=connection,
-                defer_touch=True,
+            caller = identify(
+                database, credentials, now=now, connection=connection, defer_touch=True
             )
             request.state.api_key_id = caller.key_id  # for the request log
+            check_role(caller, READINESS_ROLE)
             stored = readiness_service.stored_document(connection, key, now=now)
         if stored.document is not None:
             return stored.document
@@ -69,7 +71,7 @@ async def get_readiness(
     try:
         document = await run_read(database, read)
     finally:
-        # The key was used even when the answer is a 404. Refreshing last_used_at is a
+        # The key was used even when the answer is a 403 or 404. Refreshing last_used_at is a
         # write, so it never runs on the event loop; it is due at most once a minute.
         if caller is not None and caller.touch_due and caller.key_id is not None:
             await run_in_threadpool(auth_service.touch, database, key_id=caller.key_id, now=now)

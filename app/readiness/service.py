@@ -1,17 +1,17 @@
 """Loads the facts a readiness evaluation needs, evaluates, and stores the answer."""
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Connection, bindparam, delete, insert, or_, select
+from sqlalchemy import ColumnElement, Connection, bindparam, delete, insert, or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
 from app.errors import NotFound
 from app.lifecycle import facts as lifecycle_facts
 from app.lifecycle.stages import GateStage
 from app.models import Evidence, Policy, ReadinessBlocker, ReadinessSnapshot, System
-from app.models.queries import newest_first
+from app.models.queries import PerSystemQuery, newest_first
 from app.pilots import facts as pilot_facts
 from app.pilots.facts import RecordedFinding
 from app.policies import service as policy_service
@@ -37,24 +37,35 @@ from app.readiness.scoring import (
 from app.readiness.tiers import Tier, TierRule
 
 REEVALUATE_BATCH = 500
-_blockers = ReadinessBlocker.__table__  # type: ignore[attr-defined]
+
+
+# Every write re-evaluates and stores readiness, so these statements are built once and
+# run on the session's connection: through the ORM, building and running them cost several
+# times what SQLite spends on the queries.
+_CURRENT_EVIDENCE = PerSystemQuery(
+    lambda of_systems: select(
+        col(Evidence.system_id),
+        col(Evidence.control),
+        col(Evidence.status),
+        col(Evidence.recorded_at),
+        col(Evidence.expires_at),
+        col(Evidence.source),
+    ).where(of_systems(col(Evidence.system_id)), col(Evidence.is_current))
+)
+# SET takes the columns its parameters name.
+_STORE_READINESS = update(System).where(col(System.id) == bindparam("of_system"))
+_CLEAR_BLOCKERS = delete(ReadinessBlocker).where(
+    col(ReadinessBlocker.system_id) == bindparam("system_id")
+)
+_ADD_BLOCKERS = insert(ReadinessBlocker)
+_ADD_SNAPSHOT = insert(ReadinessSnapshot)
 
 
 def _current_evidence(
-    session: Session, system_ids: Iterable[int]
+    session: Session, system_ids: list[int]
 ) -> dict[int, dict[str, EvidenceFact]]:
-    ids = list(system_ids)
-    found: dict[int, dict[str, EvidenceFact]] = {system_id: {} for system_id in ids}
-    rows = session.execute(
-        select(
-            col(Evidence.system_id),
-            col(Evidence.control),
-            col(Evidence.status),
-            col(Evidence.recorded_at),
-            col(Evidence.expires_at),
-            col(Evidence.source),
-        ).where(col(Evidence.system_id).in_(ids), col(Evidence.is_current))
-    )
+    found: dict[int, dict[str, EvidenceFact]] = {system_id: {} for system_id in system_ids}
+    rows = _CURRENT_EVIDENCE.rows(session.connection(), system_ids)
     for system_id, control, status, recorded_at, expires_at, source in rows:
         found[system_id][control] = EvidenceFact(
             EvidenceStatus(status), recorded_at, expires_at, source
@@ -162,16 +173,24 @@ def render(
 def _store(
     session: Session, system: System, evaluation: Evaluation, readiness: ReadinessRead
 ) -> None:
-    system.score = evaluation.score
-    system.level = evaluation.level.value
-    system.pilot_ready = evaluation.gates[GateStage.pilot].ready
-    system.production_ready = evaluation.gates[GateStage.production].ready
-    system.readiness_document = readiness.model_dump_json()
-    system.readiness_policy_version = readiness.policy_version
-    system.readiness_valid_until = evaluation.valid_until
-    session.add(system)
     assert system.id is not None
-    session.execute(delete(ReadinessBlocker).where(col(ReadinessBlocker.system_id) == system.id))
+    stored = {
+        "score": evaluation.score,
+        "level": evaluation.level.value,
+        "pilot_ready": evaluation.gates[GateStage.pilot].ready,
+        "production_ready": evaluation.gates[GateStage.production].ready,
+        "readiness_document": readiness.model_dump_json(),
+        "readiness_policy_version": readiness.policy_version,
+        "readiness_valid_until": evaluation.valid_until,
+    }
+    connection = session.connection()
+    # Written now, on the connection; other changes the caller made to the system are
+    # written by the ORM at flush, to other columns. The object is told the stored values
+    # as its loaded state, so the ORM neither writes them again nor reads them back.
+    connection.execute(_STORE_READINESS, {"of_system": system.id, **stored})
+    for name, value in stored.items():
+        set_committed_value(system, name, value)
+    connection.execute(_CLEAR_BLOCKERS, {"system_id": system.id})
     blockers = [
         {
             "system_id": system.id,
@@ -183,19 +202,20 @@ def _store(
         for item in result.blocking
     ]
     if blockers:
-        # One executemany through Core: ORM objects would each be inserted on their own to
-        # fetch ids nobody reads, some twenty statements per write.
-        session.execute(insert(_blockers), blockers)
-    session.add(
-        ReadinessSnapshot(
-            system_id=system.id,
-            score=evaluation.score,
-            level=evaluation.level.value,
-            pilot_ready=system.pilot_ready,
-            production_ready=system.production_ready,
-            policy_version=readiness.policy_version,
-            recorded_at=readiness.evaluated_at,
-        )
+        # One executemany: ORM objects would each be inserted on their own to fetch ids
+        # nobody reads.
+        connection.execute(_ADD_BLOCKERS, blockers)
+    connection.execute(
+        _ADD_SNAPSHOT,
+        {
+            "system_id": system.id,
+            "score": evaluation.score,
+            "level": evaluation.level.value,
+            "pilot_ready": stored["pilot_ready"],
+            "production_ready": stored["production_ready"],
+            "policy_version": readiness.policy_version,
+            "recorded_at": readiness.evaluated_at,
+        },
     )
 
 

@@ -2,7 +2,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -24,12 +24,16 @@ def etag(system: System) -> str:
     return f'"{system.version}"'
 
 
+# Built once: nearly every request looks its system up, and building the statement cost
+# more than running it.
+_SYSTEM_BY_KEY = select(System).where(col(System.key) == bindparam("key"))
+# Writers to one system queue here (PostgreSQL); SQLite has one writer anyway.
+_SYSTEM_BY_KEY_FOR_UPDATE = _SYSTEM_BY_KEY.with_for_update()
+
+
 def get_system(session: Session, key: str, *, for_update: bool = False) -> System:
-    query = select(System).where(col(System.key) == key)
-    if for_update:
-        # Writers to one system queue here (PostgreSQL); SQLite has one writer anyway.
-        query = query.with_for_update()
-    system = session.exec(query).one_or_none()
+    query = _SYSTEM_BY_KEY_FOR_UPDATE if for_update else _SYSTEM_BY_KEY
+    system = session.exec(query, params={"key": key}).one_or_none()
     if system is None:
         raise NotFound(f"No system with key '{key}'.")
     return system

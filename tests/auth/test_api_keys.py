@@ -90,6 +90,32 @@ def test_readiness_read_marks_key_used(client: TestClient, admin: dict[str, str]
     assert last_used() == clock.now.isoformat().replace("+00:00", "Z")
 
 
+def test_a_refused_request_still_marks_its_key_used(  # type: ignore[no-untyped-def]
+    client: TestClient, admin: dict[str, str], clock
+) -> None:
+    # A valid key without the role (403) was used all the same, on the routes that check
+    # the role in a dependency and on the readiness read that checks it in its body.
+    created = client.post(
+        "/v1/api-keys", json={"name": "v", "role": "viewer"}, headers=admin
+    ).json()
+
+    def last_used() -> str | None:
+        listed = client.get("/v1/api-keys", headers=admin).json()["items"]
+        return next(item for item in listed if item["id"] == created["id"])["last_used_at"]  # type: ignore[no-any-return]
+
+    refused = client.put(
+        "/v1/systems/nope/evidence/monitoring",
+        json={"status": "met", "summary": "x"},
+        headers=auth(created["key"]),
+    )
+    assert refused.status_code == 403
+    assert last_used() == clock.now.isoformat().replace("+00:00", "Z")
+
+    clock.advance(minutes=2)
+    assert client.get("/v1/api-keys", headers=auth(created["key"])).status_code == 403
+    assert last_used() == clock.now.isoformat().replace("+00:00", "Z")
+
+
 def test_bootstrap_key_is_an_admin_and_not_duplicated(app, admin: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
     # A second start-up with the same secret must not create a second key.
     with TestClient(app) as again:
