@@ -1,19 +1,19 @@
-"""Prometheus metrics: portfolio gauges read from the database, so every worker process
-answers the same and a scrape costs a fixed set of aggregate queries however many systems
-there are, then the request metrics of app.metrics.http."""
+"""Prometheus metrics: portfolio gauges from the database, so every worker process answers
+the same: per-system gauges and counts from the process's mirror of stored readiness
+(app.readiness.mirror, which reads only what changed since the last scrape), the rest from
+a few aggregate queries; then the request metrics of app.metrics.http."""
 
 from datetime import datetime
 
 from sqlalchemy import func, select
-from sqlmodel import Session, col
-from sqlmodel import select as select_models
+from sqlmodel import Session
 
-from app.lifecycle.stages import GateStage, Stage
 from app.metrics import http as http_metrics
-from app.models import Pilot, System
+from app.models import Pilot
 from app.policies import service as policy_service
-from app.readiness import service as readiness_service
+from app.readiness.mirror import mirror_for
 from app.reports import service as reports_service
+from app.reports.schemas import GateBlockers
 from app.systems.service import SystemFilters
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -28,75 +28,25 @@ def _labels(**labels: str) -> str:
 
 
 def render(session: Session, *, now: datetime) -> str:
+    with mirror_for(session).synced(session, now=now) as mirror:
+        systems = sorted(mirror.systems.items())
+        per_system = mirror.metric_lines()
+        # Drift as the drift report judges it, from the answers now (stored or fresh).
+        drifted = sum(mirror.drifted.values())
+        blocking = reports_service.top_blocking_in(mirror, tier=None)
     lines = [
         "# HELP readiness_systems Registered AI systems by lifecycle stage and risk tier.",
         "# TYPE readiness_systems gauge",
     ]
-    counts = session.execute(
-        select(col(System.stage), col(System.risk_tier), func.count())
-        .group_by(col(System.stage), col(System.risk_tier))
-        .order_by(col(System.stage), col(System.risk_tier))
-    )
-    for stage, tier, count in counts:
+    for (stage, tier), count in systems:
         lines.append(f"readiness_systems{{{_labels(stage=stage, tier=tier)}}} {count}")
-
-    valid = readiness_service.stored_answer_valid(now)
-    # Labels escaped once per system: at 100,000 systems this loop is most of a scrape.
-    per_system = [
-        (
-            f'system="{_escape(key)}",tier="{_escape(tier)}",stage="{_escape(stage)}"',
-            key,
-            stage,
-            row,
-        )
-        for key, tier, stage, *row in session.execute(
-            select(
-                col(System.key),
-                col(System.risk_tier),
-                col(System.stage),
-                col(System.score),
-                col(System.pilot_ready),
-                col(System.production_ready),
-            )
-            .where(valid)
-            .order_by(col(System.key))
-        )
-    ]
-    # Rows whose stored answer time has made stale are evaluated afresh, a batch at a time.
-    stale = list(session.exec(select_models(System).where(~valid)))
-    if stale:
-        for system, (evaluation, _) in zip(
-            stale, readiness_service.evaluate_many(session, stale, now=now), strict=True
-        ):
-            labels = _labels(system=system.key, tier=system.risk_tier, stage=system.stage)
-            gates = evaluation.gates
-            ready = [gates[GateStage.pilot].ready, gates[GateStage.production].ready]
-            per_system.append((labels, system.key, system.stage, [evaluation.score, *ready]))
-        per_system.sort(key=lambda row: row[1])
-    lines += [
-        "# HELP readiness_score Readiness score (0-100) now.",
-        "# TYPE readiness_score gauge",
-    ]
-    lines += [f"readiness_score{{{labels}}} {row[0]}" for labels, _, _, row in per_system]
-    lines += [
-        "# HELP readiness_gate_ready 1 when the gate to the stage passes now.",
-        "# TYPE readiness_gate_ready gauge",
-    ]
-    for labels, _, _, (_, pilot_ready, production_ready) in per_system:
-        lines.append(f'readiness_gate_ready{{{labels},gate="pilot"}} {int(bool(pilot_ready))}')
-        lines.append(
-            f'readiness_gate_ready{{{labels},gate="production"}} {int(bool(production_ready))}'
-        )
-    # Drift as the drift report judges it, from the answers above (stored or fresh).
-    drifted = sum(
-        stage == Stage.production.value and not production_ready
-        for _, _, stage, (_, _, production_ready) in per_system
-    )
-    lines += _portfolio_gauges(session, drifted=drifted, now=now)
-    return "\n".join(lines) + "\n" + http_metrics.exposition()
+    lines += _portfolio_gauges(session, drifted=drifted, blocking=blocking, now=now)
+    return "\n".join(lines) + "\n" + per_system + http_metrics.exposition()
 
 
-def _portfolio_gauges(session: Session, *, drifted: int, now: datetime) -> list[str]:
+def _portfolio_gauges(
+    session: Session, *, drifted: int, blocking: list[GateBlockers], now: datetime
+) -> list[str]:
     everything = SystemFilters()
     stale, stale_systems = reports_service.stale_evidence(session, filters=everything, now=now)
     max_pilot_days = policy_service.active_rules(session).rules.max_pilot_days
@@ -123,8 +73,8 @@ def _portfolio_gauges(session: Session, *, drifted: int, now: datetime) -> list[
         f" (the top {reports_service.TOP_CONTROLS} per gate).",
         "# TYPE readiness_blocking_control_systems gauge",
     ]
-    for gate in reports_service.top_blocking_controls(session, filters=everything):
-        for blocking in gate.controls:
-            labels = _labels(gate=gate.gate.value, control=blocking.control)
-            lines.append(f"readiness_blocking_control_systems{{{labels}}} {blocking.systems}")
+    for gate in blocking:
+        for control in gate.controls:
+            labels = _labels(gate=gate.gate.value, control=control.control)
+            lines.append(f"readiness_blocking_control_systems{{{labels}}} {control.systems}")
     return lines

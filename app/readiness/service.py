@@ -16,6 +16,7 @@ from app.pilots import facts as pilot_facts
 from app.pilots.facts import RecordedFinding
 from app.policies import service as policy_service
 from app.policies.service import ActiveRules
+from app.readiness import marker
 from app.readiness.schemas import (
     BlockingItemRead,
     ControlRead,
@@ -169,6 +170,7 @@ def _store(
     system.readiness_document = readiness.model_dump_json()
     system.readiness_policy_version = readiness.policy_version
     system.readiness_valid_until = evaluation.valid_until
+    system.readiness_seq = marker.store_marker(session)
     session.add(system)
     assert system.id is not None
     session.execute(delete(ReadinessBlocker).where(col(ReadinessBlocker.system_id) == system.id))

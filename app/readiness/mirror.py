@@ -1,0 +1,304 @@
+"""Every system's stored readiness mirrored in the process, kept in step with the database
+by reading only the systems stored since the last look, with counts maintained as entries
+change: /metrics and the unfiltered (or tier-filtered) reports then cost what changed, not
+the portfolio.
+
+Change tracking. Every store of an answer sets `systems.readiness_seq` to a marker of its
+transaction (`store_marker`); a look first takes a horizon (`_horizon`) and then reads, and
+the next look reads the systems whose marker is at or past that horizon. On PostgreSQL the
+marker is the writer's transaction id and the horizon the oldest transaction still running
+when the look's snapshot was taken: a transaction that commits after the look, whatever
+order sequence numbers or commits came in, has an id at or past it, so no change is missed
+(at worst some are read twice). On SQLite writers take turns (BEGIN IMMEDIATE), so the
+marker is one more than the largest stored marker and the horizon one more than the largest
+a snapshot sees.
+
+Time. A stored answer is true until its `readiness_valid_until`; past it the mirror judges
+the system afresh (as the drift report does) and keeps that answer until its own validity
+ends or the system is stored again, so each stale system is evaluated once per process, not
+on every call.
+
+What is kept per system is small (stage, tier, score, gate readiness, the distinct blocking
+(gate, control, code) triples, the rendered metric lines); the first look of a process reads
+every system and blocking row once.
+"""
+
+import heapq
+import threading
+import weakref
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, select
+from sqlmodel import Session, col
+
+from app.lifecycle.stages import GateStage, Stage
+from app.models import ReadinessBlocker, System
+from app.readiness import service as readiness_service
+from app.readiness.marker import horizon as _horizon
+
+_PROPOSED = Stage.proposed.value
+_BEFORE_PRODUCTION = (Stage.pilot.value, Stage.suspended.value)
+_PRODUCTION = Stage.production.value
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+Blocking = tuple[tuple[str, str, str], ...]  # distinct (gate, control, code), control set
+
+
+@dataclass(slots=True)
+class Entry:
+    key: str
+    stage: str
+    tier: str
+    seq: int
+    # The stored answer.
+    score: float
+    pilot_ready: bool
+    production_ready: bool
+    valid_until: datetime | None
+    blocking: Blocking
+    # The answer now, once time has made the stored one stale: (score, pilot, production).
+    fresh: tuple[float, bool, bool] | None = None
+    fresh_until: datetime | None = None
+    lines: tuple[str, str] | None = None  # rendered readiness_score and gate lines
+
+    def now(self) -> tuple[float, bool, bool]:
+        if self.fresh is not None:
+            return self.fresh
+        return self.score, self.pilot_ready, self.production_ready
+
+    def deadline(self) -> datetime | None:
+        """When the answer judged now next needs judging again."""
+        return self.valid_until if self.fresh is None else self.fresh_until
+
+
+class Mirror:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._horizon: int | None = None
+        self.entries: dict[int, Entry] = {}
+        self._deadlines: list[tuple[datetime, int, int]] = []  # (when, system id, seq)
+        self._order: list[str] = []  # keys, sorted
+        self._ids: dict[str, int] = {}
+        self._body: str | None = None
+        # Counts over every system, kept as entries change.
+        self.systems: Counter[tuple[str, str]] = Counter()  # (stage, tier)
+        self.score_tenths: Counter[tuple[str, str]] = Counter()  # stored scores
+        self.ready_next: Counter[str] = Counter()  # by tier, stored answers
+        self.drifted: Counter[str] = Counter()  # by tier, judged now
+        self.blocked: Counter[tuple[str, str, str, str, str]] = Counter()
+        self.blocked_systems: Counter[tuple[str, str, str, str]] = Counter()
+
+    @contextmanager
+    def synced(self, session: Session, *, now: datetime) -> Iterator["Mirror"]:
+        """The mirror in step with `session`'s database and judged at `now`, held for the
+        caller alone while it reads."""
+        with self._lock:
+            self._sync(session)
+            self._judge(session, now)
+            yield self
+
+    # --- counting ----------------------------------------------------------------------
+
+    def _count(self, entry: Entry, sign: int) -> None:
+        place = (entry.stage, entry.tier)
+        self._bump(self.systems, place, sign)
+        self._bump(self.score_tenths, place, sign * round(entry.score * 10))
+        ready = (entry.stage == _PROPOSED and entry.pilot_ready) or (
+            entry.stage in _BEFORE_PRODUCTION and entry.production_ready
+        )
+        if ready:
+            self._bump(self.ready_next, entry.tier, sign)
+        if entry.stage == _PRODUCTION and not entry.now()[2]:
+            self._bump(self.drifted, entry.tier, sign)
+        for gate, control in {(gate, control) for gate, control, _ in entry.blocking}:
+            self._bump(self.blocked_systems, (gate, control, *place), sign)
+        for gate, control, code in entry.blocking:
+            self._bump(self.blocked, (gate, control, code, *place), sign)
+        self._body = None
+        entry.lines = None
+
+    @staticmethod
+    def _bump(counter: Counter[Any], key: Any, by: int) -> None:
+        value = counter[key] + by
+        if value:
+            counter[key] = value
+        else:
+            del counter[key]
+
+    def _put(self, system_id: int, entry: Entry) -> None:
+        old = self.entries.get(system_id)
+        if old is not None:
+            self._count(old, -1)
+            if old.key != entry.key:  # keys do not change; kept correct regardless
+                self._forget_key(old.key)
+        if old is None or old.key != entry.key:
+            position = bisect_left(self._order, entry.key)
+            self._order.insert(position, entry.key)
+            self._ids[entry.key] = system_id
+        self.entries[system_id] = entry
+        self._count(entry, +1)
+        self._schedule(system_id, entry)
+
+    def _forget_key(self, key: str) -> None:
+        position = bisect_left(self._order, key)
+        if position < len(self._order) and self._order[position] == key:
+            del self._order[position]
+        self._ids.pop(key, None)
+
+    def _schedule(self, system_id: int, entry: Entry) -> None:
+        deadline = entry.deadline()
+        if deadline is not None:
+            heapq.heappush(self._deadlines, (deadline, system_id, entry.seq))
+
+    # --- keeping in step -----------------------------------------------------------------
+
+    def _sync(self, session: Session) -> None:
+        horizon = _horizon(session)  # before reading: see the module's docstring
+        query = (
+            select(
+                col(System.id),
+                col(System.key),
+                col(System.stage),
+                col(System.risk_tier),
+                col(System.score),
+                col(System.pilot_ready),
+                col(System.production_ready),
+                col(System.readiness_valid_until),
+                col(System.readiness_seq),
+                col(ReadinessBlocker.gate),
+                col(ReadinessBlocker.control),
+                col(ReadinessBlocker.code),
+            )
+            # One statement, so a system and its blocking rows come from one snapshot.
+            .outerjoin(
+                ReadinessBlocker,
+                and_(
+                    col(ReadinessBlocker.system_id) == col(System.id),
+                    col(ReadinessBlocker.control).is_not(None),
+                ),
+            )
+        )
+        if self._horizon is not None:
+            stored = select(col(System.id)).where(col(System.readiness_seq) >= self._horizon)
+            changed = list(session.execute(stored).scalars())
+            if not changed:
+                self._horizon = horizon
+                return
+            # By id as well, so the blocking rows are found through their index whatever
+            # the planner guesses of the marker; a system stored after the first read has
+            # a marker at or past `horizon` and is read next time.
+            query = query.where(col(System.id).in_(changed))
+        rows: dict[int, tuple[Any, ...]] = {}
+        blocking: dict[int, set[tuple[str, str, str]]] = {}
+        # Core rows on the session's connection: no ORM result machinery per row.
+        for row in session.connection().execute(query):
+            system_id: int = row[0]  # type: ignore[assignment]  # a primary key is never null
+            if system_id not in rows:
+                rows[system_id] = tuple(row[1:9])
+                blocking[system_id] = set()
+            if row[9] is not None:
+                blocking[system_id].add((row[9], row[10], row[11]))
+        for system_id, (key, stage, tier, score, pilot, production, until, seq) in rows.items():
+            old = self.entries.get(system_id)
+            if old is not None and old.seq == seq and self._horizon is not None:
+                continue  # read again only because its writer was running at the last look
+            entry = Entry(
+                key=key,
+                stage=stage,
+                tier=tier,
+                seq=seq,
+                score=score,
+                pilot_ready=pilot,
+                production_ready=production,
+                valid_until=until,
+                blocking=tuple(sorted(blocking[system_id])),
+            )
+            self._put(system_id, entry)
+        self._horizon = horizon
+
+    def _judge(self, session: Session, now: datetime) -> None:
+        """Judge afresh the systems whose answer time has made stale since the last look."""
+        due: list[int] = []
+        while self._deadlines and self._deadlines[0][0] <= now:
+            when, system_id, seq = heapq.heappop(self._deadlines)
+            entry = self.entries.get(system_id)
+            if entry is not None and entry.seq == seq and entry.deadline() == when:
+                due.append(system_id)
+        for first in range(0, len(due), readiness_service.REEVALUATE_BATCH):
+            ids = due[first : first + readiness_service.REEVALUATE_BATCH]
+            systems = list(session.execute(select(System).where(col(System.id).in_(ids))).scalars())
+            evaluations = readiness_service.evaluate_many(session, systems, now=now)
+            for system, (evaluation, _) in zip(systems, evaluations, strict=True):
+                assert system.id is not None
+                entry = self.entries[system.id]
+                if system.readiness_seq != entry.seq:
+                    continue  # stored since the sync: the next look reads it
+                self._count(entry, -1)
+                gates = evaluation.gates
+                entry.fresh = (
+                    evaluation.score,
+                    gates[GateStage.pilot].ready,
+                    gates[GateStage.production].ready,
+                )
+                entry.fresh_until = evaluation.valid_until
+                self._count(entry, +1)
+                self._schedule(system.id, entry)
+
+    # --- reading -------------------------------------------------------------------------
+
+    def metric_lines(self) -> str:
+        """readiness_score and readiness_gate_ready for every system, by key."""
+        if self._body is None:
+            scores = []
+            gates = []
+            for key in self._order:
+                entry = self.entries[self._ids[key]]
+                if entry.lines is None:
+                    labels = (
+                        f'system="{_escape(entry.key)}",tier="{_escape(entry.tier)}",'
+                        f'stage="{_escape(entry.stage)}"'
+                    )
+                    score, pilot, production = entry.now()
+                    entry.lines = (
+                        f"readiness_score{{{labels}}} {score}\n",
+                        f'readiness_gate_ready{{{labels},gate="pilot"}} {int(pilot)}\n'
+                        f'readiness_gate_ready{{{labels},gate="production"}} {int(production)}\n',
+                    )
+                scores.append(entry.lines[0])
+                gates.append(entry.lines[1])
+            self._body = "".join(
+                [
+                    "# HELP readiness_score Readiness score (0-100) now.\n",
+                    "# TYPE readiness_score gauge\n",
+                    *scores,
+                    "# HELP readiness_gate_ready 1 when the gate to the stage passes now.\n",
+                    "# TYPE readiness_gate_ready gauge\n",
+                    *gates,
+                ]
+            )
+        return self._body
+
+
+_mirrors: "weakref.WeakKeyDictionary[Engine, Mirror]" = weakref.WeakKeyDictionary()
+_mirrors_lock = threading.Lock()
+
+
+def mirror_for(session: Session) -> Mirror:
+    """The mirror of the database `session` reads, one per engine (so per app and process)."""
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    with _mirrors_lock:
+        mirror = _mirrors.get(engine)
+        if mirror is None:
+            mirror = _mirrors[engine] = Mirror()
+        return mirror
