@@ -14,7 +14,6 @@ from app.policies import service as policy_service
 from app.readiness.mirror import mirror_for
 from app.reports import service as reports_service
 from app.reports.schemas import GateBlockers
-from app.systems.service import SystemFilters
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -34,21 +33,29 @@ def render(session: Session, *, now: datetime) -> str:
         # Drift as the drift report judges it, from the answers now (stored or fresh).
         drifted = sum(mirror.drifted.values())
         blocking = reports_service.top_blocking_in(mirror, tier=None)
+        stale = (
+            sum(mirror.stale_evidence.values()),
+            sum(mirror.systems_with_stale_evidence.values()),
+        )
     lines = [
         "# HELP readiness_systems Registered AI systems by lifecycle stage and risk tier.",
         "# TYPE readiness_systems gauge",
     ]
     for (stage, tier), count in systems:
         lines.append(f"readiness_systems{{{_labels(stage=stage, tier=tier)}}} {count}")
-    lines += _portfolio_gauges(session, drifted=drifted, blocking=blocking, now=now)
+    lines += _portfolio_gauges(session, drifted=drifted, stale=stale, blocking=blocking, now=now)
     return "\n".join(lines) + "\n" + per_system + http_metrics.exposition()
 
 
 def _portfolio_gauges(
-    session: Session, *, drifted: int, blocking: list[GateBlockers], now: datetime
+    session: Session,
+    *,
+    drifted: int,
+    stale: tuple[int, int],
+    blocking: list[GateBlockers],
+    now: datetime,
 ) -> list[str]:
-    everything = SystemFilters()
-    stale, stale_systems = reports_service.stale_evidence(session, filters=everything, now=now)
+    stale_rows, stale_systems = stale
     max_pilot_days = policy_service.active_rules(session).rules.max_pilot_days
     # The portfolio lists the first stuck pilots; the gauge counts them all.
     stuck = session.execute(
@@ -60,7 +67,7 @@ def _portfolio_gauges(
         ("readiness_drifted_systems", "Systems in production whose production gate fails now.",
          drifted),
         ("readiness_stale_evidence", "Current evidence past its expiry or its tier's freshness.",
-         stale),
+         stale_rows),
         ("readiness_systems_with_stale_evidence", "Systems with any stale current evidence.",
          stale_systems),
         ("readiness_stuck_pilots", "Pilots running past planned_end or max_pilot_days.", stuck),

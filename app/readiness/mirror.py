@@ -26,22 +26,25 @@ every system and blocking row once.
 import heapq
 import threading
 import weakref
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, select
 from sqlmodel import Session, col
 
 from app.lifecycle.stages import GateStage, Stage
-from app.models import ReadinessBlocker, System
+from app.models import Evidence, Pilot, PilotResult, ReadinessBlocker, System
+from app.policies import service as policy_service
 from app.readiness import service as readiness_service
 from app.readiness.marker import horizon as _horizon
+from app.readiness.tiers import Tier
 
+_CHUNK = 1000
 _PROPOSED = Stage.proposed.value
 _BEFORE_PRODUCTION = (Stage.pilot.value, Stage.suspended.value)
 _PRODUCTION = Stage.production.value
@@ -70,6 +73,13 @@ class Entry:
     fresh: tuple[float, bool, bool] | None = None
     fresh_until: datetime | None = None
     lines: tuple[str, str] | None = None  # rendered readiness_score and gate lines
+    # When each current evidence row goes stale (expiry or the tier's freshness), sorted,
+    # and how many had at the mirror's last look.
+    stale_at: tuple[datetime, ...] = ()
+    stale: int = 0
+    # Its concluded pilots by outcome, and the findings its pilots' results report.
+    outcomes: tuple[tuple[str, int], ...] = ()
+    findings: tuple[tuple[str, int], ...] = ()
 
     def now(self) -> tuple[float, bool, bool]:
         if self.fresh is not None:
@@ -96,6 +106,11 @@ class Mirror:
         self.ready_next: Counter[str] = Counter()  # by tier, stored answers
         self.drifted: Counter[str] = Counter()  # by tier, judged now
         self.blocked: Counter[tuple[str, str, str, str, str]] = Counter()
+        self.stale_evidence: Counter[str] = Counter()  # by tier, rows
+        self.systems_with_stale_evidence: Counter[str] = Counter()  # by tier
+        self._staling: list[tuple[datetime, int, int]] = []  # (when, system id, seq)
+        self.pilot_outcomes: Counter[tuple[str, str]] = Counter()  # (outcome, tier)
+        self.findings: Counter[tuple[str, str]] = Counter()  # (finding, tier)
         self.blocked_systems: Counter[tuple[str, str, str, str]] = Counter()
 
     @contextmanager
@@ -103,8 +118,9 @@ class Mirror:
         """The mirror in step with `session`'s database and judged at `now`, held for the
         caller alone while it reads."""
         with self._lock:
-            self._sync(session)
+            self._sync(session, now)
             self._judge(session, now)
+            self._age(now)
             yield self
 
     # --- counting ----------------------------------------------------------------------
@@ -124,6 +140,13 @@ class Mirror:
             self._bump(self.blocked_systems, (gate, control, *place), sign)
         for gate, control, code in entry.blocking:
             self._bump(self.blocked, (gate, control, code, *place), sign)
+        for outcome, n in entry.outcomes:
+            self._bump(self.pilot_outcomes, (outcome, entry.tier), sign * n)
+        for finding, n in entry.findings:
+            self._bump(self.findings, (finding, entry.tier), sign * n)
+        if entry.stale:
+            self._bump(self.stale_evidence, entry.tier, sign * entry.stale)
+            self._bump(self.systems_with_stale_evidence, entry.tier, sign)
         self._body = None
         entry.lines = None
 
@@ -159,10 +182,25 @@ class Mirror:
         deadline = entry.deadline()
         if deadline is not None:
             heapq.heappush(self._deadlines, (deadline, system_id, entry.seq))
+        if entry.stale < len(entry.stale_at):
+            heapq.heappush(self._staling, (entry.stale_at[entry.stale], system_id, entry.seq))
+
+    def _age(self, now: datetime) -> None:
+        """Count the evidence that time has made stale since the last look."""
+        while self._staling and self._staling[0][0] <= now:
+            when, system_id, seq = heapq.heappop(self._staling)
+            entry = self.entries.get(system_id)
+            if entry is None or entry.seq != seq or entry.stale_at[entry.stale :][:1] != (when,):
+                continue
+            self._count(entry, -1)
+            entry.stale = bisect_right(entry.stale_at, now)
+            self._count(entry, +1)
+            if entry.stale < len(entry.stale_at):
+                heapq.heappush(self._staling, (entry.stale_at[entry.stale], system_id, seq))
 
     # --- keeping in step -----------------------------------------------------------------
 
-    def _sync(self, session: Session) -> None:
+    def _sync(self, session: Session, now: datetime) -> None:
         horizon = _horizon(session)  # before reading: see the module's docstring
         query = (
             select(
@@ -208,10 +246,14 @@ class Mirror:
                 blocking[system_id] = set()
             if row[9] is not None:
                 blocking[system_id].add((row[9], row[10], row[11]))
+        everything = self._horizon is None
+        stale_at = self._stale_at(session, rows, everything=everything)
+        outcomes, findings = _pilots(session, list(rows), everything=everything)
         for system_id, (key, stage, tier, score, pilot, production, until, seq) in rows.items():
             old = self.entries.get(system_id)
             if old is not None and old.seq == seq and self._horizon is not None:
                 continue  # read again only because its writer was running at the last look
+            times = tuple(sorted(stale_at.get(system_id, ())))
             entry = Entry(
                 key=key,
                 stage=stage,
@@ -222,9 +264,47 @@ class Mirror:
                 production_ready=production,
                 valid_until=until,
                 blocking=tuple(sorted(blocking[system_id])),
+                stale_at=times,
+                stale=bisect_right(times, now),
+                outcomes=tuple(sorted(outcomes.get(system_id, Counter()).items())),
+                findings=tuple(sorted(findings.get(system_id, Counter()).items())),
             )
             self._put(system_id, entry)
         self._horizon = horizon
+
+    def _stale_at(
+        self, session: Session, rows: dict[int, tuple[Any, ...]], *, everything: bool
+    ) -> dict[int, list[datetime]]:
+        """When each current evidence row of these systems goes stale, as the portfolio's
+        stale-evidence count judges it: at its expiry, or once older than its tier's
+        freshness limit (strictly, hence the microsecond)."""
+        rules = policy_service.active_rules(session).rules
+        fresh = {
+            tier.value: (None if days is None else timedelta(days=days, microseconds=1))
+            for tier in Tier
+            for days in [rules.tier(tier).evidence_fresh_days]
+        }
+        found: dict[int, list[datetime]] = {}
+        query = select(
+            col(Evidence.system_id), col(Evidence.recorded_at), col(Evidence.expires_at)
+        ).where(col(Evidence.is_current))
+        ids = list(rows)
+        batches = (
+            [None] if everything else [ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK)]
+        )
+        for batch in batches:
+            chosen = query if batch is None else query.where(col(Evidence.system_id).in_(batch))
+            for system_id, recorded_at, expires_at in session.connection().execute(chosen):
+                row = rows.get(system_id)
+                if row is None:
+                    continue
+                limit = fresh[row[2]]
+                times = [] if expires_at is None else [expires_at]
+                if limit is not None:
+                    times.append(recorded_at + limit)
+                if times:
+                    found.setdefault(system_id, []).append(min(times))
+        return found
 
     def _judge(self, session: Session, now: datetime) -> None:
         """Judge afresh the systems whose answer time has made stale since the last look."""
@@ -287,6 +367,38 @@ class Mirror:
                 ]
             )
         return self._body
+
+
+def _batches(ids: list[int], *, everything: bool) -> list[list[int] | None]:
+    """The ids a chunk at a time for IN lists, or one pass over every row."""
+    if everything:
+        return [None]
+    return [ids[first : first + _CHUNK] for first in range(0, len(ids), _CHUNK)]
+
+
+def _pilots(
+    session: Session, ids: list[int], *, everything: bool
+) -> tuple[dict[int, Counter[str]], dict[int, Counter[str]]]:
+    """Per system, its concluded pilots by outcome and its results' findings."""
+    outcomes: dict[int, Counter[str]] = {}
+    findings: dict[int, Counter[str]] = {}
+    concluded = select(col(Pilot.system_id), col(Pilot.outcome)).where(
+        col(Pilot.status) == "concluded"
+    )
+    reported = select(col(Pilot.system_id), col(PilotResult.findings)).join(
+        Pilot, col(Pilot.id) == col(PilotResult.pilot_id)
+    )
+    connection = session.connection()
+    for batch in _batches(ids, everything=everything):
+        where = [] if batch is None else [col(Pilot.system_id).in_(batch)]
+        rows: list[Any] = list(connection.execute(concluded.where(*where)))
+        for system_id, outcome in rows:
+            outcomes.setdefault(system_id, Counter())[outcome] += 1
+        rows = list(connection.execute(reported.where(*where)))
+        for system_id, reports in rows:
+            if reports:
+                findings.setdefault(system_id, Counter()).update(reports)
+    return outcomes, findings
 
 
 _mirrors: "weakref.WeakKeyDictionary[Engine, Mirror]" = weakref.WeakKeyDictionary()

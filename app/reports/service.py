@@ -187,51 +187,10 @@ def _counted(
     return by_stage_tier, total, average, ready_next, drifted
 
 
-def portfolio(session: Session, *, filters: SystemFilters, now: datetime) -> Portfolio:
-    in_scope = _within(System.id, filters)
-    if _mirrored(filters):
-        with mirror_for(session).synced(session, now=now) as mirror:
-            tier = filters.risk_tier
-            counts = {place: n for place, n in mirror.systems.items() if tier in (None, place[1])}
-            tenths = sum(n for place, n in mirror.score_tenths.items() if place in counts)
-            ready_next = sum(n for key, n in mirror.ready_next.items() if tier in (None, key))
-            drifted = sum(n for key, n in mirror.drifted.items() if tier in (None, key))
-            blockers = top_blocking_in(mirror, tier=tier)
-        by_stage_tier = [
-            StageTierCount(stage=stage, tier=tier, systems=n)
-            for (stage, tier), n in sorted(counts.items())
-        ]
-        total = sum(counts.values())
-        average = tenths / 10 / total if total else None
-    else:
-        by_stage_tier, total, average, ready_next, drifted = _counted(session, in_scope, now)
-        blockers = top_blocking_controls(session, filters=filters)
-
-    rules = policy_service.active_rules(session).rules
-    stale, stale_systems = stale_evidence(session, filters=filters, now=now)
-
-    stuck = [
-        StuckPilot(
-            pilot_id=pilot_id,
-            system_key=key,
-            name=name,
-            started_at=started,
-            planned_end=planned_end,
-        )
-        for pilot_id, key, name, started, planned_end in session.execute(
-            select(
-                col(Pilot.id),
-                col(System.key),
-                col(Pilot.name),
-                col(Pilot.created_at),
-                col(Pilot.planned_end),
-            )
-            .join(System, col(System.id) == col(Pilot.system_id))
-            .where(in_scope, stuck_pilot(now, max_pilot_days=rules.max_pilot_days))
-            .order_by(col(Pilot.created_at))
-            .limit(LISTED)
-        )
-    ]
+def _pilot_results(
+    session: Session, *, filters: SystemFilters
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Concluded pilots by outcome, and findings by kind, by aggregate queries."""
     outcomes = {
         row.outcome: row.systems
         for row in session.execute(
@@ -257,7 +216,70 @@ def portfolio(session: Session, *, filters: SystemFilters, now: datetime) -> Por
             .group_by(finding.c.value)
         ).all()
     )
+    return outcomes, findings
 
+
+def _by_first(counts: Counter[tuple[str, str]], *, tier: str | None) -> dict[str, int]:
+    """(name, tier) counts summed by name over the tiers in scope."""
+    summed: Counter[str] = Counter()
+    for (name, system_tier), n in counts.items():
+        if tier in (None, system_tier):
+            summed[name] += n
+    return dict(summed)
+
+
+def portfolio(session: Session, *, filters: SystemFilters, now: datetime) -> Portfolio:
+    in_scope = _within(System.id, filters)
+    if _mirrored(filters):
+        with mirror_for(session).synced(session, now=now) as mirror:
+            tier = filters.risk_tier
+            counts = {place: n for place, n in mirror.systems.items() if tier in (None, place[1])}
+            tenths = sum(n for place, n in mirror.score_tenths.items() if place in counts)
+            ready_next = sum(n for key, n in mirror.ready_next.items() if tier in (None, key))
+            drifted = sum(n for key, n in mirror.drifted.items() if tier in (None, key))
+            blockers = top_blocking_in(mirror, tier=tier)
+            stale = sum(n for key, n in mirror.stale_evidence.items() if tier in (None, key))
+            stale_systems = sum(
+                n for key, n in mirror.systems_with_stale_evidence.items() if tier in (None, key)
+            )
+            outcomes = _by_first(mirror.pilot_outcomes, tier=tier)
+            findings = _by_first(mirror.findings, tier=tier)
+        by_stage_tier = [
+            StageTierCount(stage=stage, tier=tier, systems=n)
+            for (stage, tier), n in sorted(counts.items())
+        ]
+        total = sum(counts.values())
+        average = tenths / 10 / total if total else None
+    else:
+        by_stage_tier, total, average, ready_next, drifted = _counted(session, in_scope, now)
+        blockers = top_blocking_controls(session, filters=filters)
+        stale, stale_systems = stale_evidence(session, filters=filters, now=now)
+        outcomes, findings = _pilot_results(session, filters=filters)
+
+    rules = policy_service.active_rules(session).rules
+
+    stuck = [
+        StuckPilot(
+            pilot_id=pilot_id,
+            system_key=key,
+            name=name,
+            started_at=started,
+            planned_end=planned_end,
+        )
+        for pilot_id, key, name, started, planned_end in session.execute(
+            select(
+                col(Pilot.id),
+                col(System.key),
+                col(Pilot.name),
+                col(Pilot.created_at),
+                col(Pilot.planned_end),
+            )
+            .join(System, col(System.id) == col(Pilot.system_id))
+            .where(in_scope, stuck_pilot(now, max_pilot_days=rules.max_pilot_days))
+            .order_by(col(Pilot.created_at))
+            .limit(LISTED)
+        )
+    ]
     overrides = [
         OverrideRecord(
             system_key=key,

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.controls.catalogue import EVIDENCE_CONTROLS
 from app.db import write_transaction
 from app.readiness import service as readiness_service
 from app.systems.service import get_system
@@ -66,6 +67,23 @@ def test_reports_follow_writes_and_time_after_the_first_look(
     make_system(client, admin, key="care", tier="critical")
     meet_every_control(client, admin, key="lender")
     assert transition(client, admin, key="lender", to="pilot").status_code == 201
+    pilot = client.post(
+        "/v1/systems/lender/pilots",
+        json={
+            "name": "branch trial",
+            "planned_end": (clock.now + timedelta(days=1)).isoformat(),
+            "criteria": [{"metric": "precision", "op": ">=", "target": 0.9}],
+        },
+        headers=admin,
+    ).json()
+    result = client.post(
+        f"/v1/pilots/{pilot['id']}/results",
+        json={"metrics": {"precision": 0.95}, "findings": ["missing_training", "poor_data"]},
+        headers=admin,
+    )
+    assert result.status_code == 201, result.text
+    concluded = client.post(f"/v1/pilots/{pilot['id']}/conclude", headers=admin)
+    assert concluded.status_code == 200, concluded.text
     in_a_week = (clock.now + timedelta(days=7)).isoformat()
     for control in ("data_rules", "access_boundaries", "support_plan"):
         record_evidence(client, admin, key="drafty", control=control, expires_at=in_a_week)
@@ -77,6 +95,8 @@ def test_reports_follow_writes_and_time_after_the_first_look(
     portfolio = after["portfolio"]
     assert portfolio["systems"] == 3
     assert portfolio["drifted"] == 1  # care
+    assert portfolio["findings"] == {"missing_training": 1, "poor_data": 1}
+    assert sum(portfolio["pilot_outcomes"].values()) == 1
     assert after != first
 
     # Time alone: drafty's evidence expires, it drifts; no write at all.
@@ -88,7 +108,14 @@ def test_reports_follow_writes_and_time_after_the_first_look(
     # A write that fixes it is seen at once.
     for control in ("data_rules", "access_boundaries", "support_plan"):
         record_evidence(client, admin, key="drafty", control=control)
-    assert assert_mirror_matches_queries(client, viewer)["portfolio"]["drifted"] == 1
+    fixed = assert_mirror_matches_queries(client, viewer)["portfolio"]
+    assert fixed["drifted"] == 1
+
+    # Past the high tier's freshness limit every piece of lender's evidence is stale.
+    clock.advance(days=200)
+    aged = assert_mirror_matches_queries(client, viewer)["portfolio"]
+    assert aged["stale_evidence"] >= fixed["stale_evidence"] + len(EVIDENCE_CONTROLS)
+    assert aged["systems_with_stale_evidence"] > fixed["systems_with_stale_evidence"]
 
 
 def test_metrics_follow_writes_after_the_first_scrape(
