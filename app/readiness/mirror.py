@@ -226,26 +226,28 @@ class Mirror:
                 ),
             )
         )
+        changed: list[int] = []
         if self._horizon is not None:
             stored = select(col(System.id)).where(col(System.readiness_seq) >= self._horizon)
             changed = list(session.execute(stored).scalars())
             if not changed:
                 self._horizon = horizon
                 return
-            # By id as well, so the blocking rows are found through their index whatever
-            # the planner guesses of the marker; a system stored after the first read has
-            # a marker at or past `horizon` and is read next time.
-            query = query.where(col(System.id).in_(changed))
         rows: dict[int, tuple[Any, ...]] = {}
         blocking: dict[int, set[tuple[str, str, str]]] = {}
-        # Core rows on the session's connection: no ORM result machinery per row.
-        for row in session.connection().execute(query):
-            system_id: int = row[0]  # type: ignore[assignment]  # a primary key is never null
-            if system_id not in rows:
-                rows[system_id] = tuple(row[1:9])
-                blocking[system_id] = set()
-            if row[9] is not None:
-                blocking[system_id].add((row[9], row[10], row[11]))
+        # By id as well, so the blocking rows are found through their index whatever the
+        # planner guesses of the marker; a system stored after the first read has a marker
+        # at or past `horizon` and is read next time.
+        for batch in _batches(changed, everything=self._horizon is None):
+            chosen = query if batch is None else query.where(col(System.id).in_(batch))
+            # Core rows on the session's connection: no ORM result machinery per row.
+            for row in session.connection().execute(chosen):
+                system_id: int = row[0]  # type: ignore[assignment]  # a primary key is never null
+                if system_id not in rows:
+                    rows[system_id] = tuple(row[1:9])
+                    blocking[system_id] = set()
+                if row[9] is not None:
+                    blocking[system_id].add((row[9], row[10], row[11]))
         everything = self._horizon is None
         stale_at = self._stale_at(session, rows, everything=everything)
         outcomes, findings = _pilots(session, list(rows), everything=everything)

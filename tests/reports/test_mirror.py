@@ -6,12 +6,14 @@ owner team still run those queries, so the two are compared)."""
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.controls.catalogue import EVIDENCE_CONTROLS
 from app.db import write_transaction
+from app.readiness import mirror
 from app.readiness import service as readiness_service
 from app.systems.service import get_system
 from tests.conftest import FakeClock
@@ -161,3 +163,17 @@ def test_a_store_committed_after_a_look_is_seen_by_the_next(
         if concurrent:
             assert score(scrape, "second") == 17.6
     assert score(gauges(client), "first") == 11.8
+
+
+def test_many_systems_stored_at_once_are_read_in_batches(
+    client: TestClient, admin: Headers, viewer: Headers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mirror, "_CHUNK", 2)  # as a policy change storing every system would
+    keys = ("sys-a", "sys-b", "sys-c", "sys-d")
+    for key, tier in zip(keys, ("minimal", "limited", "high", "critical"), strict=True):
+        make_system(client, admin, key=key, tier=tier)
+    assert_mirror_matches_queries(client, viewer)
+    for key in keys:
+        meet_every_control(client, admin, key=key)
+    after = assert_mirror_matches_queries(client, viewer)
+    assert after["portfolio"]["ready_for_next_stage"] == 3  # critical: approval still missing
