@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Engine, Executable, and_, select
 from sqlmodel import Session, col
 
 from app.lifecycle.stages import GateStage, Stage
@@ -241,8 +241,8 @@ class Mirror:
         for batch in _batches(changed, everything=self._horizon is None):
             chosen = query if batch is None else query.where(col(System.id).in_(batch))
             # Core rows on the session's connection: no ORM result machinery per row.
-            for row in session.connection().execute(chosen):
-                system_id: int = row[0]  # type: ignore[assignment]  # a primary key is never null
+            for row in _rows(session, chosen):
+                system_id: int = row[0]
                 if system_id not in rows:
                     rows[system_id] = tuple(row[1:9])
                     blocking[system_id] = set()
@@ -296,7 +296,7 @@ class Mirror:
         )
         for batch in batches:
             chosen = query if batch is None else query.where(col(Evidence.system_id).in_(batch))
-            for system_id, recorded_at, expires_at in session.connection().execute(chosen):
+            for system_id, recorded_at, expires_at in _rows(session, chosen):
                 row = rows.get(system_id)
                 if row is None:
                     continue
@@ -371,6 +371,14 @@ class Mirror:
         return self._body
 
 
+def _rows(session: Session, statement: Executable) -> Iterator[Any]:
+    """Core rows on the session's connection (no ORM machinery per row), fetched a buffer
+    at a time (a server-side cursor on PostgreSQL): a first look reads over a million rows,
+    which need not all sit in memory at once."""
+    streamed = statement.execution_options(stream_results=True, max_row_buffer=5000)
+    return iter(session.connection().execute(streamed))
+
+
 def _batches(ids: list[int], *, everything: bool) -> list[list[int] | None]:
     """The ids a chunk at a time for IN lists, or one pass over every row."""
     if everything:
@@ -390,13 +398,12 @@ def _pilots(
     reported = select(col(Pilot.system_id), col(PilotResult.findings)).join(
         Pilot, col(Pilot.id) == col(PilotResult.pilot_id)
     )
-    connection = session.connection()
     for batch in _batches(ids, everything=everything):
         where = [] if batch is None else [col(Pilot.system_id).in_(batch)]
-        rows: list[Any] = list(connection.execute(concluded.where(*where)))
+        rows: list[Any] = list(_rows(session, concluded.where(*where)))
         for system_id, outcome in rows:
             outcomes.setdefault(system_id, Counter())[outcome] += 1
-        rows = list(connection.execute(reported.where(*where)))
+        rows = list(_rows(session, reported.where(*where)))
         for system_id, reports in rows:
             if reports:
                 findings.setdefault(system_id, Counter()).update(reports)
