@@ -1,19 +1,23 @@
 """Prometheus metrics: portfolio gauges from the database, so every worker process answers
 the same: per-system gauges and counts from the process's mirror of stored readiness
-(app.readiness.mirror, which reads only what changed since the last scrape), the rest from
-a few aggregate queries; then the request metrics of app.metrics.http."""
+(app.readiness.mirror, which reads only what changed since the last scrape) once it is built,
+from aggregate queries until then; the rest from a few aggregate queries; then the request
+metrics of app.metrics.http."""
 
 from datetime import datetime
 
 from sqlalchemy import func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
+from app.lifecycle.stages import GateStage, Stage
 from app.metrics import http as http_metrics
-from app.models import Pilot
+from app.models import Pilot, System
 from app.policies import service as policy_service
-from app.readiness.mirror import mirror_for
+from app.readiness import service as readiness_service
+from app.readiness.mirror import metrics_body, mirror_for, system_lines
 from app.reports import service as reports_service
 from app.reports.schemas import GateBlockers
+from app.systems.service import SystemFilters
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -27,16 +31,20 @@ def _labels(**labels: str) -> str:
 
 
 def render(session: Session, *, now: datetime) -> str:
-    with mirror_for(session).synced(session, now=now) as mirror:
-        systems = sorted(mirror.systems.items())
-        per_system = mirror.metric_lines()
-        # Drift as the drift report judges it, from the answers now (stored or fresh).
-        drifted = sum(mirror.drifted.values())
-        blocking = reports_service.top_blocking_in(mirror, tier=None)
-        stale = (
-            sum(mirror.stale_evidence.values()),
-            sum(mirror.systems_with_stale_evidence.values()),
-        )
+    mirror = mirror_for(session)
+    if mirror is None:  # not built yet: the same numbers from the database
+        systems, per_system, drifted, blocking, stale = _from_queries(session, now=now)
+    else:
+        with mirror.synced(session, now=now) as synced:
+            systems = sorted(synced.systems.items())
+            per_system = synced.metric_lines()
+            # Drift as the drift report judges it, from the answers now (stored or fresh).
+            drifted = sum(synced.drifted.values())
+            blocking = reports_service.top_blocking_in(synced, tier=None)
+            stale = (
+                sum(synced.stale_evidence.values()),
+                sum(synced.systems_with_stale_evidence.values()),
+            )
     lines = [
         "# HELP readiness_systems Registered AI systems by lifecycle stage and risk tier.",
         "# TYPE readiness_systems gauge",
@@ -45,6 +53,65 @@ def render(session: Session, *, now: datetime) -> str:
         lines.append(f"readiness_systems{{{_labels(stage=stage, tier=tier)}}} {count}")
     lines += _portfolio_gauges(session, drifted=drifted, stale=stale, blocking=blocking, now=now)
     return "\n".join(lines) + "\n" + per_system + http_metrics.exposition()
+
+
+def _from_queries(
+    session: Session, *, now: datetime
+) -> tuple[list[tuple[tuple[str, str], int]], str, int, list[GateBlockers], tuple[int, int]]:
+    """What the mirror gives `render`, by queries over every system: (systems by stage and
+    tier, per-system lines, drifted, top blocking controls, stale evidence)."""
+    systems = [
+        ((stage, tier), count)
+        for stage, tier, count in session.execute(
+            select(col(System.stage), col(System.risk_tier), func.count()).group_by(
+                col(System.stage), col(System.risk_tier)
+            )
+        )
+    ]
+    answers = _answers_now(session, now=now)
+    # Sorted here, not by the database, whose collation may order keys differently.
+    answers.sort(key=lambda answer: answer[0])
+    scores, gates = [], []
+    for key, tier, stage, answer in answers:
+        score_line, gate_lines = system_lines(key, tier, stage, answer)
+        scores.append(score_line)
+        gates.append(gate_lines)
+    drifted = sum(
+        stage == Stage.production.value and not answer[2] for _, _, stage, answer in answers
+    )
+    everything = SystemFilters()
+    blocking = reports_service.top_blocking_controls(session, filters=everything)
+    stale = reports_service.stale_evidence(session, filters=everything, now=now)
+    return sorted(systems), metrics_body(scores, gates), drifted, blocking, stale
+
+
+def _answers_now(
+    session: Session, *, now: datetime
+) -> list[tuple[str, str, str, tuple[float, bool, bool]]]:
+    """Every system's (key, tier, stage, (score, pilot ready, production ready)) now: the
+    stored answer while valid, else judged afresh (a batch at a time)."""
+    valid = readiness_service.stored_answer_valid(now)
+    answers = [
+        (key, tier, stage, (score, bool(pilot), bool(production)))
+        for key, tier, stage, score, pilot, production in session.execute(
+            select(
+                col(System.key),
+                col(System.risk_tier),
+                col(System.stage),
+                col(System.score),
+                col(System.pilot_ready),
+                col(System.production_ready),
+            ).where(valid)
+        )
+    ]
+    stale = list(session.execute(select(System).where(~valid)).scalars())
+    for system, (evaluation, _) in zip(
+        stale, readiness_service.evaluate_many(session, stale, now=now), strict=True
+    ):
+        gates = evaluation.gates
+        answer = (evaluation.score, gates[GateStage.pilot].ready, gates[GateStage.production].ready)
+        answers.append((system.key, system.risk_tier, system.stage, answer))
+    return answers
 
 
 def _portfolio_gauges(

@@ -18,6 +18,11 @@ the system afresh (as the drift report does) and keeps that answer until its own
 ends or the system is stored again, so each stale system is evaluated once per process, not
 on every call.
 
+Warm-up. Nothing reads from a mirror until its first look is done: `app.readiness.warmup`
+builds it on a background thread at start-up (`Mirror.build`, which a shutdown can stop) and
+then `publish`es it; until then `mirror_for` finds none and the callers run their aggregate
+queries, so no request ever waits for, or reads from, a mirror half built.
+
 What is kept per system is small (stage, tier, score, gate readiness, the distinct blocking
 (gate, control, code) triples, the rendered metric lines); the first look of a process reads
 every system and blocking row once.
@@ -45,6 +50,7 @@ from app.readiness.marker import horizon as _horizon
 from app.readiness.tiers import Tier
 
 _CHUNK = 1000
+_BUFFER = 5000
 _PROPOSED = Stage.proposed.value
 _BEFORE_PRODUCTION = (Stage.pilot.value, Stage.suspended.value)
 _PRODUCTION = Stage.production.value
@@ -91,9 +97,15 @@ class Entry:
         return self.valid_until if self.fresh is None else self.fresh_until
 
 
+class BuildStopped(Exception):
+    """A first look given up because the process is shutting down."""
+
+
 class Mirror:
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # Set only while `build` runs: the first look checks it between buffers of rows.
+        self._stop: threading.Event | None = None
         self._horizon: int | None = None
         self.entries: dict[int, Entry] = {}
         self._deadlines: list[tuple[datetime, int, int]] = []  # (when, system id, seq)
@@ -112,6 +124,18 @@ class Mirror:
         self.pilot_outcomes: Counter[tuple[str, str]] = Counter()  # (outcome, tier)
         self.findings: Counter[tuple[str, str]] = Counter()  # (finding, tier)
         self.blocked_systems: Counter[tuple[str, str, str, str]] = Counter()
+
+    def build(self, session: Session, *, now: datetime, stop: threading.Event) -> None:
+        """The first look: every system read and judged at `now`. Raises BuildStopped soon
+        after `stop` is set, leaving this mirror to be thrown away."""
+        with self._lock:
+            self._stop = stop
+            try:
+                self._sync(session, now)
+                self._judge(session, now)
+                self._age(now)
+            finally:
+                self._stop = None
 
     @contextmanager
     def synced(self, session: Session, *, now: datetime) -> Iterator["Mirror"]:
@@ -241,7 +265,7 @@ class Mirror:
         for batch in _batches(changed, everything=self._horizon is None):
             chosen = query if batch is None else query.where(col(System.id).in_(batch))
             # Core rows on the session's connection: no ORM result machinery per row.
-            for row in _rows(session, chosen):
+            for row in _rows(session, chosen, self._stop):
                 system_id: int = row[0]
                 if system_id not in rows:
                     rows[system_id] = tuple(row[1:9])
@@ -250,7 +274,7 @@ class Mirror:
                     blocking[system_id].add((row[9], row[10], row[11]))
         everything = self._horizon is None
         stale_at = self._stale_at(session, rows, everything=everything)
-        outcomes, findings = _pilots(session, list(rows), everything=everything)
+        outcomes, findings = _pilots(session, list(rows), everything=everything, stop=self._stop)
         for system_id, (key, stage, tier, score, pilot, production, until, seq) in rows.items():
             old = self.entries.get(system_id)
             if old is not None and old.seq == seq and self._horizon is not None:
@@ -296,7 +320,7 @@ class Mirror:
         )
         for batch in batches:
             chosen = query if batch is None else query.where(col(Evidence.system_id).in_(batch))
-            for system_id, recorded_at, expires_at in _rows(session, chosen):
+            for system_id, recorded_at, expires_at in _rows(session, chosen, self._stop):
                 row = rows.get(system_id)
                 if row is None:
                     continue
@@ -317,6 +341,7 @@ class Mirror:
             if entry is not None and entry.seq == seq and entry.deadline() == when:
                 due.append(system_id)
         for first in range(0, len(due), readiness_service.REEVALUATE_BATCH):
+            _check(self._stop)
             ids = due[first : first + readiness_service.REEVALUATE_BATCH]
             systems = list(session.execute(select(System).where(col(System.id).in_(ids))).scalars())
             evaluations = readiness_service.evaluate_many(session, systems, now=now)
@@ -346,37 +371,62 @@ class Mirror:
             for key in self._order:
                 entry = self.entries[self._ids[key]]
                 if entry.lines is None:
-                    labels = (
-                        f'system="{_escape(entry.key)}",tier="{_escape(entry.tier)}",'
-                        f'stage="{_escape(entry.stage)}"'
-                    )
-                    score, pilot, production = entry.now()
-                    entry.lines = (
-                        f"readiness_score{{{labels}}} {score}\n",
-                        f'readiness_gate_ready{{{labels},gate="pilot"}} {int(pilot)}\n'
-                        f'readiness_gate_ready{{{labels},gate="production"}} {int(production)}\n',
-                    )
+                    entry.lines = system_lines(entry.key, entry.tier, entry.stage, entry.now())
                 scores.append(entry.lines[0])
                 gates.append(entry.lines[1])
-            self._body = "".join(
-                [
-                    "# HELP readiness_score Readiness score (0-100) now.\n",
-                    "# TYPE readiness_score gauge\n",
-                    *scores,
-                    "# HELP readiness_gate_ready 1 when the gate to the stage passes now.\n",
-                    "# TYPE readiness_gate_ready gauge\n",
-                    *gates,
-                ]
-            )
+            self._body = metrics_body(scores, gates)
         return self._body
 
 
-def _rows(session: Session, statement: Executable) -> Iterator[Any]:
+def system_lines(
+    key: str, tier: str, stage: str, answer: tuple[float, bool, bool]
+) -> tuple[str, str]:
+    """One system's readiness_score line and its two readiness_gate_ready lines."""
+    labels = f'system="{_escape(key)}",tier="{_escape(tier)}",stage="{_escape(stage)}"'
+    score, pilot, production = answer
+    return (
+        f"readiness_score{{{labels}}} {score}\n",
+        f'readiness_gate_ready{{{labels},gate="pilot"}} {int(pilot)}\n'
+        f'readiness_gate_ready{{{labels},gate="production"}} {int(production)}\n',
+    )
+
+
+def metrics_body(scores: list[str], gates: list[str]) -> str:
+    """The per-system gauges from `system_lines`, in key order."""
+    return "".join(
+        [
+            "# HELP readiness_score Readiness score (0-100) now.\n",
+            "# TYPE readiness_score gauge\n",
+            *scores,
+            "# HELP readiness_gate_ready 1 when the gate to the stage passes now.\n",
+            "# TYPE readiness_gate_ready gauge\n",
+            *gates,
+        ]
+    )
+
+
+def _rows(
+    session: Session, statement: Executable, stop: threading.Event | None = None
+) -> Iterator[Any]:
     """Core rows on the session's connection (no ORM machinery per row), fetched a buffer
     at a time (a server-side cursor on PostgreSQL): a first look reads over a million rows,
-    which need not all sit in memory at once."""
-    streamed = statement.execution_options(stream_results=True, max_row_buffer=5000)
-    return iter(session.connection().execute(streamed))
+    which need not all sit in memory at once. With `stop`, BuildStopped once it is set."""
+    streamed = statement.execution_options(stream_results=True, max_row_buffer=_BUFFER)
+    result = session.connection().execute(streamed)
+    if stop is None:
+        return iter(result)
+    return _until(stop, result.partitions(_BUFFER))
+
+
+def _until(stop: threading.Event, partitions: Iterator[Any]) -> Iterator[Any]:
+    for partition in partitions:
+        _check(stop)
+        yield from partition
+
+
+def _check(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise BuildStopped
 
 
 def _batches(ids: list[int], *, everything: bool) -> list[list[int] | None]:
@@ -387,7 +437,7 @@ def _batches(ids: list[int], *, everything: bool) -> list[list[int] | None]:
 
 
 def _pilots(
-    session: Session, ids: list[int], *, everything: bool
+    session: Session, ids: list[int], *, everything: bool, stop: threading.Event | None = None
 ) -> tuple[dict[int, Counter[str]], dict[int, Counter[str]]]:
     """Per system, its concluded pilots by outcome and its results' findings."""
     outcomes: dict[int, Counter[str]] = {}
@@ -400,26 +450,35 @@ def _pilots(
     )
     for batch in _batches(ids, everything=everything):
         where = [] if batch is None else [col(Pilot.system_id).in_(batch)]
-        rows: list[Any] = list(_rows(session, concluded.where(*where)))
+        rows: list[Any] = list(_rows(session, concluded.where(*where), stop))
         for system_id, outcome in rows:
             outcomes.setdefault(system_id, Counter())[outcome] += 1
-        rows = list(_rows(session, reported.where(*where)))
+        rows = list(_rows(session, reported.where(*where), stop))
         for system_id, reports in rows:
             if reports:
                 findings.setdefault(system_id, Counter()).update(reports)
     return outcomes, findings
 
 
+# Built mirrors only, one per engine (so per app and process).
 _mirrors: "weakref.WeakKeyDictionary[Engine, Mirror]" = weakref.WeakKeyDictionary()
 _mirrors_lock = threading.Lock()
 
 
-def mirror_for(session: Session) -> Mirror:
-    """The mirror of the database `session` reads, one per engine (so per app and process)."""
+def _engine(session: Session) -> Engine:
     engine = session.get_bind()
     assert isinstance(engine, Engine)
+    return engine
+
+
+def mirror_for(session: Session) -> Mirror | None:
+    """The built mirror of the database `session` reads, or None while none is built yet:
+    the caller then counts with its aggregate queries. Never waits for a build."""
     with _mirrors_lock:
-        mirror = _mirrors.get(engine)
-        if mirror is None:
-            mirror = _mirrors[engine] = Mirror()
-        return mirror
+        return _mirrors.get(_engine(session))
+
+
+def publish(session: Session, mirror: Mirror) -> None:
+    """From now on, reports and scrapes on `session`'s database read `mirror` (built)."""
+    with _mirrors_lock:
+        _mirrors[_engine(session)] = mirror

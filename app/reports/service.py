@@ -1,4 +1,5 @@
-"""The portfolio report: aggregate queries over stored readiness, never a loop over systems.
+"""The portfolio report: aggregate queries over stored readiness, never a loop over systems,
+or (unfiltered or by tier, once the process has built it) counts from the readiness mirror.
 
 Stored readiness is as of each system's last evaluation; systems whose answer time has made
 stale since are counted as stored (reads of one system re-evaluate; reports do not).
@@ -101,10 +102,13 @@ def top_blocking_controls(session: Session, *, filters: SystemFilters) -> list[G
     return blockers
 
 
-def _mirrored(filters: SystemFilters) -> bool:
-    """Whether the process's mirror of stored readiness answers for this scope: it keeps
-    counts by stage and tier, not by owner or label."""
-    return not (filters.owner_team or filters.labels)
+def _mirrored(session: Session, filters: SystemFilters) -> Mirror | None:
+    """The process's mirror of stored readiness if it answers for this scope: it keeps
+    counts by stage and tier, not by owner or label, and answers only once built (until
+    then the aggregate queries do; see app.readiness.warmup)."""
+    if filters.owner_team or filters.labels:
+        return None
+    return mirror_for(session)
 
 
 def top_blocking_in(mirror: Mirror, *, tier: str | None) -> list[GateBlockers]:
@@ -230,8 +234,8 @@ def _by_first(counts: Counter[tuple[str, str]], *, tier: str | None) -> dict[str
 
 def portfolio(session: Session, *, filters: SystemFilters, now: datetime) -> Portfolio:
     in_scope = _within(System.id, filters)
-    if _mirrored(filters):
-        with mirror_for(session).synced(session, now=now) as mirror:
+    if (built := _mirrored(session, filters)) is not None:
+        with built.synced(session, now=now) as mirror:
             tier = filters.risk_tier
             counts = {place: n for place, n in mirror.systems.items() if tier in (None, place[1])}
             tenths = sum(n for place, n in mirror.score_tenths.items() if place in counts)
@@ -397,8 +401,8 @@ def gaps(session: Session, *, filters: SystemFilters, now: datetime) -> GapsRepo
     system whose stored answer time has since made stale counts as stored.
     """
     tiers = [tier.value for tier in TIER_ORDER]
-    if _mirrored(filters):
-        with mirror_for(session).synced(session, now=now) as mirror:
+    if (built := _mirrored(session, filters)) is not None:
+        with built.synced(session, now=now) as mirror:
             report = [
                 _gaps_in(mirror, gate, stages, tiers=tiers, tier=filters.risk_tier)
                 for gate, stages in HEADING_FOR.items()

@@ -1,5 +1,6 @@
 """The unfiltered and tier-filtered reports and /metrics count from a per-process mirror of
-stored readiness that reads only what was stored since its last look: it must follow every
+stored readiness (built at start-up, before each test here unless said otherwise) that reads
+only what was stored since its last look: it must follow every
 write and the passing of time exactly as the aggregate queries do (the reports filtered by
 owner team still run those queries, so the two are compared)."""
 
@@ -57,12 +58,20 @@ def score(scrape: dict[tuple[str, frozenset[tuple[str, str]]], float], key: str)
     return value
 
 
+def warm(app: FastAPI) -> None:
+    """Build the app's mirror now (apps started with the warm-up off have none)."""
+    app.state.mirror_warmup.start()
+    assert app.state.mirror_warmup.wait(timeout=30)
+
+
+@pytest.mark.parametrize("mirror_warmup", [False])
 def test_reports_follow_writes_and_time_after_the_first_look(
-    client: TestClient, admin: Headers, viewer: Headers, clock: FakeClock
+    app: FastAPI, client: TestClient, admin: Headers, viewer: Headers, clock: FakeClock
 ) -> None:
     make_system(client, admin, key="drafty", tier="minimal")
     make_system(client, admin, key="lender", tier="high")
-    first = assert_mirror_matches_queries(client, viewer)  # the mirror's first look
+    warm(app)  # the mirror's first look, with systems to read
+    first = assert_mirror_matches_queries(client, viewer)
     assert first["portfolio"]["systems"] == 2
 
     # Writes after it: new systems, evidence, stage moves, an override into production.
