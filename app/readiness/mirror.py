@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Engine, Executable, and_, select
@@ -430,16 +431,16 @@ def _rows(
     at a time (a server-side cursor on PostgreSQL): a first look reads over a million rows,
     which need not all sit in memory at once. With `stop`, BuildStopped once it is set."""
     streamed = statement.execution_options(stream_results=True, max_row_buffer=_BUFFER)
-    result = session.connection().execute(streamed)
-    if stop is None:
-        return iter(result)
-    return _until(stop, result.partitions(_BUFFER))
+    rows = iter(session.connection().execute(streamed))
+    return rows if stop is None else _until(stop, rows)
 
 
-def _until(stop: threading.Event, partitions: Iterator[Any]) -> Iterator[Any]:
-    for partition in partitions:
+def _until(stop: threading.Event, rows: Iterator[Any]) -> Iterator[Any]:
+    # A buffer's worth at a time through islice: Result.partitions() made a first look
+    # about a fifth slower.
+    while buffer := list(islice(rows, _BUFFER)):
         _check(stop)
-        yield from partition
+        yield from buffer
 
 
 def _check(stop: threading.Event | None) -> None:
