@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     # Browser origins allowed to call the API (CORS), comma-separated, each exactly
     # `scheme://host[:port]`. Empty: CORS stays off. No wildcard: it is an allow-list.
     readiness_cors_origins: str = ""
+    # Build the readiness mirror behind reports and /metrics on a background thread at
+    # start-up (app.readiness.warmup). Off: it is never built and they always run their
+    # aggregate queries.
+    readiness_mirror_warmup: bool = True
 
     @field_validator("readiness_cors_origins")
     @classmethod

@@ -32,6 +32,7 @@ from app.openapi_docs import CONTACT, LICENSE, SERVERS, TAGS, install_openapi
 from app.pilots.router import router as pilots_router
 from app.policies.router import router as policies_router
 from app.readiness.router import router as readiness_router
+from app.readiness.warmup import MirrorWarmup
 from app.reports.router import router as reports_router
 from app.systems.router import router as systems_router
 
@@ -72,6 +73,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
     database = create_database(settings.database_url, pool_size=settings.db_pool_size)
+    # Reads the clock from app.state when it builds, as requests do (tests swap it).
+    warmup = MirrorWarmup(database, clock=lambda: app.state.clock())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -91,7 +94,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         # Everything built so far lives as long as the process: keep it out of the
         # collector's full passes, which otherwise re-walk it under load.
         gc.freeze()
+        if settings.readiness_mirror_warmup:
+            warmup.start()  # in the background: start-up and the probes never wait for it
         yield
+        # Before the engines go: no build may go on reading from a disposed pool.
+        warmup.stop()
         database.dispose()
 
     app = FastAPI(
@@ -117,6 +124,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.state.settings = settings
     app.state.database = database
     app.state.clock = clock
+    app.state.mirror_warmup = warmup
     app.state.migration_head = migration_head()
 
     install_error_handlers(app)

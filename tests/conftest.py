@@ -89,11 +89,21 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def app(database_url: str, engine: Engine, clock: FakeClock) -> Iterator[FastAPI]:
+def mirror_warmup() -> bool:
+    """Whether the app builds its readiness mirror at start-up, as it does in production;
+    `@pytest.mark.parametrize("mirror_warmup", [False])` leaves it unbuilt."""
+    return True
+
+
+@pytest.fixture
+def app(
+    database_url: str, engine: Engine, clock: FakeClock, mirror_warmup: bool
+) -> Iterator[FastAPI]:
     _empty(engine)
     settings = Settings(
         database_url=database_url,
         readiness_bootstrap_admin_key=ADMIN_SECRET,  # type: ignore[arg-type]
+        readiness_mirror_warmup=mirror_warmup,
     )
     application = create_app(settings, clock=clock)
     yield application
@@ -104,7 +114,16 @@ def app(database_url: str, engine: Engine, clock: FakeClock) -> Iterator[FastAPI
 def client(app: FastAPI) -> Iterator[TestClient]:
     """The real ASGI app through httpx; 500s come back as responses, as a client sees them."""
     with TestClient(app, raise_server_exceptions=False) as test_client:
+        if app.state.settings.readiness_mirror_warmup:
+            # Built from the emptied database before the test starts, so which path a
+            # report takes does not depend on how fast the build ran.
+            assert app.state.mirror_warmup.wait(timeout=30)
         yield test_client
+    assert not warmup_threads(), "a mirror warm-up outlived its app"
+
+
+def warmup_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "readiness-mirror-warmup"]
 
 
 def auth(secret: str) -> dict[str, str]:

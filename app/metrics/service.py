@@ -1,19 +1,22 @@
-"""Prometheus metrics: portfolio gauges read from the database, so every worker process
-answers the same and a scrape costs a fixed set of aggregate queries however many systems
-there are, then the request metrics of app.metrics.http."""
+"""Prometheus metrics: portfolio gauges from the database, so every worker process answers
+the same: per-system gauges and counts from the process's mirror of stored readiness
+(app.readiness.mirror, which reads only what changed since the last scrape) once it is built,
+from aggregate queries until then; the rest from a few aggregate queries; then the request
+metrics of app.metrics.http."""
 
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlmodel import Session, col
-from sqlmodel import select as select_models
 
 from app.lifecycle.stages import GateStage, Stage
 from app.metrics import http as http_metrics
 from app.models import Pilot, System
 from app.policies import service as policy_service
 from app.readiness import service as readiness_service
+from app.readiness.mirror import metrics_body, mirror_for, system_lines
 from app.reports import service as reports_service
+from app.reports.schemas import GateBlockers
 from app.systems.service import SystemFilters
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -28,28 +31,69 @@ def _labels(**labels: str) -> str:
 
 
 def render(session: Session, *, now: datetime) -> str:
+    mirror = mirror_for(session)
+    if mirror is None:  # not built yet: the same numbers from the database
+        systems, per_system, drifted, blocking, stale = _from_queries(session, now=now)
+    else:
+        with mirror.synced(session, now=now) as synced:
+            systems = sorted(synced.systems.items())
+            per_system = synced.metric_lines()
+            # Drift as the drift report judges it, from the answers now (stored or fresh).
+            drifted = sum(synced.drifted.values())
+            blocking = reports_service.top_blocking_in(synced, tier=None)
+            stale = (
+                sum(synced.stale_evidence.values()),
+                sum(synced.systems_with_stale_evidence.values()),
+            )
     lines = [
         "# HELP readiness_systems Registered AI systems by lifecycle stage and risk tier.",
         "# TYPE readiness_systems gauge",
     ]
-    counts = session.execute(
-        select(col(System.stage), col(System.risk_tier), func.count())
-        .group_by(col(System.stage), col(System.risk_tier))
-        .order_by(col(System.stage), col(System.risk_tier))
-    )
-    for stage, tier, count in counts:
+    for (stage, tier), count in systems:
         lines.append(f"readiness_systems{{{_labels(stage=stage, tier=tier)}}} {count}")
+    lines += _portfolio_gauges(session, drifted=drifted, stale=stale, blocking=blocking, now=now)
+    return "\n".join(lines) + "\n" + per_system + http_metrics.exposition()
 
-    valid = readiness_service.stored_answer_valid(now)
-    # Labels escaped once per system: at 100,000 systems this loop is most of a scrape.
-    per_system = [
-        (
-            f'system="{_escape(key)}",tier="{_escape(tier)}",stage="{_escape(stage)}"',
-            key,
-            stage,
-            row,
+
+def _from_queries(
+    session: Session, *, now: datetime
+) -> tuple[list[tuple[tuple[str, str], int]], str, int, list[GateBlockers], tuple[int, int]]:
+    """What the mirror gives `render`, by queries over every system: (systems by stage and
+    tier, per-system lines, drifted, top blocking controls, stale evidence)."""
+    systems = [
+        ((stage, tier), count)
+        for stage, tier, count in session.execute(
+            select(col(System.stage), col(System.risk_tier), func.count()).group_by(
+                col(System.stage), col(System.risk_tier)
+            )
         )
-        for key, tier, stage, *row in session.execute(
+    ]
+    answers = _answers_now(session, now=now)
+    # Sorted here, not by the database, whose collation may order keys differently.
+    answers.sort(key=lambda answer: answer[0])
+    scores, gates = [], []
+    for key, tier, stage, answer in answers:
+        score_line, gate_lines = system_lines(key, tier, stage, answer)
+        scores.append(score_line)
+        gates.append(gate_lines)
+    drifted = sum(
+        stage == Stage.production.value and not answer[2] for _, _, stage, answer in answers
+    )
+    everything = SystemFilters()
+    blocking = reports_service.top_blocking_controls(session, filters=everything)
+    stale = reports_service.stale_evidence(session, filters=everything, now=now)
+    return sorted(systems), metrics_body(scores, gates), drifted, blocking, stale
+
+
+def _answers_now(
+    session: Session, *, now: datetime
+) -> list[tuple[str, str, str, tuple[float, bool, bool]]]:
+    """Every system's (key, tier, stage, (score, pilot ready, production ready)) now: the
+    stored answer while valid, else judged afresh (a batch at a time)."""
+    valid = readiness_service.stored_answer_valid(now)
+    answers = [
+        (key, tier, stage, (score, bool(pilot), bool(production)))
+        for key, tier, stage, score, pilot, production in session.execute(
             select(
                 col(System.key),
                 col(System.risk_tier),
@@ -57,48 +101,28 @@ def render(session: Session, *, now: datetime) -> str:
                 col(System.score),
                 col(System.pilot_ready),
                 col(System.production_ready),
-            )
-            .where(valid)
-            .order_by(col(System.key))
+            ).where(valid)
         )
     ]
-    # Rows whose stored answer time has made stale are evaluated afresh, a batch at a time.
-    stale = list(session.exec(select_models(System).where(~valid)))
-    if stale:
-        for system, (evaluation, _) in zip(
-            stale, readiness_service.evaluate_many(session, stale, now=now), strict=True
-        ):
-            labels = _labels(system=system.key, tier=system.risk_tier, stage=system.stage)
-            gates = evaluation.gates
-            ready = [gates[GateStage.pilot].ready, gates[GateStage.production].ready]
-            per_system.append((labels, system.key, system.stage, [evaluation.score, *ready]))
-        per_system.sort(key=lambda row: row[1])
-    lines += [
-        "# HELP readiness_score Readiness score (0-100) now.",
-        "# TYPE readiness_score gauge",
-    ]
-    lines += [f"readiness_score{{{labels}}} {row[0]}" for labels, _, _, row in per_system]
-    lines += [
-        "# HELP readiness_gate_ready 1 when the gate to the stage passes now.",
-        "# TYPE readiness_gate_ready gauge",
-    ]
-    for labels, _, _, (_, pilot_ready, production_ready) in per_system:
-        lines.append(f'readiness_gate_ready{{{labels},gate="pilot"}} {int(bool(pilot_ready))}')
-        lines.append(
-            f'readiness_gate_ready{{{labels},gate="production"}} {int(bool(production_ready))}'
-        )
-    # Drift as the drift report judges it, from the answers above (stored or fresh).
-    drifted = sum(
-        stage == Stage.production.value and not production_ready
-        for _, _, stage, (_, _, production_ready) in per_system
-    )
-    lines += _portfolio_gauges(session, drifted=drifted, now=now)
-    return "\n".join(lines) + "\n" + http_metrics.exposition()
+    stale = list(session.execute(select(System).where(~valid)).scalars())
+    for system, (evaluation, _) in zip(
+        stale, readiness_service.evaluate_many(session, stale, now=now), strict=True
+    ):
+        gates = evaluation.gates
+        answer = (evaluation.score, gates[GateStage.pilot].ready, gates[GateStage.production].ready)
+        answers.append((system.key, system.risk_tier, system.stage, answer))
+    return answers
 
 
-def _portfolio_gauges(session: Session, *, drifted: int, now: datetime) -> list[str]:
-    everything = SystemFilters()
-    stale, stale_systems = reports_service.stale_evidence(session, filters=everything, now=now)
+def _portfolio_gauges(
+    session: Session,
+    *,
+    drifted: int,
+    stale: tuple[int, int],
+    blocking: list[GateBlockers],
+    now: datetime,
+) -> list[str]:
+    stale_rows, stale_systems = stale
     max_pilot_days = policy_service.active_rules(session).rules.max_pilot_days
     # The portfolio lists the first stuck pilots; the gauge counts them all.
     stuck = session.execute(
@@ -110,7 +134,7 @@ def _portfolio_gauges(session: Session, *, drifted: int, now: datetime) -> list[
         ("readiness_drifted_systems", "Systems in production whose production gate fails now.",
          drifted),
         ("readiness_stale_evidence", "Current evidence past its expiry or its tier's freshness.",
-         stale),
+         stale_rows),
         ("readiness_systems_with_stale_evidence", "Systems with any stale current evidence.",
          stale_systems),
         ("readiness_stuck_pilots", "Pilots running past planned_end or max_pilot_days.", stuck),
@@ -123,8 +147,8 @@ def _portfolio_gauges(session: Session, *, drifted: int, now: datetime) -> list[
         f" (the top {reports_service.TOP_CONTROLS} per gate).",
         "# TYPE readiness_blocking_control_systems gauge",
     ]
-    for gate in reports_service.top_blocking_controls(session, filters=everything):
-        for blocking in gate.controls:
-            labels = _labels(gate=gate.gate.value, control=blocking.control)
-            lines.append(f"readiness_blocking_control_systems{{{labels}}} {blocking.systems}")
+    for gate in blocking:
+        for control in gate.controls:
+            labels = _labels(gate=gate.gate.value, control=control.control)
+            lines.append(f"readiness_blocking_control_systems{{{labels}}} {control.systems}")
     return lines

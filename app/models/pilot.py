@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, Text
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, Text, text
 from sqlmodel import Field, SQLModel
 
 from app.models.base import UTCDateTime
@@ -9,7 +9,17 @@ from app.models.base import UTCDateTime
 
 class Pilot(SQLModel, table=True):
     __tablename__ = "pilots"
-    __table_args__ = (Index("ix_pilots_system_id_id", "system_id", "id"),)
+    __table_args__ = (
+        Index("ix_pilots_system_id_id", "system_id", "id"),
+        # The portfolio lists the oldest stuck pilots: running ones, oldest first, stop at
+        # the page, instead of joining every system to every running pilot.
+        Index(
+            "ix_pilots_running_created_at",
+            "created_at",
+            postgresql_where=text("status = 'running'"),
+            sqlite_where=text("status = 'running'"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     system_id: int = Field(

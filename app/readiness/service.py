@@ -16,6 +16,7 @@ from app.pilots import facts as pilot_facts
 from app.pilots.facts import RecordedFinding
 from app.policies import service as policy_service
 from app.policies.service import ActiveRules
+from app.readiness import marker
 from app.readiness.schemas import (
     BlockingItemRead,
     ControlRead,
@@ -182,6 +183,7 @@ def _store(
         "readiness_document": readiness.model_dump_json(),
         "readiness_policy_version": readiness.policy_version,
         "readiness_valid_until": evaluation.valid_until,
+        "readiness_seq": marker.store_marker(session),
     }
     connection = session.connection()
     # Written now, on the connection; other changes the caller made to the system are

@@ -1,4 +1,5 @@
-"""The portfolio report: aggregate queries over stored readiness, never a loop over systems.
+"""The portfolio report: aggregate queries over stored readiness, never a loop over systems,
+or (unfiltered or by tier, once the process has built it) counts from the readiness mirror.
 
 Stored readiness is as of each system's last evaluation; systems whose answer time has made
 stale since are counted as stored (reads of one system re-evaluate; reports do not).
@@ -23,6 +24,7 @@ from app.models import (
 )
 from app.policies import service as policy_service
 from app.readiness import service as readiness_service
+from app.readiness.mirror import Mirror, mirror_for
 from app.readiness.tiers import TIER_ORDER
 from app.reports.schemas import (
     BlockingControl,
@@ -100,6 +102,33 @@ def top_blocking_controls(session: Session, *, filters: SystemFilters) -> list[G
     return blockers
 
 
+def _mirrored(session: Session, filters: SystemFilters) -> Mirror | None:
+    """The process's mirror of stored readiness if it answers for this scope: it keeps
+    counts by stage and tier, not by owner or label, and answers only once built (until
+    then the aggregate queries do; see app.readiness.warmup)."""
+    if filters.owner_team or filters.labels:
+        return None
+    return mirror_for(session)
+
+
+def top_blocking_in(mirror: Mirror, *, tier: str | None) -> list[GateBlockers]:
+    """`top_blocking_controls` from the mirror's counts."""
+    blockers = []
+    for gate in GateStage:
+        systems: Counter[str] = Counter()
+        for (gate_name, control, _, system_tier), n in mirror.blocked_systems.items():
+            if gate_name == gate.value and tier in (None, system_tier):
+                systems[control] += n
+        top = sorted(systems.items(), key=lambda item: (-item[1], item[0]))[:TOP_CONTROLS]
+        blockers.append(
+            GateBlockers(
+                gate=gate,
+                controls=[BlockingControl(control=control, systems=n) for control, n in top],
+            )
+        )
+    return blockers
+
+
 def stale_evidence(session: Session, *, filters: SystemFilters, now: datetime) -> tuple[int, int]:
     """Current evidence past its expiry or its tier's freshness: (rows, systems)."""
     rules = policy_service.active_rules(session).rules
@@ -118,8 +147,11 @@ def stale_evidence(session: Session, *, filters: SystemFilters, now: datetime) -
     return rows, systems
 
 
-def portfolio(session: Session, *, filters: SystemFilters, now: datetime) -> Portfolio:
-    in_scope = _within(System.id, filters)
+def _counted(
+    session: Session, in_scope: ColumnElement[bool], now: datetime
+) -> tuple[list[StageTierCount], int, float | None, int, int]:
+    """The portfolio's counts of systems by aggregate queries over the systems in scope:
+    (by stage and tier, total, average score, ready for next stage, drifted)."""
 
     by_stage_tier = [
         StageTierCount(stage=stage, tier=tier, systems=count)
@@ -156,10 +188,79 @@ def portfolio(session: Session, *, filters: SystemFilters, now: datetime) -> Por
     for evaluation, _ in readiness_service.evaluate_many(session, stale_production, now=now):
         drifted += not evaluation.gates[GateStage.production].ready
 
-    blockers = top_blocking_controls(session, filters=filters)
+    return by_stage_tier, total, average, ready_next, drifted
+
+
+def _pilot_results(
+    session: Session, *, filters: SystemFilters
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Concluded pilots by outcome, and findings by kind, by aggregate queries."""
+    outcomes = {
+        row.outcome: row.systems
+        for row in session.execute(
+            select(col(Pilot.outcome), func.count().label("systems"))
+            .where(_within(Pilot.system_id, filters), col(Pilot.status) == "concluded")
+            .group_by(col(Pilot.outcome))
+        )
+    }
+    # Findings are short JSON lists on results, unnested and counted in the database.
+    elements = (
+        func.json_array_elements_text
+        if session.get_bind().dialect.name == "postgresql"
+        else func.json_each
+    )
+    finding = elements(col(PilotResult.findings)).table_valued("value").alias("finding")
+    findings: dict[str, int] = dict(
+        session.execute(
+            select(finding.c.value, func.count())
+            .select_from(PilotResult)
+            .join(finding, true())
+            .join(Pilot, col(Pilot.id) == col(PilotResult.pilot_id))
+            .where(_within(Pilot.system_id, filters))
+            .group_by(finding.c.value)
+        ).all()
+    )
+    return outcomes, findings
+
+
+def _by_first(counts: Counter[tuple[str, str]], *, tier: str | None) -> dict[str, int]:
+    """(name, tier) counts summed by name over the tiers in scope."""
+    summed: Counter[str] = Counter()
+    for (name, system_tier), n in counts.items():
+        if tier in (None, system_tier):
+            summed[name] += n
+    return dict(summed)
+
+
+def portfolio(session: Session, *, filters: SystemFilters, now: datetime) -> Portfolio:
+    in_scope = _within(System.id, filters)
+    if (built := _mirrored(session, filters)) is not None:
+        with built.synced(session, now=now) as mirror:
+            tier = filters.risk_tier
+            counts = {place: n for place, n in mirror.systems.items() if tier in (None, place[1])}
+            tenths = sum(n for place, n in mirror.score_tenths.items() if place in counts)
+            ready_next = sum(n for key, n in mirror.ready_next.items() if tier in (None, key))
+            drifted = sum(n for key, n in mirror.drifted.items() if tier in (None, key))
+            blockers = top_blocking_in(mirror, tier=tier)
+            stale = sum(n for key, n in mirror.stale_evidence.items() if tier in (None, key))
+            stale_systems = sum(
+                n for key, n in mirror.systems_with_stale_evidence.items() if tier in (None, key)
+            )
+            outcomes = _by_first(mirror.pilot_outcomes, tier=tier)
+            findings = _by_first(mirror.findings, tier=tier)
+        by_stage_tier = [
+            StageTierCount(stage=stage, tier=tier, systems=n)
+            for (stage, tier), n in sorted(counts.items())
+        ]
+        total = sum(counts.values())
+        average = tenths / 10 / total if total else None
+    else:
+        by_stage_tier, total, average, ready_next, drifted = _counted(session, in_scope, now)
+        blockers = top_blocking_controls(session, filters=filters)
+        stale, stale_systems = stale_evidence(session, filters=filters, now=now)
+        outcomes, findings = _pilot_results(session, filters=filters)
 
     rules = policy_service.active_rules(session).rules
-    stale, stale_systems = stale_evidence(session, filters=filters, now=now)
 
     stuck = [
         StuckPilot(
@@ -183,24 +284,6 @@ def portfolio(session: Session, *, filters: SystemFilters, now: datetime) -> Por
             .limit(LISTED)
         )
     ]
-    outcomes = {
-        row.outcome: row.systems
-        for row in session.execute(
-            select(col(Pilot.outcome), func.count().label("systems"))
-            .where(_within(Pilot.system_id, filters), col(Pilot.status) == "concluded")
-            .group_by(col(Pilot.outcome))
-        )
-    }
-    # Findings are short JSON lists on results; counting them here loops over results
-    # that report any, not over systems.
-    findings: Counter[str] = Counter()
-    for (reported,) in session.execute(
-        select(col(PilotResult.findings))
-        .join(Pilot, col(Pilot.id) == col(PilotResult.pilot_id))
-        .where(_within(Pilot.system_id, filters))
-    ):
-        findings.update(reported)
-
     overrides = [
         OverrideRecord(
             system_key=key,
@@ -318,6 +401,13 @@ def gaps(session: Session, *, filters: SystemFilters, now: datetime) -> GapsRepo
     system whose stored answer time has since made stale counts as stored.
     """
     tiers = [tier.value for tier in TIER_ORDER]
+    if (built := _mirrored(session, filters)) is not None:
+        with built.synced(session, now=now) as mirror:
+            report = [
+                _gaps_in(mirror, gate, stages, tiers=tiers, tier=filters.risk_tier)
+                for gate, stages in HEADING_FOR.items()
+            ]
+        return GapsReport(generated_at=now, gates=report)
     report = []
     for gate, stages in HEADING_FOR.items():
         heading = and_(
@@ -350,3 +440,43 @@ def gaps(session: Session, *, filters: SystemFilters, now: datetime) -> GapsRepo
             )
         )
     return GapsReport(generated_at=now, gates=report)
+
+
+def _gaps_in(
+    mirror: Mirror,
+    gate: GateStage,
+    stages: tuple[Stage, ...],
+    *,
+    tiers: list[str],
+    tier: str | None,
+) -> GateGaps:
+    """One gate of the gaps report from the mirror's counts."""
+    heading = {stage.value for stage in stages}
+
+    def counted(stage: str, system_tier: str) -> bool:
+        return stage in heading and tier in (None, system_tier)
+
+    systems_by_tier = dict.fromkeys(tiers, 0)
+    for (stage, system_tier), n in mirror.systems.items():
+        if counted(stage, system_tier):
+            systems_by_tier[system_tier] += n
+    controls: dict[str, ControlGap] = {}
+    for (gate_name, control, stage, system_tier), n in mirror.blocked_systems.items():
+        if gate_name == gate.value and counted(stage, system_tier):
+            gap = controls.get(control) or ControlGap(
+                control=control, systems=0, by_tier=dict.fromkeys(tiers, 0), by_reason={}
+            )
+            controls[control] = gap
+            gap.by_tier[system_tier] += n
+            gap.systems += n
+    for (gate_name, control, code, stage, system_tier), n in mirror.blocked.items():
+        if gate_name == gate.value and counted(stage, system_tier):
+            reasons = controls[control].by_reason
+            reasons[code] = reasons.get(code, 0) + n
+    return GateGaps(
+        gate=gate,
+        stages=list(stages),
+        systems=sum(systems_by_tier.values()),
+        systems_by_tier=systems_by_tier,
+        controls=sorted(controls.values(), key=lambda gap: (-gap.systems, gap.control)),
+    )

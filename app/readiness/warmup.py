@@ -1,0 +1,95 @@
+"""The readiness mirror's first look, taken on a background thread at start-up.
+
+A first look reads every system (about 25 s and 400 MB at 100,000 systems), far longer than a
+Prometheus scrape may take: so no request ever takes it. Start-up starts the build and goes
+on; until the mirror is published, reports and /metrics run their aggregate queries (the
+same numbers, slower). A failed build (the database down, say) is logged and tried again
+later, the database path answering meanwhile. Shutdown stops the build within a buffer of
+rows and waits for the thread, before the engines are disposed.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from app.db import Database, read_transaction
+from app.readiness.mirror import BuildStopped, Mirror, publish
+
+logger = logging.getLogger("app")
+
+# Seconds between failed builds: doubling from the first to the last, then staying there.
+RETRY_FIRST = 5.0
+RETRY_MAX = 300.0
+# How long shutdown waits for the thread; a build notices the stop within a buffer of rows.
+STOP_TIMEOUT = 30.0
+
+
+class MirrorWarmup:
+    """Builds and publishes the mirror of `database` once, on a daemon thread."""
+
+    def __init__(self, database: Database, clock: Callable[[], datetime]) -> None:
+        self._database = database
+        self._clock = clock
+        self._stop = threading.Event()
+        self._built = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def built(self) -> bool:
+        """Whether reports and /metrics read the mirror now."""
+        return self._built.is_set()
+
+    def start(self) -> None:
+        if self._built.is_set() or (self._thread is not None and self._thread.is_alive()):
+            return
+        self._stop = threading.Event()  # a fresh one: an app may be started again
+        self._thread = threading.Thread(
+            target=self._run, args=(self._stop,), name="readiness-mirror-warmup", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop a build under way (or a wait to retry) and wait for the thread to end."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(STOP_TIMEOUT)
+            if self._thread.is_alive():
+                logger.warning("readiness mirror warm-up still running at shutdown")
+            self._thread = None
+
+    def wait(self, timeout: float) -> bool:
+        """Whether the mirror was built within `timeout` seconds (for tests and tools)."""
+        return self._built.wait(timeout)
+
+    def _run(self, stop: threading.Event) -> None:
+        delay = RETRY_FIRST
+        while not stop.is_set():
+            try:
+                self._build(stop)
+                return
+            except BuildStopped:
+                return
+            except Exception:
+                logger.exception(
+                    "readiness mirror warm-up failed; reports and /metrics use the database"
+                    " queries; retrying in %.0f s",
+                    delay,
+                )
+            if stop.wait(delay):
+                return
+            delay = min(delay * 2, RETRY_MAX)
+
+    def _build(self, stop: threading.Event) -> None:
+        started = time.monotonic()
+        mirror = Mirror()
+        with read_transaction(self._database) as session:
+            mirror.build(session, now=self._clock(), stop=stop)
+            publish(session, mirror)
+        self._built.set()
+        logger.info(
+            "readiness mirror built: %d systems in %.1f s",
+            len(mirror.entries),
+            time.monotonic() - started,
+        )

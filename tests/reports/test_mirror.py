@@ -1,0 +1,188 @@
+"""The unfiltered and tier-filtered reports and /metrics count from a per-process mirror of
+stored readiness (built at start-up, before each test here unless said otherwise) that reads
+only what was stored since its last look: it must follow every
+write and the passing of time exactly as the aggregate queries do (the reports filtered by
+owner team still run those queries, so the two are compared)."""
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.controls.catalogue import EVIDENCE_CONTROLS
+from app.db import write_transaction
+from app.readiness import mirror
+from app.readiness import service as readiness_service
+from app.systems.service import get_system
+from tests.conftest import FakeClock
+from tests.factories import make_system, meet_every_control, record_evidence, transition
+
+Headers = dict[str, str]
+TEAM = "claims-platform"  # every system of system_body's has this owner
+OVERRIDE = {"justification": "Board decision, minute 7: ship before the audit"}
+
+
+def reports(client: TestClient, headers: Headers, **params: Any) -> dict[str, Any]:
+    """The portfolio and gaps reports without their timestamps."""
+    body = {}
+    for name in ("portfolio", "gaps"):
+        response = client.get(f"/v1/reports/{name}", params=params, headers=headers)
+        assert response.status_code == 200, response.text
+        body[name] = {k: v for k, v in response.json().items() if k != "generated_at"}
+    return body
+
+
+def assert_mirror_matches_queries(client: TestClient, headers: Headers) -> dict[str, Any]:
+    mirrored = reports(client, headers)
+    assert mirrored == reports(client, headers, owner_team=TEAM)  # aggregate queries
+    for tier in ("minimal", "limited", "high", "critical"):
+        by_tier = reports(client, headers, risk_tier=tier)
+        assert by_tier == reports(client, headers, risk_tier=tier, owner_team=TEAM)
+    return mirrored
+
+
+def gauges(client: TestClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+        for sample in family.samples
+    }
+
+
+def score(scrape: dict[tuple[str, frozenset[tuple[str, str]]], float], key: str) -> float:
+    (value,) = [v for (name, labels), v in scrape.items() if ("system", key) in labels and
+                name == "readiness_score"]  # fmt: skip
+    return value
+
+
+def warm(app: FastAPI) -> None:
+    """Build the app's mirror now (apps started with the warm-up off have none)."""
+    app.state.mirror_warmup.start()
+    assert app.state.mirror_warmup.wait(timeout=30)
+
+
+@pytest.mark.parametrize("mirror_warmup", [False])
+def test_reports_follow_writes_and_time_after_the_first_look(
+    app: FastAPI, client: TestClient, admin: Headers, viewer: Headers, clock: FakeClock
+) -> None:
+    make_system(client, admin, key="drafty", tier="minimal")
+    make_system(client, admin, key="lender", tier="high")
+    warm(app)  # the mirror's first look, with systems to read
+    first = assert_mirror_matches_queries(client, viewer)
+    assert first["portfolio"]["systems"] == 2
+
+    # Writes after it: new systems, evidence, stage moves, an override into production.
+    make_system(client, admin, key="care", tier="critical")
+    meet_every_control(client, admin, key="lender")
+    assert transition(client, admin, key="lender", to="pilot").status_code == 201
+    pilot = client.post(
+        "/v1/systems/lender/pilots",
+        json={
+            "name": "branch trial",
+            "planned_end": (clock.now + timedelta(days=1)).isoformat(),
+            "criteria": [{"metric": "precision", "op": ">=", "target": 0.9}],
+        },
+        headers=admin,
+    ).json()
+    result = client.post(
+        f"/v1/pilots/{pilot['id']}/results",
+        json={"metrics": {"precision": 0.95}, "findings": ["missing_training", "poor_data"]},
+        headers=admin,
+    )
+    assert result.status_code == 201, result.text
+    concluded = client.post(f"/v1/pilots/{pilot['id']}/conclude", headers=admin)
+    assert concluded.status_code == 200, concluded.text
+    in_a_week = (clock.now + timedelta(days=7)).isoformat()
+    for control in ("data_rules", "access_boundaries", "support_plan"):
+        record_evidence(client, admin, key="drafty", control=control, expires_at=in_a_week)
+    for control in ("monitoring", "training", "workflow"):
+        record_evidence(client, admin, key="drafty", control=control)
+    assert transition(client, admin, key="drafty", to="production").status_code == 201
+    assert transition(client, admin, key="care", to="production", override=OVERRIDE).status_code
+    after = assert_mirror_matches_queries(client, viewer)
+    portfolio = after["portfolio"]
+    assert portfolio["systems"] == 3
+    assert portfolio["drifted"] == 1  # care
+    assert portfolio["findings"] == {"missing_training": 1, "poor_data": 1}
+    assert sum(portfolio["pilot_outcomes"].values()) == 1
+    assert after != first
+
+    # Time alone: drafty's evidence expires, it drifts; no write at all.
+    clock.advance(days=8)
+    later = assert_mirror_matches_queries(client, viewer)
+    assert later["portfolio"]["drifted"] == 2
+    assert "\nreadiness_drifted_systems 2\n" in client.get("/metrics").text
+
+    # A write that fixes it is seen at once.
+    for control in ("data_rules", "access_boundaries", "support_plan"):
+        record_evidence(client, admin, key="drafty", control=control)
+    fixed = assert_mirror_matches_queries(client, viewer)["portfolio"]
+    assert fixed["drifted"] == 1
+
+    # Past the high tier's freshness limit every piece of lender's evidence is stale.
+    clock.advance(days=200)
+    aged = assert_mirror_matches_queries(client, viewer)["portfolio"]
+    assert aged["stale_evidence"] >= fixed["stale_evidence"] + len(EVIDENCE_CONTROLS)
+    assert aged["systems_with_stale_evidence"] > fixed["systems_with_stale_evidence"]
+
+
+def test_metrics_follow_writes_after_the_first_scrape(
+    client: TestClient, admin: Headers, clock: FakeClock
+) -> None:
+    make_system(client, admin, key="lender", tier="high")
+    before = gauges(client)
+    assert score(before, "lender") == 17.6
+    meet_every_control(client, admin, key="lender")
+    make_system(client, admin, key="drafty", tier="minimal")
+    after = gauges(client)
+    assert score(after, "lender") == 100.0
+    assert score(after, "drafty") == 17.6
+    stage = frozenset({("stage", "proposed"), ("tier", "high")})
+    assert after[("readiness_systems", stage)] == 1
+    assert transition(client, admin, key="lender", to="pilot").status_code == 201
+    moved = gauges(client)
+    labels = frozenset(
+        {("system", "lender"), ("tier", "high"), ("stage", "pilot"), ("gate", "production")}
+    )
+    assert ("readiness_gate_ready", labels) in moved
+    assert not any(("system", "lender") in s and ("stage", "proposed") in s for _, s in moved)
+
+
+def test_a_store_committed_after_a_look_is_seen_by_the_next(
+    app: FastAPI, client: TestClient, admin: Headers, clock: FakeClock
+) -> None:
+    """A writer still open while a scrape looks is read by the scrape after it commits, also
+    when (PostgreSQL) a later writer committed before that look."""
+    make_system(client, admin, key="first", tier="high")
+    assert score(gauges(client), "first") == 17.6
+    database = app.state.database
+    concurrent = database.write_engine.dialect.name == "postgresql"
+    with write_transaction(database) as writer:
+        system = get_system(writer, "first", for_update=True)
+        system.purpose = None  # one field-satisfied control fewer
+        readiness_service.refresh(writer, system, now=clock.now)
+        writer.flush()
+        if concurrent:  # SQLite writers take turns: a second one would wait for this one
+            make_system(client, admin, key="second", tier="minimal")
+        scrape = gauges(client)
+        assert score(scrape, "first") == 17.6  # not committed yet
+        if concurrent:
+            assert score(scrape, "second") == 17.6
+    assert score(gauges(client), "first") == 11.8
+
+
+def test_many_systems_stored_at_once_are_read_in_batches(
+    client: TestClient, admin: Headers, viewer: Headers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mirror, "_CHUNK", 2)  # as a policy change storing every system would
+    keys = ("sys-a", "sys-b", "sys-c", "sys-d")
+    for key, tier in zip(keys, ("minimal", "limited", "high", "critical"), strict=True):
+        make_system(client, admin, key=key, tier=tier)
+    assert_mirror_matches_queries(client, viewer)
+    for key in keys:
+        meet_every_control(client, admin, key=key)
+    after = assert_mirror_matches_queries(client, viewer)
+    assert after["portfolio"]["ready_for_next_stage"] == 3  # critical: approval still missing
