@@ -1,31 +1,37 @@
 """Markers of stored answers, so a reader can tell which systems were stored since it
 last looked (see app.readiness.mirror)."""
 
-from sqlalchemy import func, select, text
+from typing import Any
+
+from sqlalchemy import BigInteger, ColumnElement, func, select, text
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlmodel import Session, col
 
 from app.models import System
 
-_MARKER_KEY = "readiness_seq_marker"
+
+class StoreMarker(ColumnElement[int]):
+    """The `readiness_seq` a store writes, computed by the database inside the storing
+    statement (`SET readiness_seq = <marker>`), so stores need no query of their own.
+
+    PostgreSQL: the writer's transaction id. SQLite: writers take turns, so one more than
+    any stored marker (its own earlier stores included) is past every horizon taken before
+    this transaction commits.
+    """
+
+    type = BigInteger()
+    inherit_cache = True
 
 
-def store_marker(session: Session) -> int:
-    """The `readiness_seq` a store in this transaction writes (one query per transaction)."""
-    transaction = session.get_transaction()
-    cached = session.info.get(_MARKER_KEY)
-    if cached is not None and cached[0] is transaction:
-        return int(cached[1])
-    with session.no_autoflush:
-        if session.get_bind().dialect.name == "postgresql":
-            current = text("SELECT pg_current_xact_id()::text::bigint")
-            marker = session.execute(current).scalar_one()
-        else:
-            # Writers take turns on SQLite, so one more than any stored marker is past
-            # every horizon taken before this transaction commits.
-            following = select(func.coalesce(func.max(col(System.readiness_seq)), 0) + 1)
-            marker = session.execute(following).scalar_one()
-    session.info[_MARKER_KEY] = (transaction, marker)
-    return int(marker)
+@compiles(StoreMarker, "postgresql")
+def _transaction_id(_element: StoreMarker, _compiler: SQLCompiler, **_kw: Any) -> str:
+    return "pg_current_xact_id()::text::bigint"
+
+
+@compiles(StoreMarker)
+def _one_past_the_largest(_element: StoreMarker, _compiler: SQLCompiler, **_kw: Any) -> str:
+    return "(SELECT coalesce(max(readiness_seq), 0) + 1 FROM systems)"
 
 
 def horizon(session: Session) -> int:

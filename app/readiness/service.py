@@ -53,8 +53,12 @@ _CURRENT_EVIDENCE = PerSystemQuery(
         col(Evidence.source),
     ).where(of_systems(col(Evidence.system_id)), col(Evidence.is_current))
 )
-# SET takes the columns its parameters name.
-_STORE_READINESS = update(System).where(col(System.id) == bindparam("of_system"))
+# SET takes the columns its parameters name, and the marker of the store.
+_STORE_READINESS = (
+    update(System)
+    .where(col(System.id) == bindparam("of_system"))
+    .values(readiness_seq=marker.StoreMarker())
+)
 _CLEAR_BLOCKERS = delete(ReadinessBlocker).where(
     col(ReadinessBlocker.system_id) == bindparam("system_id")
 )
@@ -183,7 +187,6 @@ def _store(
         "readiness_document": readiness.model_dump_json(),
         "readiness_policy_version": readiness.policy_version,
         "readiness_valid_until": evaluation.valid_until,
-        "readiness_seq": marker.store_marker(session),
     }
     connection = session.connection()
     # Written now, on the connection; other changes the caller made to the system are
@@ -192,6 +195,7 @@ def _store(
     connection.execute(_STORE_READINESS, {"of_system": system.id, **stored})
     for name, value in stored.items():
         set_committed_value(system, name, value)
+    session.expire(system, ["readiness_seq"])  # the database's own value, read if asked
     connection.execute(_CLEAR_BLOCKERS, {"system_id": system.id})
     blockers = [
         {
