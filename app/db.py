@@ -5,6 +5,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Annotated, Any, Protocol, TypeVar, cast
+from weakref import WeakKeyDictionary
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -81,6 +82,17 @@ class Database:
     # SQLite: writing transactions that never wait for the write lock (busy timeout 0), so
     # `run_write` can try them on the event loop. None: writes always go to a worker thread.
     inline_write_engine: Engine | None = None
+    # Inline writers of each event loop, queued in arrival order (see `run_write`).
+    _inline_writers: "WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]" = field(
+        default_factory=WeakKeyDictionary
+    )
+
+    def inline_write_queue(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        queue = self._inline_writers.get(loop)
+        if queue is None:
+            queue = self._inline_writers[loop] = asyncio.Lock()
+        return queue
 
     def dispose(self) -> None:
         self.read_engine.dispose()
@@ -205,19 +217,24 @@ async def run_write(database: Database, work: Callable[[Session], T]) -> T:
     engine = database.inline_write_engine
     if engine is None:
         return await run_in_threadpool(_write_in_thread, database, work)
-    # Turns for the loop before and after, as around an inline read (`run_read`).
-    await asyncio.sleep(0)
-    # Polled rather than awaited in a thread: an abandoned wait could take the gate after
-    # its request had gone, and never give it back.
-    while not database.write_gate.acquire(blocking=False):
-        await asyncio.sleep(_GATE_POLL_S)
-    try:
-        written = _write_unless_locked(engine, work)
-    finally:
-        database.write_gate.release()
-    if written is _LOCKED:
-        return await run_in_threadpool(_write_in_thread, database, work)
-    await asyncio.sleep(0)
+    # Inline writers take turns in arrival order (an asyncio.Lock wakes its waiters first
+    # come, first served). Left to the loop's scheduling, the tasks reaching a write at 64
+    # connections interleaved with every other request's steps and some waited many rounds:
+    # p99 about 4 s against 1.1 s queued, at the same throughput.
+    async with database.inline_write_queue():
+        # Turns for the loop before and after, as around an inline read (`run_read`).
+        await asyncio.sleep(0)
+        # Polled rather than awaited in a thread: an abandoned wait could take the gate
+        # after its request had gone, and never give it back.
+        while not database.write_gate.acquire(blocking=False):
+            await asyncio.sleep(_GATE_POLL_S)
+        try:
+            written = _write_unless_locked(engine, work)
+        finally:
+            database.write_gate.release()
+        if written is _LOCKED:
+            return await run_in_threadpool(_write_in_thread, database, work)
+        await asyncio.sleep(0)
     return cast(T, written)
 
 
