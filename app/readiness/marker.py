@@ -3,12 +3,10 @@ last looked (see app.readiness.mirror)."""
 
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, func, select, text
+from sqlalchemy import BigInteger, ColumnElement, select, text
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlmodel import Session, col
-
-from app.models import System
+from sqlmodel import Session
 
 
 class StoreMarker(ColumnElement[int]):
@@ -40,5 +38,5 @@ def horizon(session: Session) -> int:
     if session.get_bind().dialect.name == "postgresql":
         oldest = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
         return int(session.execute(oldest).scalar_one())
-    query = select(func.coalesce(func.max(col(System.readiness_seq)), 0) + 1)
-    return int(session.execute(query).scalar_one())
+    # SQLite: the marker the next store would write, one past the largest stored.
+    return int(session.execute(select(StoreMarker())).scalar_one())

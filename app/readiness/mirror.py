@@ -4,7 +4,7 @@ change: /metrics and the unfiltered (or tier-filtered) reports then cost what ch
 the portfolio.
 
 Change tracking. Every store of an answer sets `systems.readiness_seq` to a marker of its
-transaction (`store_marker`); a look first takes a horizon (`_horizon`) and then reads, and
+transaction (`marker.StoreMarker`); a look first takes a horizon (`_horizon`) and then reads, and
 the next look reads the systems whose marker is at or past that horizon. On PostgreSQL the
 marker is the writer's transaction id and the horizon the oldest transaction still running
 when the look's snapshot was taken: a transaction that commits after the look, whatever

@@ -1,3 +1,5 @@
+from typing import Any
+
 from fastapi.testclient import TestClient
 
 from tests.conftest import ADMIN_SECRET, auth
@@ -56,15 +58,19 @@ def test_revoking_an_unknown_key_is_404(client: TestClient, admin: dict[str, str
     assert response.headers["content-type"] == "application/problem+json"
 
 
+def _last_used(client: TestClient, admin: dict[str, str], key: dict[str, Any]) -> str | None:
+    """The key's last_used_at as the admin's key listing shows it."""
+    listed = client.get("/v1/api-keys", headers=admin).json()["items"]
+    return next(item for item in listed if item["id"] == key["id"])["last_used_at"]  # type: ignore[no-any-return]
+
+
 def test_last_used_at_is_recorded(client: TestClient, admin: dict[str, str], clock) -> None:  # type: ignore[no-untyped-def]
     created = client.post(
         "/v1/api-keys", json={"name": "v", "role": "viewer"}, headers=admin
     ).json()
     assert created["last_used_at"] is None
     client.get("/v1/controls", headers=auth(created["key"]))
-    listed = client.get("/v1/api-keys", headers=admin).json()["items"]
-    used = next(item for item in listed if item["id"] == created["id"])
-    assert used["last_used_at"] == clock.now.isoformat().replace("+00:00", "Z")
+    assert _last_used(client, admin, created) == clock.now.isoformat().replace("+00:00", "Z")
 
 
 def test_readiness_read_marks_key_used(client: TestClient, admin: dict[str, str], clock) -> None:  # type: ignore[no-untyped-def]
@@ -74,34 +80,25 @@ def test_readiness_read_marks_key_used(client: TestClient, admin: dict[str, str]
         "/v1/api-keys", json={"name": "v", "role": "viewer"}, headers=admin
     ).json()
 
-    def last_used() -> str | None:
-        listed = client.get("/v1/api-keys", headers=admin).json()["items"]
-        return next(item for item in listed if item["id"] == created["id"])["last_used_at"]  # type: ignore[no-any-return]
-
     # The system does not exist: the key is still checked (and used) before the 404.
     assert client.get("/v1/systems/nope/readiness", headers=auth(created["key"])).status_code == 404
     first = clock.now.isoformat().replace("+00:00", "Z")
-    assert last_used() == first
+    assert _last_used(client, admin, created) == first
     clock.advance(seconds=30)
     client.get("/v1/systems/nope/readiness", headers=auth(created["key"]))
-    assert last_used() == first  # within the minute: no write
+    assert _last_used(client, admin, created) == first  # within the minute: no write
     clock.advance(seconds=31)
     client.get("/v1/systems/nope/readiness", headers=auth(created["key"]))
-    assert last_used() == clock.now.isoformat().replace("+00:00", "Z")
+    assert _last_used(client, admin, created) == clock.now.isoformat().replace("+00:00", "Z")
 
 
 def test_a_refused_request_still_marks_its_key_used(  # type: ignore[no-untyped-def]
     client: TestClient, admin: dict[str, str], clock
 ) -> None:
-    # A valid key without the role (403) was used all the same, on the routes that check
-    # the role in a dependency and on the readiness read that checks it in its body.
+    # A valid key without the role (403) was used all the same: on a write and on a read.
     created = client.post(
         "/v1/api-keys", json={"name": "v", "role": "viewer"}, headers=admin
     ).json()
-
-    def last_used() -> str | None:
-        listed = client.get("/v1/api-keys", headers=admin).json()["items"]
-        return next(item for item in listed if item["id"] == created["id"])["last_used_at"]  # type: ignore[no-any-return]
 
     refused = client.put(
         "/v1/systems/nope/evidence/monitoring",
@@ -109,11 +106,11 @@ def test_a_refused_request_still_marks_its_key_used(  # type: ignore[no-untyped-
         headers=auth(created["key"]),
     )
     assert refused.status_code == 403
-    assert last_used() == clock.now.isoformat().replace("+00:00", "Z")
+    assert _last_used(client, admin, created) == clock.now.isoformat().replace("+00:00", "Z")
 
     clock.advance(minutes=2)
     assert client.get("/v1/api-keys", headers=auth(created["key"])).status_code == 403
-    assert last_used() == clock.now.isoformat().replace("+00:00", "Z")
+    assert _last_used(client, admin, created) == clock.now.isoformat().replace("+00:00", "Z")
 
 
 def test_bootstrap_key_is_an_admin_and_not_duplicated(app, admin: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
