@@ -19,7 +19,7 @@ from app.badges.router import router as badges_router
 from app.clock import Clock, system_clock
 from app.config import Settings, get_settings
 from app.controls.router import router as controls_router
-from app.db import create_database, write_transaction
+from app.db import WalCheckpointer, create_database, write_transaction
 from app.errors import install_error_handlers
 from app.events.router import router as events_router
 from app.evidence.router import router as evidence_router
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     database = create_database(settings.database_url, pool_size=settings.db_pool_size)
     # Reads the clock from app.state when it builds, as requests do (tests swap it).
     warmup = MirrorWarmup(database, clock=lambda: app.state.clock())
+    checkpointer = WalCheckpointer(database)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -96,9 +97,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         gc.freeze()
         if settings.readiness_mirror_warmup:
             warmup.start()  # in the background: start-up and the probes never wait for it
+        checkpointer.start()
         yield
         # Before the engines go: no build may go on reading from a disposed pool.
         warmup.stop()
+        checkpointer.stop()
         database.dispose()
 
     app = FastAPI(

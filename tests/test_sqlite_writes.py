@@ -1,5 +1,6 @@
 """On SQLite, evidence writes run on the event loop when the write lock is free at once
-(app.db.run_write). When another process holds the lock, the write must wait its turn in
+(app.db.run_write), and those that arrive together share one transaction
+(app.db.run_batched_write). When another process holds the lock, the write must wait its turn in
 a worker thread, never fail and never stall the other requests of the process.
 
 SQLite's lock is the subject, so these tests use a SQLite file of their own whichever
@@ -7,15 +8,21 @@ back-end the suite runs on."""
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from alembic import command
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from app.config import Settings
+from app.db import Database
+from app.evidence.service import RECORD_EVIDENCE
 from app.main import create_app
 from tests.conftest import ADMIN_SECRET, FakeClock, alembic_config, auth
 
@@ -110,3 +117,191 @@ def test_a_failed_write_leaves_nothing_behind_and_frees_the_lock(
         "/v1/events", params={"type": "evidence.recorded"}, headers=auth(ADMIN_SECRET)
     ).json()["items"]
     assert [event["system_key"] for event in events] == ["locked-sys"]
+
+
+# --- group commit: evidence PUTs that arrive together share one transaction ---------------
+
+
+def _pending_evidence_writes(database: Database) -> int:
+    # The queue is per event loop; the test client's app runs on one.
+    return sum(
+        len(pending.items)
+        for writers in list(database._inline_writers.values())
+        for kind, pending in writers.pending.items()
+        if kind is RECORD_EVIDENCE
+    )
+
+
+def _together(client: TestClient, writes: list[tuple[str, str, str]]) -> list[httpx.Response]:
+    """Sends each (system, control, summary) PUT from a thread of its own while this
+    process's write gate is held, waits until all are queued, then lets them go: they
+    reach the database as one batch."""
+    database: Database = client.app.state.database  # type: ignore[attr-defined]
+    answers: dict[int, httpx.Response] = {}
+
+    def put(index: int, key: str, control: str, summary: str) -> None:
+        answers[index] = client.put(
+            f"/v1/systems/{key}/evidence/{control}",
+            json={"status": "met", "summary": summary},
+            headers=auth(ADMIN_SECRET),
+        )
+
+    threads = [
+        threading.Thread(target=put, args=(index, *write)) for index, write in enumerate(writes)
+    ]
+    with database.write_gate:
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while _pending_evidence_writes(database) < len(writes):
+            assert time.monotonic() < deadline, "the writes never queued"
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join(30)
+    return [answers[index] for index in range(len(writes))]
+
+
+@pytest.fixture
+def transactions(sqlite_client: TestClient) -> Iterator[list[str]]:
+    """The commits of inline writes, as they happen."""
+    engine = sqlite_client.app.state.database.inline_write_engine  # type: ignore[attr-defined]
+    seen: list[str] = []
+
+    def commit(_connection: Any) -> None:
+        seen.append("commit")
+
+    event.listen(engine, "commit", commit)
+    yield seen
+    event.remove(engine, "commit", commit)
+
+
+def test_writes_that_arrive_together_commit_together_each_as_if_alone(
+    sqlite_client: TestClient, transactions: list[str]
+) -> None:
+    other = {**SYSTEM, "key": "other-sys", "name": "Other"}
+    assert sqlite_client.post("/v1/systems", json=other, headers=auth(ADMIN_SECRET)).is_success
+    writes = [("locked-sys", "monitoring", f"m{number}") for number in range(1, 7)]
+    writes += [("other-sys", "monitoring", "o1"), ("locked-sys", "training", "t1")]
+
+    answers = _together(sqlite_client, writes)
+
+    assert [answer.status_code for answer in answers] == [200] * len(writes)
+    assert transactions == ["commit"], "the writes did not share one transaction"
+    # Each answer is its own version: repeats of one control are numbered in the order they
+    # were queued, and only the last is current.
+    by_summary = {answer.json()["summary"]: answer.json() for answer in answers}
+    monitoring = sorted(
+        (by_summary[f"m{number}"] for number in range(1, 7)), key=lambda item: item["version"]
+    )
+    assert [item["version"] for item in monitoring] == [1, 2, 3, 4, 5, 6]
+    assert [item["current"] for item in monitoring] == [False] * 5 + [True]
+    assert (by_summary["o1"]["version"], by_summary["t1"]["version"]) == (1, 1)
+    history = sqlite_client.get(
+        "/v1/systems/locked-sys/evidence/monitoring/history", headers=auth(ADMIN_SECRET)
+    ).json()["items"]
+    assert [(item["version"], item["summary"], item["current"]) for item in history] == [
+        (item["version"], item["summary"], item["current"]) for item in reversed(monitoring)
+    ]
+
+    # One event per write, in the order the writes were applied.
+    events = sqlite_client.get(
+        "/v1/events", params={"type": "evidence.recorded"}, headers=auth(ADMIN_SECRET)
+    ).json()["items"]
+    applied = [
+        (event["system_key"], event["data"]["control"], event["data"]["version"])
+        for event in events
+    ]
+    assert sorted(applied) == sorted(
+        (key, control, by_summary[summary]["version"]) for key, control, summary in writes
+    )
+    assert [
+        version
+        for key, control, version in applied
+        if control == "monitoring" and key == "locked-sys"
+    ] == [1, 2, 3, 4, 5, 6]
+    # A history snapshot after each write to the system, the last one its stored answer.
+    snapshots = sqlite_client.get(
+        "/v1/systems/locked-sys/readiness/history", headers=auth(ADMIN_SECRET)
+    ).json()["items"]
+    assert len(snapshots) == 1 + 7  # created, then the seven writes to it
+    readiness = sqlite_client.get(
+        "/v1/systems/locked-sys/readiness", headers=auth(ADMIN_SECRET)
+    ).json()
+    assert readiness["score"] == snapshots[0]["score"]
+    statuses = {item["control"]: item["status"] for item in readiness["controls"]}
+    assert statuses["monitoring"] == statuses["training"] == "met"
+
+
+def test_a_write_to_an_unknown_system_fails_alone_in_its_batch(
+    sqlite_client: TestClient, transactions: list[str]
+) -> None:
+    answers = _together(
+        sqlite_client,
+        [
+            ("locked-sys", "monitoring", "first"),
+            ("no-such-sys", "monitoring", "lost"),
+            ("locked-sys", "monitoring", "second"),
+        ],
+    )
+
+    assert [answer.status_code for answer in answers] == [200, 404, 200]
+    assert answers[1].headers["content-type"] == "application/problem+json"
+    assert "no-such-sys" in answers[1].json()["detail"]
+    assert sorted([answers[0].json()["version"], answers[2].json()["version"]]) == [1, 2]
+    assert transactions == ["commit"]
+
+
+def test_a_batch_that_fails_is_written_again_one_write_at_a_time(
+    sqlite_client: TestClient, sqlite_file: Path
+) -> None:
+    # The database itself refuses one of the versions: the batch's transaction fails, and
+    # only that write may fail with it.
+    with sqlite3.connect(sqlite_file) as connection:
+        connection.execute(
+            "CREATE TRIGGER refuse_boom BEFORE INSERT ON evidence WHEN NEW.summary = 'boom'"
+            " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+
+    answers = _together(
+        sqlite_client,
+        [
+            ("locked-sys", "monitoring", "first"),
+            ("locked-sys", "monitoring", "boom"),
+            ("locked-sys", "monitoring", "second"),
+        ],
+    )
+
+    assert [answer.status_code for answer in answers] == [200, 500, 200]
+    assert answers[1].headers["content-type"] == "application/problem+json"
+    assert "refused" not in answers[1].text  # no internals leak
+    history = sqlite_client.get(
+        "/v1/systems/locked-sys/evidence/monitoring/history", headers=auth(ADMIN_SECRET)
+    ).json()["items"]
+    written = {answers[0].json()["version"]: "first", answers[2].json()["version"]: "second"}
+    assert [(item["version"], item["summary"]) for item in history] == [
+        (2, written[2]),
+        (1, written[1]),
+    ]
+    events = sqlite_client.get(
+        "/v1/events", params={"type": "evidence.recorded"}, headers=auth(ADMIN_SECRET)
+    ).json()["items"]
+    assert [event["data"]["version"] for event in events] == [1, 2]
+
+
+def test_the_database_file_catches_up_with_the_log_in_the_background(
+    sqlite_client: TestClient, sqlite_file: Path
+) -> None:
+    # Commits go to the write-ahead log; a thread of the app copies them into the database
+    # file, so writers no longer do it inside their own commits.
+    assert _put_evidence(sqlite_client, "logged").status_code == 200
+
+    def in_database_file() -> int:
+        # immutable=1 reads the database file alone, ignoring the log.
+        with closing(sqlite3.connect(f"file:{sqlite_file}?immutable=1", uri=True)) as file:
+            found = file.execute("SELECT count(*) FROM evidence WHERE summary = 'logged'")
+            return int(found.fetchone()[0])
+
+    deadline = time.monotonic() + 30
+    while in_database_file() == 0:
+        assert time.monotonic() < deadline, "the log was never copied into the database"
+        time.sleep(0.05)

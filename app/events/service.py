@@ -1,3 +1,4 @@
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -31,6 +32,15 @@ class EventType(StrEnum):
     api_key_revoked = "api_key.revoked"
 
 
+@dataclass(frozen=True)
+class NewEvent:
+    type: EventType
+    actor: Principal
+    now: datetime
+    data: dict[str, Any]
+    system_key: str | None = None
+
+
 def append(
     session: Session,
     *,
@@ -40,7 +50,12 @@ def append(
     data: dict[str, Any],
     system_key: str | None = None,
 ) -> None:
-    """Append an event in the caller's transaction. Call it last in a unit of work.
+    """Append an event in the caller's transaction. Call it last in a unit of work."""
+    append_many(session, [NewEvent(type, actor, now, data, system_key)])
+
+
+def append_many(session: Session, new: list[NewEvent]) -> None:
+    """Append events, in order, in the caller's transaction. Call it last in a unit of work.
 
     Readers follow the feed by id, so ids must become visible in order. PostgreSQL hands
     out sequence values before commit, so concurrent writers could commit ids out of
@@ -54,14 +69,17 @@ def append(
     # one, and nothing reads the row back in the same unit of work.
     connection.execute(
         _APPEND,
-        {
-            "type": type.value,
-            "system_key": system_key,
-            "actor_id": actor.key_id,
-            "actor_name": actor.name,
-            "occurred_at": now,
-            "data": data,
-        },
+        [
+            {
+                "type": event.type.value,
+                "system_key": event.system_key,
+                "actor_id": event.actor.key_id,
+                "actor_name": event.actor.name,
+                "occurred_at": event.now,
+                "data": event.data,
+            }
+            for event in new
+        ],
     )
 
 

@@ -1,11 +1,10 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
-from sqlmodel import Session
+from fastapi import APIRouter, Depends, Path, Response
 
 from app.auth.dependencies import Pipeline, Viewer
 from app.clock import Now
-from app.db import DatabaseDep, read_transaction, run_write
+from app.db import DatabaseDep, read_transaction, run_batched_write
 from app.evidence import service as evidence_service
 from app.evidence.schemas import EvidenceRead, EvidenceWrite
 from app.openapi_docs import errors
@@ -42,6 +41,7 @@ async def evidence_control(control: ControlPath) -> str:
         " and readiness is re-evaluated. Every version is kept. `not_applicable` needs a"
         " summary saying why. An `expires_at` in the past is accepted and shows as stale."
     ),
+    response_model=EvidenceRead,
     responses=errors(400, 401, 403, 404, 422),
 )
 async def record_evidence(
@@ -51,17 +51,13 @@ async def record_evidence(
     body: EvidenceWrite,
     database: DatabaseDep,
     now: Now,
-) -> EvidenceRead:
-    # The write pipelines send most: `async` so that `run_write` can run it on the event
-    # loop on SQLite when the write lock is free.
-    def write(session: Session) -> EvidenceRead:
-        system = system_service.get_system(session, key, for_update=True)
-        evidence = evidence_service.record(
-            session, system=system, control=control, body=body, actor=actor, now=now
-        )
-        return evidence_service.EvidenceReader(session, system, now).read(evidence)
-
-    return await run_write(database, write)
+) -> Response:
+    # The write pipelines send most: `async`, so that on SQLite the PUTs that arrive
+    # together are written together, on the event loop (`run_batched_write`).
+    new = evidence_service.NewEvidence(key, control, body, actor, now)
+    written = await run_batched_write(database, evidence_service.RECORD_EVIDENCE, new)
+    # Serialized here, once: returned as a model, it would be validated again first.
+    return Response(content=written.model_dump_json(), media_type="application/json")
 
 
 @router.get(

@@ -1,10 +1,13 @@
+from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple, Protocol
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlmodel import Session, col
 
 from app.auth.roles import Principal
 from app.controls.catalogue import CONTROLS_BY_KEY, SYSTEM_FIELD_CONTROLS
+from app.db import BatchedWrite, Outcome
 from app.errors import NotFound, Unprocessable
 from app.events import service as events
 from app.events.service import EventType
@@ -12,7 +15,9 @@ from app.evidence.schemas import EvidenceRead, EvidenceWrite
 from app.models import Evidence, System
 from app.policies import service as policy_service
 from app.readiness import service as readiness_service
-from app.readiness.scoring import ControlStatus, EvidenceFact, EvidenceStatus, control_status
+from app.readiness.scoring import EvidenceFact, EvidenceStatus, is_stale
+from app.readiness.tiers import Tier
+from app.systems import service as system_service
 
 
 class ControlNotFound(NotFound):
@@ -34,14 +39,154 @@ def check_evidence_control(control: str) -> None:
 _RETIRE_CURRENT = (
     update(Evidence)
     .where(
-        col(Evidence.system_id) == bindparam("of_system"),
-        col(Evidence.control) == bindparam("of_control"),
+        # The plain IN lets SQLite search the index of current versions by system; with
+        # the pairs alone it scanned every system's.
+        col(Evidence.system_id).in_(bindparam("system_ids", expanding=True)),
+        tuple_(col(Evidence.system_id), col(Evidence.control)).in_(
+            bindparam("pairs", expanding=True)
+        ),
         col(Evidence.is_current),
     )
     .values(is_current=False)
-    .returning(col(Evidence.version))
+    .returning(col(Evidence.system_id), col(Evidence.control), col(Evidence.version))
 )
-_ADD_VERSION = insert(Evidence)
+_ADD_VERSIONS = insert(Evidence)
+
+
+@dataclass(frozen=True)
+class NewEvidence:
+    """One evidence version to record: what a PUT of evidence asks for."""
+
+    system_key: str
+    control: str
+    body: EvidenceWrite
+    actor: Principal
+    now: datetime
+
+
+class EvidenceVersion(Protocol):
+    """What reading a version takes: a stored `Evidence` row, or a `NewVersion`."""
+
+    @property
+    def control(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def summary(self) -> str | None: ...
+    @property
+    def uri(self) -> str | None: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+    @property
+    def recorded_at(self) -> datetime: ...
+    @property
+    def recorded_by(self) -> int | None: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def is_current(self) -> bool: ...
+
+
+class NewVersion(NamedTuple):
+    """A version as written: the `evidence` columns, without building an ORM object (that
+    cost more than writing the row)."""
+
+    system_id: int
+    control: str
+    version: int
+    status: str
+    summary: str | None
+    uri: str | None
+    expires_at: datetime | None
+    recorded_at: datetime
+    recorded_by: int | None
+    source: str
+    is_current: bool
+
+
+def _id_of(system: System) -> int:
+    assert system.id is not None  # a stored system
+    return system.id
+
+
+class _Recording(NamedTuple):
+    system: System
+    control: str
+    body: EvidenceWrite
+    actor: Principal
+
+
+def _record_versions(
+    session: Session, recorded: list[_Recording], *, now: datetime, source: str
+) -> list[NewVersion]:
+    """Adds each as the new current version of its control, in order, re-evaluates
+    readiness after each, and appends an event for each; the systems must be locked by the
+    caller. The versions are written at once, outside the ORM, and are not in the session.
+    """
+    connection = session.connection()
+    # One statement retires the current version of every control written to and says
+    # which version each was.
+    pairs = {(_id_of(system), control) for system, control, _, _ in recorded}
+    latest = {
+        (system_id, control): version
+        for system_id, control, version in connection.execute(
+            _RETIRE_CURRENT,
+            {"system_ids": sorted({system_id for system_id, _ in pairs}), "pairs": sorted(pairs)},
+        )
+    }
+    # A control written twice in one batch: only its last version stays current.
+    last_of_pair = {
+        (_id_of(system), control): index for index, (system, control, _, _) in enumerate(recorded)
+    }
+    versions = []
+    for index, (system, control, body, by) in enumerate(recorded):
+        pair = (_id_of(system), control)
+        latest[pair] = version = latest.get(pair, 0) + 1
+        versions.append(
+            NewVersion(
+                system_id=pair[0],
+                control=control,
+                version=version,
+                status=body.status.value,
+                summary=body.summary,
+                uri=body.uri,
+                expires_at=body.expires_at,
+                recorded_at=now,
+                recorded_by=by.key_id,
+                source=source,
+                is_current=last_of_pair[pair] == index,
+            )
+        )
+    connection.execute(_ADD_VERSIONS, [version._asdict() for version in versions])
+    readiness_service.refresh_after_evidence(
+        session,
+        [
+            (system, control, EvidenceFact(body.status, now, body.expires_at, source))
+            for system, control, body, _ in recorded
+        ],
+        now=now,
+    )
+    events.append_many(
+        session,
+        [
+            events.NewEvent(
+                type=EventType.evidence_recorded,
+                actor=by,
+                now=now,
+                system_key=system.key,
+                data={
+                    "control": evidence.control,
+                    "version": evidence.version,
+                    "status": evidence.status,
+                    "source": source,
+                },
+            )
+            for (system, _, _, by), evidence in zip(recorded, versions, strict=True)
+        ],
+    )
+    return versions
 
 
 def record(
@@ -53,46 +198,52 @@ def record(
     actor: Principal,
     now: datetime,
     source: str = "api",
-) -> Evidence:
+) -> NewVersion:
     """Record a new current version; the system row must be locked by the caller. The
     returned version is not in the session: it is written at once, outside the ORM."""
     check_evidence_control(control)
-    assert system.id is not None
-    connection = session.connection()
-    # One statement retires the current version and says which it was.
-    previous = connection.execute(
-        _RETIRE_CURRENT, {"of_system": system.id, "of_control": control}
-    ).scalar_one_or_none()
-    evidence = Evidence(
-        system_id=system.id,
-        control=control,
-        version=(previous or 0) + 1,
-        status=body.status.value,
-        summary=body.summary,
-        uri=body.uri,
-        expires_at=body.expires_at,
-        recorded_at=now,
-        recorded_by=actor.key_id,
-        source=source,
-        is_current=True,
+    recording = _Recording(system, control, body, actor)
+    return _record_versions(session, [recording], now=now, source=source)[0]
+
+
+def record_many(session: Session, writes: list[NewEvidence]) -> list[Outcome[EvidenceRead]]:
+    """Records each write as `record` would, one after another, in the caller's
+    transaction: a 404 for a write to an unknown system, the new version for the others.
+
+    The writes share one time, the latest they were sent at: they commit together.
+    """
+    now = max(write.now for write in writes)
+    systems = system_service.lock_systems(session, {write.system_key for write in writes})
+    known = [write for write in writes if write.system_key in systems]
+    versions = iter(
+        _record_versions(
+            session,
+            [
+                _Recording(systems[write.system_key], write.control, write.body, write.actor)
+                for write in known
+            ],
+            now=now,
+            source="api",
+        )
+        if known
+        else []
     )
-    connection.execute(_ADD_VERSION, evidence.model_dump(exclude={"id"}))
-    fact = EvidenceFact(body.status, now, body.expires_at, source)
-    readiness_service.refresh(session, system, now=now, recorded=(control, fact))
-    events.append(
-        session,
-        type=EventType.evidence_recorded,
-        actor=actor,
-        now=now,
-        system_key=system.key,
-        data={
-            "control": control,
-            "version": evidence.version,
-            "status": evidence.status,
-            "source": source,
-        },
-    )
-    return evidence
+    readers: dict[str, EvidenceReader] = {}
+    outcomes: list[Outcome[EvidenceRead]] = []
+    for write in writes:
+        system = systems.get(write.system_key)
+        if system is None:
+            outcomes.append(system_service.no_such_system(write.system_key))
+            continue
+        reader = readers.get(write.system_key)
+        if reader is None:
+            reader = readers[write.system_key] = EvidenceReader(session, system, now)
+        outcomes.append(reader.read(next(versions)))
+    return outcomes
+
+
+# Evidence PUTs that arrive together share a transaction on SQLite (`run_batched_write`).
+RECORD_EVIDENCE: BatchedWrite[NewEvidence, EvidenceRead] = BatchedWrite(record_many)
 
 
 def current(
@@ -130,16 +281,15 @@ class EvidenceReader:
 
     def __init__(self, session: Session, system: System, now: datetime) -> None:
         self._system = system
+        self._tier = Tier(system.risk_tier)
         self._now = now
         self._rules = policy_service.active_rules(session).rules
 
-    def read(self, evidence: Evidence) -> EvidenceRead:
+    def read(self, evidence: EvidenceVersion) -> EvidenceRead:
         fact = EvidenceFact(
             EvidenceStatus(evidence.status), evidence.recorded_at, evidence.expires_at
         )
-        inputs = readiness_service.Inputs(evidence={evidence.control: fact})
-        facts = readiness_service.facts_for(self._system, inputs, self._now)
-        stale = control_status(evidence.control, facts, self._rules) is ControlStatus.stale
+        stale = is_stale(fact, self._tier, self._rules, self._now)
         return EvidenceRead(
             system_key=self._system.key,
             control=evidence.control,

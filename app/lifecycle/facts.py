@@ -2,7 +2,9 @@
 in a few queries."""
 
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from types import MappingProxyType
 
 from sqlalchemy import bindparam, func, select
 from sqlmodel import Session, col
@@ -66,9 +68,14 @@ def last_transitions(session: Session, system_ids: list[int]) -> dict[int, datet
     return dict(rows.all())
 
 
+NO_APPROVALS: Mapping[GateStage, ApprovalFacts] = MappingProxyType(
+    {stage: ApprovalFacts() for stage in GateStage}
+)
+
+
 def approval_facts(
     session: Session, system_ids: list[int], *, now: datetime, validity_days: int
-) -> dict[int, dict[GateStage, ApprovalFacts]]:
+) -> dict[int, Mapping[GateStage, ApprovalFacts]]:
     """Per system and target stage: the approvers whose latest decision is a valid approve,
     and those whose latest decision is a reject.
 
@@ -96,6 +103,7 @@ def approval_facts(
         if fresh and created_at + validity > now:
             approvers[(system_id, stage)].append(created_at + validity)
 
+    decided = {system_id for system_id, _ in approvers} | {system_id for system_id, _ in rejected}
     return {
         system_id: {
             stage: ApprovalFacts(
@@ -105,5 +113,8 @@ def approval_facts(
             )
             for stage in GateStage
         }
+        if system_id in decided
+        # Most systems have no decision that counts: one shared answer, not one each.
+        else NO_APPROVALS
         for system_id in system_ids
     }

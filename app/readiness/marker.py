@@ -19,6 +19,10 @@ class StoreMarker(ColumnElement[int]):
     """
 
     type = BigInteger()
+    # No state of its own: every instance compiles alike, so statements holding one are
+    # cached. Without an (empty) traversal, SQLAlchemy compiled the storing UPDATE anew on
+    # every write.
+    _traverse_internals = []  # noqa: RUF012 (SQLAlchemy's own convention)
     inherit_cache = True
 
 

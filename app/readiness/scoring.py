@@ -4,6 +4,7 @@ Everything here is a function of plain data, so it can be tested exhaustively; t
 loads the facts, calls `evaluate`, and stores what comes back.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -11,7 +12,7 @@ from enum import StrEnum
 
 from app.controls.catalogue import CONTROL_KEYS, SYSTEM_FIELD_CONTROLS
 from app.lifecycle.stages import GateStage
-from app.policies.document import PolicyRules
+from app.policies.document import PolicyRules, TierPolicy
 from app.readiness.tiers import Tier
 
 
@@ -108,7 +109,7 @@ class ReadinessFacts:
     now: datetime
     waivers: dict[str, datetime] = field(default_factory=dict)
     pilot: PilotFact | None = None
-    approvals: dict[GateStage, ApprovalFacts] = field(default_factory=dict)
+    approvals: Mapping[GateStage, ApprovalFacts] = field(default_factory=dict)
     open_findings: tuple[FindingFact, ...] = ()
 
 
@@ -148,56 +149,118 @@ class Evaluation:
     open_findings: tuple[FindingFact, ...] = ()
 
 
+@dataclass(frozen=True)
+class _TierPlan:
+    """What a policy decides for one tier, looked up once instead of per control and per
+    evaluation: a write evaluates readiness every time, and these lookups (enum
+    conversions, list scans) cost more than the rule's arithmetic."""
+
+    rules: TierPolicy
+    weights: dict[str, float]
+    required_for: dict[str, tuple[GateStage, ...]]
+    non_waivable: frozenset[str]
+    # Controls that may not count as not_applicable: forbidden, or not waivable either.
+    not_applicable_refused: frozenset[str]
+    fresh_for: timedelta | None
+
+
+def _plan_tier(policy: PolicyRules, tier: Tier) -> _TierPlan:
+    rules = policy.tier(tier)
+    return _TierPlan(
+        rules=rules,
+        weights={control: policy.weight(control) for control in CONTROL_KEYS},
+        required_for={
+            control: tuple(stage for stage in GateStage if control in rules.required_for(stage))
+            for control in CONTROL_KEYS
+        },
+        non_waivable=frozenset(rules.non_waivable),
+        not_applicable_refused=frozenset(rules.not_applicable_forbidden + rules.non_waivable),
+        fresh_for=(
+            timedelta(days=rules.evidence_fresh_days)
+            if rules.evidence_fresh_days is not None
+            else None
+        ),
+    )
+
+
+# Plans by the id of the policy they were made from. Each entry holds its policy, so the id
+# is not reused while it is cached; a process sees a handful of policies, and tests that make
+# many only ever need the latest few. Rules are not changed once evaluated against.
+_MAX_PLANNED_POLICIES = 16
+_plans: dict[int, tuple[PolicyRules, dict[Tier, _TierPlan]]] = {}
+
+
+def _tier_plan(policy: PolicyRules, tier: Tier) -> _TierPlan:
+    entry = _plans.get(id(policy))
+    if entry is None:
+        if len(_plans) >= _MAX_PLANNED_POLICIES:
+            _plans.clear()
+        entry = _plans[id(policy)] = (policy, {})
+    by_tier = entry[1]
+    plan = by_tier.get(tier)
+    if plan is None:
+        plan = by_tier[tier] = _plan_tier(policy, tier)
+    return plan
+
+
 def round_score(value: float) -> float:
     return float(Decimal(repr(value)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
 
 
+_JUST_AFTER = timedelta(microseconds=1)
+_AS_CONTROL_STATUS = {status: ControlStatus(status.value) for status in EvidenceStatus}
+
+
 def _evidence_status(
-    fact: EvidenceFact | None, fresh_days: int | None, now: datetime
+    fact: EvidenceFact | None, fresh_for: timedelta | None, now: datetime
 ) -> ControlStatus:
     if fact is None:
         return ControlStatus.missing
     if fact.expires_at is not None and fact.expires_at <= now:
         return ControlStatus.stale
-    if fresh_days is not None and now - fact.recorded_at > timedelta(days=fresh_days):
+    if fresh_for is not None and now - fact.recorded_at > fresh_for:
         return ControlStatus.stale
-    return ControlStatus(fact.status.value)
+    return _AS_CONTROL_STATUS[fact.status]
 
 
-def _time_limits(facts: ReadinessFacts, fresh_days: int | None) -> list[datetime]:
+def is_stale(fact: EvidenceFact, tier: Tier, policy: PolicyRules, now: datetime) -> bool:
+    """Whether this version of evidence, on its own, counts as stale at `now` (expired, or
+    older than the tier allows), whatever waivers the system holds."""
+    return _evidence_status(fact, _tier_plan(policy, tier).fresh_for, now) is ControlStatus.stale
+
+
+def _time_limits(facts: ReadinessFacts, fresh_for: timedelta | None) -> list[datetime]:
     limits = list(facts.waivers.values())
     for approvals in facts.approvals.values():
         limits.extend(approvals.expires_at)
     for fact in facts.evidence.values():
         if fact.expires_at is not None:
             limits.append(fact.expires_at)
-        if fresh_days is not None:
+        if fresh_for is not None:
             # Stale is "older than" the limit, so the first stale instant is just after it.
-            limits.append(fact.recorded_at + timedelta(days=fresh_days, microseconds=1))
+            limits.append(fact.recorded_at + fresh_for + _JUST_AFTER)
     return [limit for limit in limits if limit > facts.now]
 
 
 def control_status(control: str, facts: ReadinessFacts, policy: PolicyRules) -> ControlStatus:
-    tier_policy = policy.tier(facts.tier)
+    return _control_status(control, facts, _tier_plan(policy, facts.tier))
+
+
+def _control_status(control: str, facts: ReadinessFacts, plan: _TierPlan) -> ControlStatus:
     if control in SYSTEM_FIELD_CONTROLS:
         raw = ControlStatus.met if facts.system_fields.get(control) else ControlStatus.missing
     else:
-        raw = _evidence_status(
-            facts.evidence.get(control), tier_policy.evidence_fresh_days, facts.now
-        )
+        raw = _evidence_status(facts.evidence.get(control), plan.fresh_for, facts.now)
     # A control the policy will not let anyone waive cannot be set aside as not_applicable
     # either: otherwise a pipeline could do what an approver is refused.
-    not_applicable_refused = (
-        control in tier_policy.not_applicable_forbidden or control in tier_policy.non_waivable
-    )
-    if raw is ControlStatus.not_applicable and not_applicable_refused:
+    if raw is ControlStatus.not_applicable and control in plan.not_applicable_refused:
         raw = ControlStatus.not_met
     waiver_expiry = facts.waivers.get(control)
     waived = waiver_expiry is not None and waiver_expiry > facts.now
     # A waiver stands in for a missing or failing control; a met or not_applicable one
     # needs none (and a waiver must not pull a not_applicable control into the score).
     waivable = raw not in (ControlStatus.met, ControlStatus.not_applicable)
-    if waived and waivable and control not in tier_policy.non_waivable:
+    if waived and waivable and control not in plan.non_waivable:
         return ControlStatus.waived
     return raw
 
@@ -215,9 +278,9 @@ def _gate(
     score: float,
     statuses: dict[str, ControlStatus],
     facts: ReadinessFacts,
-    policy: PolicyRules,
+    plan: _TierPlan,
 ) -> GateResult:
-    tier_policy = policy.tier(facts.tier)
+    tier_policy = plan.rules
     rule = tier_policy.pilot if stage is GateStage.pilot else tier_policy.production
     blocking: list[BlockingItem] = []
     if score < rule.min_score:
@@ -234,8 +297,7 @@ def _gate(
             code, why = _CONTROL_BLOCKING[status]
             if control in SYSTEM_FIELD_CONTROLS and status is ControlStatus.missing:
                 why = f"system field '{control}' is empty"
-            refused = tier_policy.not_applicable_forbidden + tier_policy.non_waivable
-            if status is ControlStatus.not_met and control in refused:
+            if status is ControlStatus.not_met and control in plan.not_applicable_refused:
                 why = "evidence says not met, or not_applicable, which this tier refuses"
             blocking.append(
                 BlockingItem(code, f"{control} is required for {stage.value}: {why}", control)
@@ -291,9 +353,9 @@ def _gate(
 
 
 def evaluate(facts: ReadinessFacts, policy: PolicyRules) -> Evaluation:
-    tier_policy = policy.tier(facts.tier)
+    plan = _tier_plan(policy, facts.tier)
     statuses: dict[str, ControlStatus] = {
-        control: control_status(control, facts, policy) for control in CONTROL_KEYS
+        control: _control_status(control, facts, plan) for control in CONTROL_KEYS
     }
 
     earned = 0.0
@@ -301,18 +363,15 @@ def evaluate(facts: ReadinessFacts, policy: PolicyRules) -> Evaluation:
     controls: list[ControlResult] = []
     for control in CONTROL_KEYS:
         status = statuses[control]
-        weight = policy.weight(control)
+        weight = plan.weights[control]
         points = POINTS.get(status)
         if points is not None:
             earned += weight * points
             possible += weight
-        required_for = tuple(
-            stage for stage in GateStage if control in tier_policy.required_for(stage)
-        )
-        controls.append(ControlResult(control, status, points, weight, required_for))
+        controls.append(ControlResult(control, status, points, weight, plan.required_for[control]))
     score = round_score(100 * earned / possible) if possible > 0 else 0.0
 
-    gates = {stage: _gate(stage, score, statuses, facts, policy) for stage in GateStage}
+    gates = {stage: _gate(stage, score, statuses, facts, plan) for stage in GateStage}
 
     def ready_apart_from_approvals(stage: GateStage) -> bool:
         return all(item.code in APPROVAL_CODES for item in gates[stage].blocking)
@@ -324,7 +383,7 @@ def evaluate(facts: ReadinessFacts, policy: PolicyRules) -> Evaluation:
     else:
         level = Level.not_ready
 
-    limits = _time_limits(facts, tier_policy.evidence_fresh_days)
+    limits = _time_limits(facts, plan.fresh_for)
     return Evaluation(
         tier=facts.tier,
         score=score,

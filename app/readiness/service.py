@@ -1,7 +1,9 @@
 """Loads the facts a readiness evaluation needs, evaluates, and stores the answer."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
@@ -18,13 +20,7 @@ from app.policies import service as policy_service
 from app.policies.service import ActiveRules
 from app.readiness import marker
 from app.readiness.schemas import (
-    BlockingItemRead,
-    ControlRead,
-    GateRead,
-    GatesRead,
-    OpenFindingRead,
     ReadinessRead,
-    TierRuleRead,
 )
 from app.readiness.scoring import (
     ApprovalFacts,
@@ -35,7 +31,7 @@ from app.readiness.scoring import (
     ReadinessFacts,
     evaluate,
 )
-from app.readiness.tiers import Tier, TierRule
+from app.readiness.tiers import Tier
 
 REEVALUATE_BATCH = 500
 
@@ -66,14 +62,18 @@ _ADD_BLOCKERS = insert(ReadinessBlocker)
 _ADD_SNAPSHOT = insert(ReadinessSnapshot)
 
 
+_EVIDENCE_STATUS = {status.value: status for status in EvidenceStatus}
+
+
 def _current_evidence(
     session: Session, system_ids: list[int]
 ) -> dict[int, dict[str, EvidenceFact]]:
     found: dict[int, dict[str, EvidenceFact]] = {system_id: {} for system_id in system_ids}
-    rows = _CURRENT_EVIDENCE.rows(session.connection(), system_ids)
+    # All rows at once: fetched one by one, fetching cost more than the facts.
+    rows = _CURRENT_EVIDENCE.rows(session.connection(), system_ids).all()
     for system_id, control, status, recorded_at, expires_at, source in rows:
         found[system_id][control] = EvidenceFact(
-            EvidenceStatus(status), recorded_at, expires_at, source
+            _EVIDENCE_STATUS[status], recorded_at, expires_at, source
         )
     return found
 
@@ -84,7 +84,7 @@ class Inputs:
 
     evidence: dict[str, EvidenceFact]
     waivers: dict[str, datetime] = field(default_factory=dict)
-    approvals: dict[GateStage, ApprovalFacts] = field(default_factory=dict)
+    approvals: Mapping[GateStage, ApprovalFacts] = field(default_factory=dict)
     pilot: PilotFact | None = None
     findings: list[RecordedFinding] = field(default_factory=list)
 
@@ -134,95 +134,106 @@ def facts_for(system: System, inputs: Inputs, now: datetime) -> ReadinessFacts:
 def render(
     system: System, evaluation: Evaluation, *, policy_version: int, now: datetime
 ) -> ReadinessRead:
-    def gate(stage: GateStage) -> GateRead:
+    # Plain data validated in one call: building the nested models one by one took
+    # longer, and every write renders an answer.
+    def gate(stage: GateStage) -> dict[str, Any]:
         result = evaluation.gates[stage]
-        return GateRead(
-            ready=result.ready,
-            required_score=result.required_score,
-            blocking=[
-                BlockingItemRead(code=item.code, control=item.control, detail=item.detail)
+        return {
+            "ready": result.ready,
+            "required_score": result.required_score,
+            "blocking": [
+                {"code": item.code, "control": item.control, "detail": item.detail}
                 for item in result.blocking
             ],
-        )
+        }
 
-    return ReadinessRead(
-        system_key=system.key,
-        stage=system.stage,
-        risk_tier=evaluation.tier,
-        risk_tier_rule=TierRuleRead(
-            rule=TierRule(system.risk_tier_rule["rule"]), detail=system.risk_tier_rule["detail"]
-        ),
-        score=evaluation.score,
-        level=evaluation.level,
-        policy_version=policy_version,
-        evaluated_at=now,
-        valid_until=evaluation.valid_until,
-        controls=[
-            ControlRead(
-                control=result.control,
-                status=result.status,
-                points=result.points,
-                weight=result.weight,
-                required_for=list(result.required_for),
-            )
-            for result in evaluation.controls
-        ],
-        gates=GatesRead(pilot=gate(GateStage.pilot), production=gate(GateStage.production)),
-        open_findings=[
-            OpenFindingRead(finding=item.finding, control=item.control, pilot_id=item.pilot_id)
-            for item in evaluation.open_findings
-        ],
+    return ReadinessRead.model_validate(
+        {
+            "system_key": system.key,
+            "stage": system.stage,
+            "risk_tier": evaluation.tier,
+            "risk_tier_rule": system.risk_tier_rule,
+            "score": evaluation.score,
+            "level": evaluation.level,
+            "policy_version": policy_version,
+            "evaluated_at": now,
+            "valid_until": evaluation.valid_until,
+            "controls": [
+                {
+                    "control": result.control,
+                    "status": result.status,
+                    "points": result.points,
+                    "weight": result.weight,
+                    "required_for": result.required_for,
+                }
+                for result in evaluation.controls
+            ],
+            "gates": {"pilot": gate(GateStage.pilot), "production": gate(GateStage.production)},
+            "open_findings": [
+                {"finding": item.finding, "control": item.control, "pilot_id": item.pilot_id}
+                for item in evaluation.open_findings
+            ],
+        }
     )
 
 
-def _store(
-    session: Session, system: System, evaluation: Evaluation, readiness: ReadinessRead
-) -> None:
-    assert system.id is not None
-    stored = {
+def _snapshot(system_id: int, evaluation: Evaluation, readiness: ReadinessRead) -> dict[str, Any]:
+    return {
+        "system_id": system_id,
         "score": evaluation.score,
         "level": evaluation.level.value,
         "pilot_ready": evaluation.gates[GateStage.pilot].ready,
         "production_ready": evaluation.gates[GateStage.production].ready,
-        "readiness_document": readiness.model_dump_json(),
-        "readiness_policy_version": readiness.policy_version,
-        "readiness_valid_until": evaluation.valid_until,
+        "policy_version": readiness.policy_version,
+        "recorded_at": readiness.evaluated_at,
     }
-    connection = session.connection()
-    # Written now, on the connection; other changes the caller made to the system are
-    # written by the ORM at flush, to other columns. The object is told the stored values
-    # as its loaded state, so the ORM neither writes them again nor reads them back.
-    connection.execute(_STORE_READINESS, {"of_system": system.id, **stored})
-    for name, value in stored.items():
-        set_committed_value(system, name, value)
-    session.expire(system, ["readiness_seq"])  # the database's own value, read if asked
-    connection.execute(_CLEAR_BLOCKERS, {"system_id": system.id})
-    blockers = [
-        {
-            "system_id": system.id,
-            "gate": gate.value,
-            "code": item.code.value,
-            "control": item.control,
+
+
+Answer = tuple[System, Evaluation, ReadinessRead]
+
+
+def _store(session: Session, answers: list[Answer], snapshots: list[dict[str, Any]]) -> None:
+    """Stores each system's answer and appends the history snapshots, a statement each for
+    all of them."""
+    stored_rows = []
+    blockers: list[dict[str, Any]] = []
+    for system, evaluation, readiness in answers:
+        assert system.id is not None
+        stored = {
+            "score": evaluation.score,
+            "level": evaluation.level.value,
+            "pilot_ready": evaluation.gates[GateStage.pilot].ready,
+            "production_ready": evaluation.gates[GateStage.production].ready,
+            "readiness_document": readiness.model_dump_json(),
+            "readiness_policy_version": readiness.policy_version,
+            "readiness_valid_until": evaluation.valid_until,
         }
-        for gate, result in evaluation.gates.items()
-        for item in result.blocking
-    ]
+        stored_rows.append({"of_system": system.id, **stored})
+        # Written now, on the connection; other changes the caller made to the system are
+        # written by the ORM at flush, to other columns. The object is told the stored
+        # values as its loaded state, so the ORM neither writes them again nor reads them
+        # back.
+        for name, value in stored.items():
+            set_committed_value(system, name, value)
+        session.expire(system, ["readiness_seq"])  # the database's own value, read if asked
+        blockers.extend(
+            {
+                "system_id": system.id,
+                "gate": gate.value,
+                "code": item.code.value,
+                "control": item.control,
+            }
+            for gate, result in evaluation.gates.items()
+            for item in result.blocking
+        )
+    connection = session.connection()
+    connection.execute(_STORE_READINESS, stored_rows)
+    connection.execute(_CLEAR_BLOCKERS, [{"system_id": row["of_system"]} for row in stored_rows])
     if blockers:
         # One executemany: ORM objects would each be inserted on their own to fetch ids
         # nobody reads.
         connection.execute(_ADD_BLOCKERS, blockers)
-    connection.execute(
-        _ADD_SNAPSHOT,
-        {
-            "system_id": system.id,
-            "score": evaluation.score,
-            "level": evaluation.level.value,
-            "pilot_ready": stored["pilot_ready"],
-            "production_ready": stored["production_ready"],
-            "policy_version": readiness.policy_version,
-            "recorded_at": readiness.evaluated_at,
-        },
-    )
+    connection.execute(_ADD_SNAPSHOT, snapshots)
 
 
 def _evaluate(
@@ -232,27 +243,38 @@ def _evaluate(
     return evaluation, render(system, evaluation, policy_version=policy.version, now=now)
 
 
-def refresh(
-    session: Session,
-    system: System,
-    *,
-    now: datetime,
-    recorded: tuple[str, EvidenceFact] | None = None,
-) -> ReadinessRead:
-    """Re-evaluate after an input changed; store the answer and a history snapshot.
-
-    `recorded` is evidence the caller has just added and not yet flushed: it is laid over
-    what the database holds, so one flush at commit writes the whole unit of work.
-    """
+def refresh(session: Session, system: System, *, now: datetime) -> ReadinessRead:
+    """Re-evaluate after an input changed; store the answer and a history snapshot."""
     assert system.id is not None
     policy = policy_service.active_rules(session)
     inputs = _load_inputs(session, [system.id], policy, now)[system.id]
-    if recorded is not None:
-        control, fact = recorded
-        inputs.evidence[control] = fact
     evaluation, readiness = _evaluate(system, inputs, policy, now)
-    _store(session, system, evaluation, readiness)
+    snapshot = _snapshot(system.id, evaluation, readiness)
+    _store(session, [(system, evaluation, readiness)], [snapshot])
     return readiness
+
+
+def refresh_after_evidence(
+    session: Session, recorded: list[tuple[System, str, EvidenceFact]], *, now: datetime
+) -> None:
+    """Re-evaluate after each recorded evidence version in turn, as if each had been written
+    on its own: a history snapshot after each, and each system's last answer stored.
+
+    The versions must not be flushed yet: each is laid over what the database holds.
+    """
+    policy = policy_service.active_rules(session)
+    systems = {system.id: system for system, _, _ in recorded if system.id is not None}
+    inputs = _load_inputs(session, list(systems), policy, now)
+    answers: dict[int, Answer] = {}
+    snapshots = []
+    for system, control, fact in recorded:
+        assert system.id is not None
+        system_inputs = inputs[system.id]
+        system_inputs.evidence[control] = fact
+        evaluation, readiness = _evaluate(system, system_inputs, policy, now)
+        snapshots.append(_snapshot(system.id, evaluation, readiness))
+        answers[system.id] = (system, evaluation, readiness)
+    _store(session, list(answers.values()), snapshots)
 
 
 def reevaluate_all(session: Session, *, policy: Policy, now: datetime) -> None:
@@ -272,10 +294,14 @@ def reevaluate_all(session: Session, *, policy: Policy, now: datetime) -> None:
         if not systems:
             return
         inputs = _load_inputs(session, [system.id for system in systems if system.id], active, now)
+        answers: list[Answer] = []
+        snapshots = []
         for system in systems:
             assert system.id is not None
             evaluation, readiness = _evaluate(system, inputs[system.id], active, now)
-            _store(session, system, evaluation, readiness)
+            answers.append((system, evaluation, readiness))
+            snapshots.append(_snapshot(system.id, evaluation, readiness))
+        _store(session, answers, snapshots)
         session.flush()
         after = systems[-1].id or after
 

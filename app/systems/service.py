@@ -31,12 +31,35 @@ _SYSTEM_BY_KEY = select(System).where(col(System.key) == bindparam("key"))
 _SYSTEM_BY_KEY_FOR_UPDATE = _SYSTEM_BY_KEY.with_for_update()
 
 
+# Locked in id order, so two writers of overlapping sets cannot wait for each other.
+_SYSTEMS_BY_KEYS_FOR_UPDATE = (
+    select(System)
+    .where(col(System.key).in_(bindparam("keys", expanding=True)))
+    .order_by(col(System.id))
+    .with_for_update()
+)
+
+
+def no_such_system(key: str) -> NotFound:
+    return NotFound(f"No system with key '{key}'.")
+
+
 def get_system(session: Session, key: str, *, for_update: bool = False) -> System:
     query = _SYSTEM_BY_KEY_FOR_UPDATE if for_update else _SYSTEM_BY_KEY
     system = session.exec(query, params={"key": key}).one_or_none()
     if system is None:
-        raise NotFound(f"No system with key '{key}'.")
+        raise no_such_system(key)
     return system
+
+
+def lock_systems(session: Session, keys: set[str]) -> dict[str, System]:
+    """The systems with these keys, locked for a write, by key; unknown keys are left out."""
+    if len(keys) == 1:
+        # The statement for one key: an expanding IN is rewritten on every run.
+        found = session.exec(_SYSTEM_BY_KEY_FOR_UPDATE, params={"key": next(iter(keys))})
+    else:
+        found = session.exec(_SYSTEMS_BY_KEYS_FOR_UPDATE, params={"keys": sorted(keys)})
+    return {system.key: system for system in found}
 
 
 def _apply_tier(system: System) -> None:
