@@ -9,8 +9,8 @@ from sqlalchemy import Connection
 
 from app.auth import service as auth_service
 from app.auth.roles import Principal, Role
-from app.clock import Now
-from app.db import Database, DatabaseDep, run_read
+from app.clock import get_now
+from app.db import Database, run_read
 from app.errors import Forbidden, Unauthorized
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer rdy_...`")
@@ -88,10 +88,12 @@ BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(beare
 def require(role: Role) -> Callable[..., Awaitable[Principal]]:
     # A dependency, not a check inside endpoints, so a request without a valid key is
     # refused (401/403) before its body is even validated.
-    async def dependency(
-        request: Request, database: DatabaseDep, now: Now, credentials: BearerCredentials
-    ) -> Principal:
-        principal = await identify_on_loop(request, database, credentials, now=now)
+    # The database and the clock come straight from the app's state, as their own
+    # dependencies would give them: every request resolves this one, and each dependency
+    # costs a resolution.
+    async def dependency(request: Request, credentials: BearerCredentials) -> Principal:
+        database: Database = request.app.state.database
+        principal = await identify_on_loop(request, database, credentials, now=get_now(request))
         check_role(principal, role)
         return principal
 

@@ -1,10 +1,10 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 
 from app.auth.dependencies import Pipeline, Viewer
-from app.clock import Now
-from app.db import DatabaseDep, read_transaction, run_batched_write
+from app.clock import Now, get_now
+from app.db import Database, DatabaseDep, read_transaction, run_batched_write
 from app.evidence import service as evidence_service
 from app.evidence.schemas import EvidenceRead, EvidenceWrite
 from app.openapi_docs import errors
@@ -49,12 +49,13 @@ async def record_evidence(
     control: Annotated[str, Depends(evidence_control)],
     key: KeyPath,
     body: EvidenceWrite,
-    database: DatabaseDep,
-    now: Now,
+    request: Request,
 ) -> Response:
     # The write pipelines send most: `async`, so that on SQLite the PUTs that arrive
-    # together are written together, on the event loop (`run_batched_write`).
-    new = evidence_service.NewEvidence(key, control, body, actor, now)
+    # together are written together, on the event loop (`run_batched_write`). The
+    # database and the clock come from the app's state, without a dependency each.
+    new = evidence_service.NewEvidence(key, control, body, actor, get_now(request))
+    database: Database = request.app.state.database
     written = await run_batched_write(database, evidence_service.RECORD_EVIDENCE, new)
     # Serialized here, once: returned as a model, it would be validated again first.
     return Response(content=written.model_dump_json(), media_type="application/json")
