@@ -297,7 +297,7 @@ _LOCKED = object()
 
 Item = TypeVar("Item")
 # What one item of a batch came to: its result, or the error its request answers with.
-Outcome: TypeAlias = T | Exception
+ItemOutcome: TypeAlias = T | Exception
 
 
 class BatchedWrite(Generic[Item, T]):
@@ -310,7 +310,7 @@ class BatchedWrite(Generic[Item, T]):
     tried alone, so one bad item cannot fail the requests it happened to share it with.
     """
 
-    def __init__(self, apply: Callable[[Session, list[Item]], list[Outcome[T]]]) -> None:
+    def __init__(self, apply: Callable[[Session, list[Item]], list[ItemOutcome[T]]]) -> None:
         self.apply = apply
 
     def apply_one(self, session: Session, item: Item) -> T:
@@ -338,6 +338,12 @@ class _InlineWriters:
     batches: "set[asyncio.Task[None]]" = field(default_factory=set)
 
 
+# At most this many items go in one transaction: a backlog is written as several batches,
+# each keeping the event loop for a bounded time (and SQLite's statements within their
+# limit of bound variables).
+MAX_BATCH = 256
+
+
 async def run_batched_write(database: Database, kind: BatchedWrite[Item, T], item: Item) -> T:
     """Writes `item` and commits, in one transaction with others of its kind on SQLite.
 
@@ -355,61 +361,92 @@ async def run_batched_write(database: Database, kind: BatchedWrite[Item, T], ite
     pending = writers.pending.get(kind)
     if pending is None:
         # The first item of a batch queues the batch; later ones join it until it starts.
-        pending = writers.pending[kind] = _Pending()
-        batch = asyncio.ensure_future(_write_batch(database, writers, kind))
-        writers.batches.add(batch)
-        batch.add_done_callback(writers.batches.discard)
+        pending = _queue_batch(database, writers, kind)
     future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
     pending.items.append(item)
     pending.futures.append(future)
     return await future
 
 
-async def _write_batch(
+def _queue_batch(
     database: Database, writers: _InlineWriters, kind: BatchedWrite[Item, T]
+) -> _Pending[Item, T]:
+    """A new pending batch of `kind`, and the task that will write it. There is one pending
+    batch per kind at a time; items join it until its task takes it."""
+    pending: _Pending[Item, T] = _Pending()
+    writers.pending[kind] = pending
+    task = asyncio.ensure_future(_write_batch(database, writers, kind, pending))
+    writers.batches.add(task)
+    task.add_done_callback(writers.batches.discard)
+    return pending
+
+
+async def _write_batch(
+    database: Database,
+    writers: _InlineWriters,
+    kind: BatchedWrite[Item, T],
+    batch: _Pending[Item, T],
 ) -> None:
     engine = database.inline_write_engine
     assert engine is not None
     try:
+        # The whole batch, retries and waits included, takes its turn among the inline
+        # writers, so batches are written in the order they were queued.
         async with writers.queue:
             await asyncio.sleep(0)
             while not database.write_gate.acquire(blocking=False):
                 await asyncio.sleep(_GATE_POLL_S)
             try:
                 # Taken at the last moment: the items that came while this batch waited
-                # for its turn go with it.
-                batch: _Pending[Item, T] = writers.pending.pop(kind)
+                # for its turn go with it, up to MAX_BATCH; the rest make the next batch.
+                del writers.pending[kind]
+                if len(batch.items) > MAX_BATCH:
+                    rest = _queue_batch(database, writers, kind)
+                    rest.items, batch.items = batch.items[MAX_BATCH:], batch.items[:MAX_BATCH]
+                    rest.futures, batch.futures = (
+                        batch.futures[MAX_BATCH:],
+                        batch.futures[:MAX_BATCH],
+                    )
                 try:
                     written = _write_unless_locked(engine, lambda s: kind.apply(s, batch.items))
                 except Exception as exc:
                     written = exc
             finally:
                 database.write_gate.release()
-    except BaseException:
-        # Cancelled (shutdown) before it took its items: their requests must not wait for
-        # ever. (A batch that took them has written or failed, without awaiting.)
-        untaken = writers.pending.pop(kind, None)
-        for future in untaken.futures if untaken is not None else []:
-            future.cancel()
-        raise
-    if written is _LOCKED or (isinstance(written, Exception) and len(batch.items) > 1):
-        # Another process holds the write lock, or the batch failed: each item alone, in
-        # a worker thread, queued on the busy timeout like any write there.
-        for item, future in zip(batch.items, batch.futures, strict=True):
-            try:
-                alone = partial(kind.apply_one, item=item)
-                result = await run_in_threadpool(_write_in_thread, database, alone)
-            except Exception as exc:  # the item's own request raises it
-                _settle(future, exc)
-            else:
-                _settle(future, result)
-        return
-    outcomes = [written] if isinstance(written, Exception) else cast(list[Outcome[T]], written)
-    for future, outcome in zip(batch.futures, outcomes, strict=True):
-        _settle(future, outcome)
+            if written is _LOCKED:
+                # Another process holds the write lock: the batch waits for it in a worker
+                # thread, on the busy timeout like any write there.
+                try:
+                    written = await run_in_threadpool(
+                        _write_in_thread, database, lambda s: kind.apply(s, batch.items)
+                    )
+                except Exception as exc:
+                    written = exc
+            if isinstance(written, Exception) and len(batch.items) > 1:
+                # The batch failed as a whole: each item alone, so that only the one at
+                # fault fails.
+                for item, future in zip(batch.items, batch.futures, strict=True):
+                    try:
+                        alone = partial(kind.apply_one, item=item)
+                        _settle(future, await run_in_threadpool(_write_in_thread, database, alone))
+                    except Exception as exc:  # the item's own request raises it
+                        _settle(future, exc)
+                return
+        outcomes = (
+            [written] if isinstance(written, Exception) else cast(list[ItemOutcome[T]], written)
+        )
+        for future, outcome in zip(batch.futures, outcomes, strict=True):
+            _settle(future, outcome)
+    finally:
+        if writers.pending.get(kind) is batch:  # stopped (shutdown) before it was taken
+            del writers.pending[kind]
+        # Whatever stopped it, none of its requests may wait for ever.
+        for future in batch.futures:
+            if not future.done():
+                future.set_exception(RuntimeError("the write batch ended without an answer"))
 
 
-def _settle(future: "asyncio.Future[T]", outcome: Outcome[T]) -> None:
+def _settle(future: "asyncio.Future[T]", outcome: ItemOutcome[T]) -> None:
     if future.done():  # the request went away (cancelled)
         return
     if isinstance(outcome, Exception):

@@ -159,15 +159,17 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.add_middleware(RequestLog)
 
     for router in (
-        # Routes match in this order, and readiness is the call dashboards poll.
+        # Routes match in this order: readiness is the call dashboards poll, evidence the
+        # one pipelines send (matching a request against every route before them took
+        # about 3% of a write).
         readiness_router,
+        evidence_router,
         health_router,
         metrics_router,
         api_keys_router,
         controls_router,
         policies_router,
         systems_router,
-        evidence_router,
         lifecycle_router,
         pilots_router,
         events_router,

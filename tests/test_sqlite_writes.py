@@ -187,20 +187,21 @@ def test_writes_that_arrive_together_commit_together_each_as_if_alone(
 
     assert [answer.status_code for answer in answers] == [200] * len(writes)
     assert transactions == ["commit"], "the writes did not share one transaction"
-    # Each answer is its own version: repeats of one control are numbered in the order they
-    # were queued, and only the last is current.
+    # Each answer is its own version, numbered in the order the writes were queued, and
+    # answered as of its own write (when it was the current one), as if written alone.
     by_summary = {answer.json()["summary"]: answer.json() for answer in answers}
     monitoring = sorted(
         (by_summary[f"m{number}"] for number in range(1, 7)), key=lambda item: item["version"]
     )
     assert [item["version"] for item in monitoring] == [1, 2, 3, 4, 5, 6]
-    assert [item["current"] for item in monitoring] == [False] * 5 + [True]
+    assert all(item["current"] for item in monitoring)
     assert (by_summary["o1"]["version"], by_summary["t1"]["version"]) == (1, 1)
+    # Stored, only the last of them is current.
     history = sqlite_client.get(
         "/v1/systems/locked-sys/evidence/monitoring/history", headers=auth(ADMIN_SECRET)
     ).json()["items"]
     assert [(item["version"], item["summary"], item["current"]) for item in history] == [
-        (item["version"], item["summary"], item["current"]) for item in reversed(monitoring)
+        (item["version"], item["summary"], item["version"] == 6) for item in reversed(monitoring)
     ]
 
     # One event per write, in the order the writes were applied.
@@ -230,6 +231,45 @@ def test_writes_that_arrive_together_commit_together_each_as_if_alone(
     assert readiness["score"] == snapshots[0]["score"]
     statuses = {item["control"]: item["status"] for item in readiness["controls"]}
     assert statuses["monitoring"] == statuses["training"] == "met"
+
+
+def test_readiness_history_of_a_batch_is_what_the_writes_alone_would_give(
+    sqlite_client: TestClient,
+) -> None:
+    twin = {**SYSTEM, "key": "twin-sys", "name": "Twin"}
+    assert sqlite_client.post("/v1/systems", json=twin, headers=auth(ADMIN_SECRET)).is_success
+    controls = ("monitoring", "training", "risk_review", "fallback_process")
+    answers = _together(sqlite_client, [("locked-sys", control, control) for control in controls])
+    assert [answer.status_code for answer in answers] == [200] * len(controls)
+
+    # The same writes, one at a time, to an identical system, in the order the batch
+    # applied them (its events' order).
+    events = sqlite_client.get(
+        "/v1/events",
+        params={"type": "evidence.recorded", "system": "locked-sys"},
+        headers=auth(ADMIN_SECRET),
+    ).json()["items"]
+    for applied in events:
+        control = applied["data"]["control"]
+        alone = sqlite_client.put(
+            f"/v1/systems/twin-sys/evidence/{control}",
+            json={"status": "met", "summary": control},
+            headers=auth(ADMIN_SECRET),
+        )
+        assert alone.status_code == 200
+
+    def trajectory(key: str) -> list[tuple[Any, ...]]:
+        snapshots = sqlite_client.get(
+            f"/v1/systems/{key}/readiness/history", headers=auth(ADMIN_SECRET)
+        ).json()["items"]
+        return [
+            (item["score"], item["level"], item["pilot_ready"], item["production_ready"])
+            for item in reversed(snapshots)
+        ]
+
+    batched = trajectory("locked-sys")
+    assert batched == trajectory("twin-sys")
+    assert len(set(batched)) == 1 + len(controls), "each write moved the score on its own"
 
 
 def test_a_write_to_an_unknown_system_fails_alone_in_its_batch(
@@ -286,6 +326,30 @@ def test_a_batch_that_fails_is_written_again_one_write_at_a_time(
         "/v1/events", params={"type": "evidence.recorded"}, headers=auth(ADMIN_SECRET)
     ).json()["items"]
     assert [event["data"]["version"] for event in events] == [1, 2]
+
+
+def test_a_batch_waits_whole_for_another_process_holding_the_write_lock(
+    sqlite_client: TestClient, sqlite_file: Path
+) -> None:
+    engine = sqlite_client.app.state.database.write_engine  # type: ignore[attr-defined]
+    commits: list[str] = []
+    event.listen(engine, "commit", lambda _connection: commits.append("commit"))
+    other = sqlite3.connect(sqlite_file, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    # The other process lets go a second after the batch has found the lock taken.
+    release = threading.Timer(1.0, lambda: (other.execute("COMMIT"), other.close()))
+    release.start()
+    try:
+        answers = _together(
+            sqlite_client,
+            [("locked-sys", "monitoring", "first"), ("locked-sys", "training", "second")],
+        )
+    finally:
+        release.join()
+
+    assert [answer.status_code for answer in answers] == [200, 200]
+    assert commits == ["commit"], "the batch was not written as one transaction"
+    assert [answer.json()["version"] for answer in answers] == [1, 1]
 
 
 def test_the_database_file_catches_up_with_the_log_in_the_background(

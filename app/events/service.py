@@ -36,7 +36,7 @@ class EventType(StrEnum):
 class NewEvent:
     type: EventType
     actor: Principal
-    now: datetime
+    occurred_at: datetime
     data: dict[str, Any]
     system_key: str | None = None
 
@@ -75,7 +75,7 @@ def append_many(session: Session, new: list[NewEvent]) -> None:
                 "system_key": event.system_key,
                 "actor_id": event.actor.key_id,
                 "actor_name": event.actor.name,
-                "occurred_at": event.now,
+                "occurred_at": event.occurred_at,
                 "data": event.data,
             }
             for event in new

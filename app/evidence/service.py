@@ -7,7 +7,7 @@ from sqlmodel import Session, col
 
 from app.auth.roles import Principal
 from app.controls.catalogue import CONTROLS_BY_KEY, SYSTEM_FIELD_CONTROLS
-from app.db import BatchedWrite, Outcome
+from app.db import BatchedWrite, ItemOutcome
 from app.errors import NotFound, Unprocessable
 from app.events import service as events
 from app.events.service import EventType
@@ -125,6 +125,10 @@ def _record_versions(
     readiness after each, and appends an event for each; the systems must be locked by the
     caller. The versions are written at once, outside the ORM, and are not in the session.
     """
+    # Before anything is written: it reads the inputs as they stand.
+    refresh = readiness_service.EvidenceRefresh(
+        session, list({_id_of(system): system for system, _, _, _ in recorded}.values()), now=now
+    )
     connection = session.connection()
     # One statement retires the current version of every control written to and says
     # which version each was.
@@ -160,13 +164,11 @@ def _record_versions(
             )
         )
     connection.execute(_ADD_VERSIONS, [version._asdict() for version in versions])
-    readiness_service.refresh_after_evidence(
-        session,
+    refresh.store(
         [
             (system, control, EvidenceFact(body.status, now, body.expires_at, source))
             for system, control, body, _ in recorded
-        ],
-        now=now,
+        ]
     )
     events.append_many(
         session,
@@ -174,7 +176,7 @@ def _record_versions(
             events.NewEvent(
                 type=EventType.evidence_recorded,
                 actor=by,
-                now=now,
+                occurred_at=now,
                 system_key=system.key,
                 data={
                     "control": evidence.control,
@@ -206,7 +208,7 @@ def record(
     return _record_versions(session, [recording], now=now, source=source)[0]
 
 
-def record_many(session: Session, writes: list[NewEvidence]) -> list[Outcome[EvidenceRead]]:
+def record_many(session: Session, writes: list[NewEvidence]) -> list[ItemOutcome[EvidenceRead]]:
     """Records each write as `record` would, one after another, in the caller's
     transaction: a 404 for a write to an unknown system, the new version for the others.
 
@@ -229,7 +231,7 @@ def record_many(session: Session, writes: list[NewEvidence]) -> list[Outcome[Evi
         else []
     )
     readers: dict[str, EvidenceReader] = {}
-    outcomes: list[Outcome[EvidenceRead]] = []
+    outcomes: list[ItemOutcome[EvidenceRead]] = []
     for write in writes:
         system = systems.get(write.system_key)
         if system is None:
@@ -238,7 +240,9 @@ def record_many(session: Session, writes: list[NewEvidence]) -> list[Outcome[Evi
         reader = readers.get(write.system_key)
         if reader is None:
             reader = readers[write.system_key] = EvidenceReader(session, system, now)
-        outcomes.append(reader.read(next(versions)))
+        # Answered as of its own write, when it was the current version, as it would be
+        # had it been written alone: a later write of the batch may have replaced it.
+        outcomes.append(reader.read(next(versions)._replace(is_current=True)))
     return outcomes
 
 

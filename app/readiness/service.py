@@ -254,27 +254,34 @@ def refresh(session: Session, system: System, *, now: datetime) -> ReadinessRead
     return readiness
 
 
-def refresh_after_evidence(
-    session: Session, recorded: list[tuple[System, str, EvidenceFact]], *, now: datetime
-) -> None:
-    """Re-evaluate after each recorded evidence version in turn, as if each had been written
-    on its own: a history snapshot after each, and each system's last answer stored.
+class EvidenceRefresh:
+    """Re-evaluates readiness after each of a run of evidence writes, in order, as if each
+    had been written on its own: a history snapshot after each, and each system's last
+    answer stored.
 
-    The versions must not be flushed yet: each is laid over what the database holds.
+    Made before the writes, because it reads the inputs as they stood then and lays each
+    write over them in turn: read after the writes, every evaluation but the last would
+    already count the writes that come after it.
     """
-    policy = policy_service.active_rules(session)
-    systems = {system.id: system for system, _, _ in recorded if system.id is not None}
-    inputs = _load_inputs(session, list(systems), policy, now)
-    answers: dict[int, Answer] = {}
-    snapshots = []
-    for system, control, fact in recorded:
-        assert system.id is not None
-        system_inputs = inputs[system.id]
-        system_inputs.evidence[control] = fact
-        evaluation, readiness = _evaluate(system, system_inputs, policy, now)
-        snapshots.append(_snapshot(system.id, evaluation, readiness))
-        answers[system.id] = (system, evaluation, readiness)
-    _store(session, list(answers.values()), snapshots)
+
+    def __init__(self, session: Session, systems: list[System], *, now: datetime) -> None:
+        self._session = session
+        self._now = now
+        self._policy = policy_service.active_rules(session)
+        system_ids = [system.id for system in systems if system.id is not None]
+        self._inputs = _load_inputs(session, system_ids, self._policy, now)
+
+    def store(self, recorded: list[tuple[System, str, EvidenceFact]]) -> None:
+        answers: dict[int, Answer] = {}
+        snapshots = []
+        for system, control, fact in recorded:
+            assert system.id is not None
+            inputs = self._inputs[system.id]
+            inputs.evidence[control] = fact
+            evaluation, readiness = _evaluate(system, inputs, self._policy, self._now)
+            snapshots.append(_snapshot(system.id, evaluation, readiness))
+            answers[system.id] = (system, evaluation, readiness)
+        _store(self._session, list(answers.values()), snapshots)
 
 
 def reevaluate_all(session: Session, *, policy: Policy, now: datetime) -> None:

@@ -31,7 +31,8 @@ _SYSTEM_BY_KEY = select(System).where(col(System.key) == bindparam("key"))
 _SYSTEM_BY_KEY_FOR_UPDATE = _SYSTEM_BY_KEY.with_for_update()
 
 
-# Locked in id order, so two writers of overlapping sets cannot wait for each other.
+# Locked in id order, so two writers of overlapping sets cannot deadlock (PostgreSQL; SQLite
+# has one writer anyway).
 _SYSTEMS_BY_KEYS_FOR_UPDATE = (
     select(System)
     .where(col(System.key).in_(bindparam("keys", expanding=True)))
