@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # start-up (app.readiness.warmup). Off: it is never built and they always run their
     # aggregate queries.
     readiness_mirror_warmup: bool = True
+    # How long a POST's Idempotency-Key is remembered (its answer replayed); older ones are
+    # deleted.
+    idempotency_retention_hours: int = Field(default=48, ge=1, le=24 * 366)
 
     @field_validator("readiness_cors_origins")
     @classmethod

@@ -422,9 +422,14 @@ async def _write_batch(
                     )
                 except Exception as exc:
                     written = exc
-            if isinstance(written, Exception) and len(batch.items) > 1:
+            if (
+                isinstance(written, Exception)
+                and len(batch.items) > 1
+                and not _lock_timed_out(written)
+            ):
                 # The batch failed as a whole: each item alone, so that only the one at
-                # fault fails.
+                # fault fails. (Not when it timed out waiting for another process's lock:
+                # each item would wait as long again, and every writer behind it with it.)
                 for item, future in zip(batch.items, batch.futures, strict=True):
                     try:
                         alone = partial(kind.apply_one, item=item)
@@ -432,8 +437,11 @@ async def _write_batch(
                     except Exception as exc:  # the item's own request raises it
                         _settle(future, exc)
                 return
+        # A failure of the whole batch (one item, or the lock never came) is every item's.
         outcomes = (
-            [written] if isinstance(written, Exception) else cast(list[ItemOutcome[T]], written)
+            [written] * len(batch.futures)
+            if isinstance(written, Exception)
+            else cast(list[ItemOutcome[T]], written)
         )
         for future, outcome in zip(batch.futures, outcomes, strict=True):
             _settle(future, outcome)
@@ -444,6 +452,11 @@ async def _write_batch(
         for future in batch.futures:
             if not future.done():
                 future.set_exception(RuntimeError("the write batch ended without an answer"))
+
+
+def _lock_timed_out(error: Exception) -> bool:
+    """SQLite's busy timeout ran out: another process held the write lock all along."""
+    return isinstance(error, OperationalError) and "locked" in str(error.orig)
 
 
 def _settle(future: "asyncio.Future[T]", outcome: ItemOutcome[T]) -> None:

@@ -127,7 +127,7 @@ def _pending_evidence_writes(database: Database) -> int:
     return sum(
         len(pending.items)
         for writers in list(database._inline_writers.values())
-        for kind, pending in writers.pending.items()
+        for kind, pending in list(writers.pending.items())
         if kind is RECORD_EVIDENCE
     )
 
@@ -329,26 +329,47 @@ def test_a_batch_that_fails_is_written_again_one_write_at_a_time(
 
 
 def test_a_batch_waits_whole_for_another_process_holding_the_write_lock(
-    sqlite_client: TestClient, sqlite_file: Path
+    sqlite_client: TestClient, sqlite_file: Path, transactions: list[str]
 ) -> None:
-    engine = sqlite_client.app.state.database.write_engine  # type: ignore[attr-defined]
-    commits: list[str] = []
-    event.listen(engine, "commit", lambda _connection: commits.append("commit"))
+    database: Database = sqlite_client.app.state.database  # type: ignore[attr-defined]
+    assert database.inline_write_engine is not None
+    locked_out = threading.Event()
+    waited: list[str] = []
+
+    def refused(_context: Any) -> None:  # the batch's try on the event loop found the lock
+        locked_out.set()
+
+    def commit(_connection: Any) -> None:
+        waited.append("commit")
+
+    event.listen(database.inline_write_engine, "handle_error", refused)
+    event.listen(database.write_engine, "commit", commit)
     other = sqlite3.connect(sqlite_file, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
-    # The other process lets go a second after the batch has found the lock taken.
-    release = threading.Timer(1.0, lambda: (other.execute("COMMIT"), other.close()))
-    release.start()
+
+    def let_go() -> None:
+        # The other process commits once the batch has found its lock taken.
+        locked_out.wait(30)
+        time.sleep(0.3)
+        other.execute("COMMIT")
+        other.close()
+
+    releaser = threading.Thread(target=let_go)
+    releaser.start()
     try:
         answers = _together(
             sqlite_client,
             [("locked-sys", "monitoring", "first"), ("locked-sys", "training", "second")],
         )
     finally:
-        release.join()
+        releaser.join(30)
+        event.remove(database.inline_write_engine, "handle_error", refused)
+        event.remove(database.write_engine, "commit", commit)
 
     assert [answer.status_code for answer in answers] == [200, 200]
-    assert commits == ["commit"], "the batch was not written as one transaction"
+    assert locked_out.is_set()
+    # Written whole in a worker thread, once the lock was free: one transaction.
+    assert (transactions, waited) == ([], ["commit"])
     assert [answer.json()["version"] for answer in answers] == [1, 1]
 
 

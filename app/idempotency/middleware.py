@@ -1,9 +1,12 @@
 """`Idempotency-Key` on POST (API.md): the same key and request replay the first response
 without doing the work again; the same key with another request is a 422; a second request
 while the first still runs gets 409. Keys are scoped to the credentials that sent them and
-kept (never purged so far, so at least the 24 hours clients may rely on)."""
+kept for IDEMPOTENCY_RETENTION_HOURS (48 by default): an older record counts as forgotten, and
+records past that period are deleted, a chunk at a time, at most once a minute per process
+(more often while a backlog remains)."""
 
 import hashlib
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio.to_thread
@@ -21,9 +24,20 @@ NOT_REPLAYABLE = frozenset({"/v1/api-keys"})
 _NOT_REPLAYED = {"date", "server", "content-length"}
 
 
+# How often a process deletes records past the retention period (before a claim).
+PURGE_EVERY = timedelta(minutes=1)
+
+
 class Idempotency:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._next_purge: datetime | None = None
+
+    def _purge_due(self, now: datetime) -> bool:
+        if self._next_purge is not None and now < self._next_purge:
+            return False
+        self._next_purge = now + PURGE_EVERY
+        return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope.get("headers", ())) if scope["type"] == "http" else {}
@@ -71,9 +85,21 @@ class Idempotency:
                 [scope["method"].encode(), scope["path"].encode(), scope["query_string"], body]
             )
         ).hexdigest()
+        expired_before = now - timedelta(hours=state.settings.idempotency_retention_hours)
+        if self._purge_due(now):
+            purged = await anyio.to_thread.run_sync(
+                lambda: service.purge_expired(database, before=expired_before)
+            )
+            if purged == service.PURGE_CHUNK:
+                self._next_purge = None  # more are due: the next claim goes on
         claim = await anyio.to_thread.run_sync(
             lambda: service.claim(
-                database, caller=caller, key=key, fingerprint=fingerprint, now=now
+                database,
+                caller=caller,
+                key=key,
+                fingerprint=fingerprint,
+                now=now,
+                expired_before=expired_before,
             )
         )
         if isinstance(claim, service.Replay):

@@ -64,7 +64,18 @@ def _decide(
     return InProgress()
 
 
-def claim(database: Database, *, caller: str, key: str, fingerprint: str, now: datetime) -> Claim:
+def claim(
+    database: Database,
+    *,
+    caller: str,
+    key: str,
+    fingerprint: str,
+    now: datetime,
+    expired_before: datetime,
+) -> Claim:
+    """Claims `key` for this request, or says why not. A record of the key created before
+    `expired_before` (past the retention period) counts as forgotten, whether or not a purge
+    has deleted it yet."""
     for _ in range(2):  # a second look when a concurrent first request inserted meanwhile
         try:
             with write_transaction(database) as session:
@@ -74,6 +85,10 @@ def claim(database: Database, *, caller: str, key: str, fingerprint: str, now: d
                         col(IdempotentRequest.key) == key,
                     )
                 ).one_or_none()
+                if existing is not None and existing.created_at < expired_before:
+                    session.delete(existing)
+                    session.flush()
+                    existing = None
                 if existing is not None:
                     return _decide(session, existing, fingerprint, now)
                 record = IdempotentRequest(
@@ -86,6 +101,27 @@ def claim(database: Database, *, caller: str, key: str, fingerprint: str, now: d
         except IntegrityError:
             continue
     return InProgress()
+
+
+# At most this many records go in one purge: a backlog (records were once never purged)
+# is deleted a chunk per claim, each a short transaction, rather than in one long one.
+PURGE_CHUNK = 1000
+
+
+def purge_expired(database: Database, *, before: datetime) -> int:
+    """Deletes up to PURGE_CHUNK of the records created before `before`, oldest first;
+    returns how many it deleted."""
+    oldest = (
+        select(col(IdempotentRequest.id))
+        .where(col(IdempotentRequest.created_at) < before)
+        .order_by(col(IdempotentRequest.created_at))
+        .limit(PURGE_CHUNK)
+    )
+    with write_transaction(database) as session:
+        purged = session.execute(
+            delete(IdempotentRequest).where(col(IdempotentRequest.id).in_(oldest.scalar_subquery()))
+        )
+        return int(purged.rowcount)  # type: ignore[attr-defined]
 
 
 def complete(

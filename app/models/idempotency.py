@@ -21,5 +21,6 @@ class IdempotentRequest(SQLModel, table=True):
     status: int | None = Field(default=None)
     headers: list[list[str]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     body: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
-    created_at: datetime = Field(sa_type=UTCDateTime)
+    # Indexed: records past the retention period are deleted by age.
+    created_at: datetime = Field(sa_type=UTCDateTime, index=True)
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -1,9 +1,13 @@
 import threading
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
+from app.idempotency import service as idempotency_service
+from app.models import IdempotentRequest
 from tests.conftest import ADMIN_SECRET, auth
 from tests.factories import system_body
 
@@ -39,6 +43,54 @@ def test_keys_are_kept_at_least_a_day(client: TestClient, pipeline: Headers, clo
     assert (again.status_code, again.json()) == (201, first.json())
     assert again.headers["idempotent-replayed"] == "true"
     assert events_of(client, pipeline, "kept") == ["system.created"]
+
+
+def test_keys_past_the_retention_period_are_forgotten(
+    app: FastAPI,
+    client: TestClient,
+    pipeline: Headers,
+    clock,  # type: ignore[no-untyped-def]
+) -> None:
+    headers = {**pipeline, "Idempotency-Key": "last-months-run"}
+    first = client.post("/v1/systems", json=system_body(key="forgotten"), headers=headers)
+    assert first.status_code == 201
+    clock.advance(hours=app.state.settings.idempotency_retention_hours + 1)
+    # The retry finds the key forgotten, so it runs as a new request: the system exists.
+    again = client.post("/v1/systems", json=system_body(key="forgotten"), headers=headers)
+    assert again.status_code == 409
+    assert "idempotent-replayed" not in again.headers
+    # And the key is remembered afresh, for this answer.
+    third = client.post("/v1/systems", json=system_body(key="forgotten"), headers=headers)
+    assert (third.status_code, third.headers["idempotent-replayed"]) == (409, "true")
+
+
+def test_a_backlog_of_expired_keys_is_deleted_a_chunk_per_request(
+    app: FastAPI,
+    client: TestClient,
+    pipeline: Headers,
+    clock,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(idempotency_service, "PURGE_CHUNK", 2)
+
+    def post(key: str) -> None:
+        headers = {**pipeline, "Idempotency-Key": key}
+        assert client.post("/v1/systems", json=system_body(key=key), headers=headers).is_success
+
+    def stored() -> int:
+        with app.state.database.read_engine.connect() as connection:
+            return int(connection.execute(select(func.count(IdempotentRequest.id))).scalar_one())
+
+    for number in range(5):
+        post(f"old-{number}")
+    clock.advance(hours=app.state.settings.idempotency_retention_hours + 1)
+    remaining = []
+    for number in range(3):
+        post(f"new-{number}")
+        remaining.append(stored())
+    # Each request deletes a chunk of two old records and adds its own; the third finds the
+    # last old one, so purging then waits its minute.
+    assert remaining == [5 - 2 + 1, 5 - 4 + 2, 5 - 5 + 3]
 
 
 def test_same_key_with_another_body_is_422(client: TestClient, pipeline: Headers) -> None:
