@@ -4,6 +4,8 @@ from functools import lru_cache
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.db import SQLITE_BUSY_TIMEOUT_MS
+
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 
 
@@ -24,6 +26,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Connections each process keeps to the database (PostgreSQL; SQLite uses its own pools).
     db_pool_size: int = Field(default=10, ge=1)
+    # SQLite: how long a write waits for another process holding the write lock before it
+    # fails (a 500).
+    sqlite_busy_timeout_ms: int = Field(default=SQLITE_BUSY_TIMEOUT_MS, ge=0, le=600_000)
     # Worker threads for endpoint code, whose database work runs in one thread call per
     # request. Unset: 2 on SQLite, whose calls are short and CPU-bound, so more threads only
     # fight over the interpreter lock (see `make bench`); on PostgreSQL, the pool size, so

@@ -109,9 +109,7 @@ class Database:
             self.inline_write_engine.dispose()
 
 
-def _sqlite_engine(
-    url: str, *, begin: str | None, pool_size: int, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
-) -> Engine:
+def _sqlite_engine(url: str, *, begin: str | None, pool_size: int, busy_timeout_ms: int) -> Engine:
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
@@ -145,12 +143,17 @@ def _sqlite_engine(
     return engine
 
 
-def create_database(url: str, *, pool_size: int = 10) -> Database:
+def create_database(
+    url: str, *, pool_size: int = 10, sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+) -> Database:
     if url.startswith("sqlite"):
+        busy = sqlite_busy_timeout_ms
         return Database(
-            read_engine=_sqlite_engine(url, begin="BEGIN", pool_size=20),
-            write_engine=_sqlite_engine(url, begin="BEGIN IMMEDIATE", pool_size=5),
-            lookup_engine=_sqlite_engine(url, begin=None, pool_size=5),
+            read_engine=_sqlite_engine(url, begin="BEGIN", pool_size=20, busy_timeout_ms=busy),
+            write_engine=_sqlite_engine(
+                url, begin="BEGIN IMMEDIATE", pool_size=5, busy_timeout_ms=busy
+            ),
+            lookup_engine=_sqlite_engine(url, begin=None, pool_size=5, busy_timeout_ms=busy),
             write_gate=threading.Lock(),
             inline_reads=True,
             inline_write_engine=_sqlite_engine(

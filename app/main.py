@@ -75,7 +75,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
-    database = create_database(settings.database_url, pool_size=settings.db_pool_size)
+    database = create_database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+    )
     # Reads the clock from app.state when it builds, as requests do (tests swap it).
     warmup = MirrorWarmup(database, clock=lambda: app.state.clock())
     checkpointer = WalCheckpointer(database)

@@ -373,6 +373,41 @@ def test_a_batch_waits_whole_for_another_process_holding_the_write_lock(
     assert [answer.json()["version"] for answer in answers] == [1, 1]
 
 
+def test_a_batch_that_times_out_on_another_process_lock_fails_whole_without_retries(
+    sqlite_file: Path,
+) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{sqlite_file}",
+        readiness_bootstrap_admin_key=ADMIN_SECRET,  # type: ignore[arg-type]
+        sqlite_busy_timeout_ms=300,
+    )
+    app = create_app(settings, clock=FakeClock())
+    database: Database = app.state.database
+    tries: list[str] = []
+    event.listen(database.write_engine, "handle_error", lambda _context: tries.append("busy"))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.post("/v1/systems", json=SYSTEM, headers=auth(ADMIN_SECRET)).is_success
+        other = sqlite3.connect(sqlite_file, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # and holds it past the busy timeout
+        try:
+            answers = _together(
+                client,
+                [("locked-sys", control, control) for control in ("monitoring", "training")],
+            )
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert [answer.status_code for answer in answers] == [500, 500]
+        assert {answer.headers["content-type"] for answer in answers} == {
+            "application/problem+json"
+        }
+        # One wait for the lock, for the whole batch: retrying each write would wait again.
+        assert tries == ["busy"]
+        # Nothing was written, and the lock is free again for the next write.
+        assert _put_evidence(client, "after").json()["version"] == 1
+    database.dispose()
+
+
 def test_the_database_file_catches_up_with_the_log_in_the_background(
     sqlite_client: TestClient, sqlite_file: Path
 ) -> None:

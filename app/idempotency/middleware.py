@@ -6,6 +6,7 @@ records past that period are deleted, a chunk at a time, at most once a minute p
 (more often while a backlog remains)."""
 
 import hashlib
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.auth import service as auth_service
 from app.errors import problem_response
 from app.idempotency import service
+
+logger = logging.getLogger(__name__)
 
 HEADER = b"idempotency-key"
 MAX_KEY_LENGTH = 200
@@ -140,6 +143,7 @@ class Idempotency:
         status = 500
         response_headers: list[list[str]] = []
         chunks: list[bytes] = []
+        held: list[Message] = []
         delivered = False
 
         async def receive_once() -> Message:
@@ -150,6 +154,9 @@ class Idempotency:
             return {"type": "http.disconnect"}
 
         async def capture(message: Message) -> None:
+            # Held back until the response is stored: a client that got its answer and
+            # sent the same request again at once would otherwise find the key still in
+            # progress (409).
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -160,23 +167,29 @@ class Idempotency:
                 )
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
-            await send(message)
+            held.append(message)
 
         try:
             await self.app(scope, receive_once, capture)
         except BaseException:
             await anyio.to_thread.run_sync(lambda: service.forget(database, record_id=record_id))
             raise
-        await anyio.to_thread.run_sync(
-            lambda: service.complete(
-                database,
-                record_id=record_id,
-                status=status,
-                headers=response_headers,
-                body=b"".join(chunks),
-                now=state.clock(),
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: service.complete(
+                    database,
+                    record_id=record_id,
+                    status=status,
+                    headers=response_headers,
+                    body=b"".join(chunks),
+                    now=state.clock(),
+                )
             )
-        )
+        except Exception:
+            # The work is done and committed: the client gets its answer all the same.
+            logger.exception("storing the response for Idempotency-Key replays failed")
+        for message in held:
+            await send(message)
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -1,10 +1,14 @@
+import json
 import threading
+from typing import Any
 
+import anyio
 import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from app.idempotency import service as idempotency_service
 from app.models import IdempotentRequest
@@ -197,3 +201,52 @@ def test_no_replay_for_a_revoked_key_nor_for_key_creation(
     second = client.post("/v1/api-keys", json={"name": "ci", "role": "viewer"}, headers=once)
     assert first.json()["key"] != second.json()["key"]
     assert "idempotent-replayed" not in second.headers
+
+
+def test_the_answer_is_stored_for_replays_before_it_is_sent(
+    app: FastAPI, client: TestClient, pipeline: Headers
+) -> None:
+    # A client that gets its answer and sends the request again at once must get the
+    # replay, not a 409 "still in progress": so when the answer starts on the wire, the
+    # record already holds it. Driven at the ASGI level to look at the database the
+    # moment the response starts.
+    body = json.dumps(system_body(key="stored-first")).encode()
+    headers = {**pipeline, "Idempotency-Key": "stored-first", "Content-Type": "application/json"}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/systems",
+        "raw_path": b"/v1/systems",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"content-length", str(len(body)).encode())]
+        + [(name.lower().encode(), value.encode()) for name, value in headers.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+    stored_when_sent: list[int | None] = []
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+            with app.state.database.read_engine.connect() as connection:
+                stored_when_sent.append(
+                    connection.execute(
+                        select(IdempotentRequest.status).where(
+                            col(IdempotentRequest.key) == "stored-first"
+                        )
+                    ).scalar_one()
+                )
+
+    anyio.run(app, scope, receive, send)
+
+    assert statuses == [201]
+    assert stored_when_sent == [201]
