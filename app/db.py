@@ -87,9 +87,10 @@ class Database:
     # Whether short reads run on the event loop itself (see `run_read`).
     inline_reads: bool = False
     # SQLite: writing transactions that never wait for the write lock (busy timeout 0), so
-    # `run_write` can try them on the event loop. None: writes always go to a worker thread.
+    # `run_batched_write` can try them on the event loop. None: writes always go to a worker
+    # thread.
     inline_write_engine: Engine | None = None
-    # Inline writers of each event loop (see `run_write` and `run_batched_write`).
+    # Inline writers of each event loop (see `run_batched_write`).
     _inline_writers: "WeakKeyDictionary[asyncio.AbstractEventLoop, _InlineWriters]" = field(
         default_factory=WeakKeyDictionary
     )
@@ -259,42 +260,6 @@ async def run_read(database: Database, work: Callable[[], T]) -> T:
 _GATE_POLL_S = 0.001
 
 
-async def run_write(database: Database, work: Callable[[Session], T]) -> T:
-    """Runs `work` as the request's unit of work and commits it, on the event loop where
-    that is cheaper.
-
-    On SQLite a write is CPU work in this process once the write lock is held, and handing
-    it to a worker thread costs about as much again: under load many threads queue on the
-    write gate and the GIL changes hands around every SQLite call. So it runs in place:
-    it takes the write gate (waiting for it without blocking the loop, when a worker thread
-    of this process is writing), then BEGIN IMMEDIATE on a connection whose busy timeout is
-    0. Only when another process holds the database's write lock does the work go to a
-    worker thread, which queues on the busy timeout as every write there does.
-    """
-    engine = database.inline_write_engine
-    if engine is None:
-        return await run_in_threadpool(_write_in_thread, database, work)
-    # Inline writers take turns in arrival order (an asyncio.Lock wakes its waiters first
-    # come, first served). Left to the loop's scheduling, the tasks reaching a write at 64
-    # connections interleaved with every other request's steps and some waited many rounds:
-    # p99 about 4 s against 1.1 s queued, at the same throughput.
-    async with database.inline_writers().queue:
-        # Turns for the loop before and after, as around an inline read (`run_read`).
-        await asyncio.sleep(0)
-        # Polled rather than awaited in a thread: an abandoned wait could take the gate
-        # after its request had gone, and never give it back.
-        while not database.write_gate.acquire(blocking=False):
-            await asyncio.sleep(_GATE_POLL_S)
-        try:
-            written = _write_unless_locked(engine, work)
-        finally:
-            database.write_gate.release()
-        if written is _LOCKED:
-            return await run_in_threadpool(_write_in_thread, database, work)
-        await asyncio.sleep(0)
-    return cast(T, written)
-
-
 _LOCKED = object()
 
 
@@ -333,7 +298,10 @@ class _Pending(Generic[Item, T]):
 class _InlineWriters:
     """The inline writers of one event loop."""
 
-    # Writers take turns in arrival order (see `run_write`).
+    # Batches take turns in arrival order (an asyncio.Lock wakes its waiters first come,
+    # first served). Left to the loop's scheduling, writers at 64 connections interleaved
+    # with every other request's steps and some waited many rounds: p99 about 4 s against
+    # 1.1 s queued, at the same throughput.
     queue: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Items waiting for their kind's next batch.
     pending: "dict[BatchedWrite[Any, Any], _Pending[Any, Any]]" = field(default_factory=dict)
@@ -353,9 +321,16 @@ async def run_batched_write(database: Database, kind: BatchedWrite[Item, T], ite
     SQLite has one writer, so writes queue; each paid for its own transaction, session
     and statements, and under load most of a write's time went there. Here the items that
     arrive while a write runs wait together and go as one batch: one transaction, each
-    statement run once for all of them. A batch runs on the event loop as `run_write`
-    runs a write, in turn with the other inline writers. PostgreSQL writes in parallel,
-    so each item has a transaction of its own there, in a worker thread.
+    statement run once for all of them.
+
+    A batch runs on the event loop: on SQLite a write is CPU work in this process once the
+    write lock is held, and handing it to a worker thread costs about as much again (the
+    GIL changes hands around every SQLite call). It takes the write gate, polled so that
+    the loop never blocks on a worker thread of this process that is writing, then BEGIN
+    IMMEDIATE on a connection whose busy timeout is 0. Only when another process holds the
+    database's write lock does the batch go to a worker thread, which waits on the busy
+    timeout as every write there does. PostgreSQL writes in parallel, so each item has a
+    transaction of its own there, in a worker thread.
     """
     if database.inline_write_engine is None:
         alone = partial(kind.apply_one, item=item)
@@ -384,6 +359,21 @@ def _queue_batch(
     return pending
 
 
+def _take(
+    database: Database,
+    writers: _InlineWriters,
+    kind: BatchedWrite[Item, T],
+    batch: _Pending[Item, T],
+) -> None:
+    """Takes `batch` off the pending one, at the last moment: the items that came while it
+    waited for its turn go with it, up to MAX_BATCH; the rest make the next batch."""
+    del writers.pending[kind]
+    if len(batch.items) > MAX_BATCH:
+        rest = _queue_batch(database, writers, kind)
+        rest.items, batch.items = batch.items[MAX_BATCH:], batch.items[:MAX_BATCH]
+        rest.futures, batch.futures = batch.futures[MAX_BATCH:], batch.futures[:MAX_BATCH]
+
+
 async def _write_batch(
     database: Database,
     writers: _InlineWriters,
@@ -400,16 +390,7 @@ async def _write_batch(
             while not database.write_gate.acquire(blocking=False):
                 await asyncio.sleep(_GATE_POLL_S)
             try:
-                # Taken at the last moment: the items that came while this batch waited
-                # for its turn go with it, up to MAX_BATCH; the rest make the next batch.
-                del writers.pending[kind]
-                if len(batch.items) > MAX_BATCH:
-                    rest = _queue_batch(database, writers, kind)
-                    rest.items, batch.items = batch.items[MAX_BATCH:], batch.items[:MAX_BATCH]
-                    rest.futures, batch.futures = (
-                        batch.futures[MAX_BATCH:],
-                        batch.futures[:MAX_BATCH],
-                    )
+                _take(database, writers, kind, batch)
                 try:
                     written = _write_unless_locked(engine, lambda s: kind.apply(s, batch.items))
                 except Exception as exc:

@@ -1,7 +1,7 @@
-"""On SQLite, evidence writes run on the event loop when the write lock is free at once
-(app.db.run_write), and those that arrive together share one transaction
-(app.db.run_batched_write). When another process holds the lock, the write must wait its turn in
-a worker thread, never fail and never stall the other requests of the process.
+"""On SQLite, evidence writes that arrive together share one transaction
+(app.db.run_batched_write), run on the event loop when the write lock is free at once. When
+another process holds the lock, the write must wait its turn in a worker thread, never fail
+and never stall the other requests of the process.
 
 SQLite's lock is the subject, so these tests use a SQLite file of their own whichever
 back-end the suite runs on."""

@@ -177,13 +177,20 @@ def render(
     )
 
 
-def _snapshot(system_id: int, evaluation: Evaluation, readiness: ReadinessRead) -> dict[str, Any]:
+def _summary(evaluation: Evaluation) -> dict[str, Any]:
+    """The columns a stored answer and a history snapshot share."""
     return {
-        "system_id": system_id,
         "score": evaluation.score,
         "level": evaluation.level.value,
         "pilot_ready": evaluation.gates[GateStage.pilot].ready,
         "production_ready": evaluation.gates[GateStage.production].ready,
+    }
+
+
+def _snapshot(system_id: int, evaluation: Evaluation, readiness: ReadinessRead) -> dict[str, Any]:
+    return {
+        "system_id": system_id,
+        **_summary(evaluation),
         "policy_version": readiness.policy_version,
         "recorded_at": readiness.evaluated_at,
     }
@@ -200,10 +207,7 @@ def _store(session: Session, answers: list[Answer], snapshots: list[dict[str, An
     for system, evaluation, readiness in answers:
         assert system.id is not None
         stored = {
-            "score": evaluation.score,
-            "level": evaluation.level.value,
-            "pilot_ready": evaluation.gates[GateStage.pilot].ready,
-            "production_ready": evaluation.gates[GateStage.production].ready,
+            **_summary(evaluation),
             "readiness_document": readiness.model_dump_json(),
             "readiness_policy_version": readiness.policy_version,
             "readiness_valid_until": evaluation.valid_until,
