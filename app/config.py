@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     # How long a POST's Idempotency-Key is remembered (its answer replayed); older ones are
     # deleted.
     idempotency_retention_hours: int = Field(default=48, ge=1, le=24 * 366)
+    # OIDC issuers whose tokens are accepted beside API keys, with the claim rules that map
+    # them to a role and teams: a JSON list, inline or in the file this names
+    # (app.auth.oidc.load_providers). Unset: API keys only.
+    readiness_oidc_config: str | None = None
 
     @field_validator("readiness_cors_origins")
     @classmethod

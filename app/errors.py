@@ -58,6 +58,31 @@ class Forbidden(DomainError):
     title = "The API key's role is not allowed to do this"
 
 
+class OutOfScope(Forbidden):
+    type = "out-of-scope"
+    title = "The identity's teams do not include the system's owner team"
+
+
+class AttestationRole(Forbidden):
+    type = "attestation-role"
+    title = "The policy needs a higher role to attest this control"
+
+
+class NotIndependent(Forbidden):
+    type = "not-independent"
+    title = "This tier needs an approval from outside the owner team"
+
+
+class TierLoweringNeedsApprover(Forbidden):
+    type = "tier-lowering-needs-approver"
+    title = "Lowering a system's risk tier needs the approver role"
+
+
+class NoRoleForIdentity(Forbidden):
+    type = "no-role-for-identity"
+    title = "No claim rule gives this identity a role"
+
+
 class NotFound(DomainError):
     status = 404
     type = "not-found"

@@ -14,6 +14,8 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
 from app.auth import service as auth_service
+from app.auth.dependencies import Identities
+from app.auth.oidc import OidcVerifier, load_providers
 from app.auth.router import router as api_keys_router
 from app.badges.router import router as badges_router
 from app.clock import Clock, system_clock
@@ -80,6 +82,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         pool_size=settings.db_pool_size,
         sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
     )
+    providers = load_providers(settings.readiness_oidc_config)
+    identities = Identities(database, OidcVerifier(providers) if providers else None)
     # Reads the clock from app.state when it builds, as requests do (tests swap it).
     warmup = MirrorWarmup(database, clock=lambda: app.state.clock())
     checkpointer = WalCheckpointer(database)
@@ -113,6 +117,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         # Before the engines go: no build may go on reading from a disposed pool.
         warmup.stop()
         checkpointer.stop()
+        if identities.oidc is not None:
+            identities.oidc.close()
         database.dispose()
 
     app = FastAPI(
@@ -137,6 +143,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     )
     app.state.settings = settings
     app.state.database = database
+    app.state.identities = identities
     app.state.clock = clock
     app.state.mirror_warmup = warmup
     app.state.migration_head = migration_head()

@@ -178,17 +178,15 @@ class RequestLog:
             http_metrics.observe(
                 route=route, method=scope["method"], status=status, seconds=seconds
             )
-            access_log.info(
-                json.dumps(
-                    {
-                        "event": "request",
-                        "method": scope["method"],
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(seconds * 1000, 2),
-                        "request_id": request_id,
-                        "api_key_id": state.get("api_key_id"),
-                    },
-                    separators=(",", ":"),
-                )
-            )
+            line = {
+                "event": "request",
+                "method": scope["method"],
+                "route": route,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 2),
+                "request_id": request_id,
+                "api_key_id": state.get("api_key_id"),
+            }
+            if "oidc_subject" in state:
+                line["oidc_subject"] = state["oidc_subject"]
+            access_log.info(json.dumps(line, separators=(",", ":")))

@@ -15,6 +15,8 @@ from pydantic import (
 )
 from pydantic.config import JsonDict
 
+from app.auth.roles import ActorKind
+
 # Deeper than any request body nests (a policy's tiers.high.production.required is 4).
 MAX_BODY_DEPTH = 16
 
@@ -96,5 +98,23 @@ KeysByPattern = Field(json_schema_extra=_keys_by_pattern)
 class Actor(BaseModel):
     """Who did something: one model for every response, so the document has one `Actor`."""
 
-    id: int | None = Field(description="The API key's id; null for the service itself.")
+    kind: ActorKind = Field(
+        description="`api_key`, `oidc` (a verified token of a configured issuer), or"
+        " `service` (the service itself)."
+    )
+    id: int | None = Field(description="The API key's id; null for other kinds.")
     name: str
+    issuer: str | None = Field(default=None, description="OIDC: the token's issuer (`iss`).")
+    subject: str | None = Field(default=None, description="OIDC: the token's subject (`sub`).")
+
+    @classmethod
+    def recorded(cls, row: object, prefix: str = "actor") -> "Actor":
+        """The actor a record stores in its `<prefix>_id`, `_name`, `_kind`, `_issuer` and
+        `_subject` columns (app.auth.roles.Principal.columns writes them)."""
+        return cls(
+            kind=getattr(row, f"{prefix}_kind") or ActorKind.api_key,
+            id=getattr(row, f"{prefix}_id"),
+            name=getattr(row, f"{prefix}_name"),
+            issuer=getattr(row, f"{prefix}_issuer"),
+            subject=getattr(row, f"{prefix}_subject"),
+        )

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 ${imports if imports else ""}
-
-import app.models
+# Write every type out (sa.DateTime(timezone=True), not app.models.base.UTCDateTime): a
+# revision imports nothing from app, so it replays the same whatever the code becomes.
 
 revision: str = ${repr(up_revision)}
 down_revision: str | None = ${repr(down_revision)}

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -96,14 +97,25 @@ def mirror_warmup() -> bool:
 
 
 @pytest.fixture
+def app_settings() -> dict[str, Any]:
+    """Settings a test module sets for its app, beside the database and bootstrap key."""
+    return {}
+
+
+@pytest.fixture
 def app(
-    database_url: str, engine: Engine, clock: FakeClock, mirror_warmup: bool
+    database_url: str,
+    engine: Engine,
+    clock: FakeClock,
+    mirror_warmup: bool,
+    app_settings: dict[str, Any],
 ) -> Iterator[FastAPI]:
     _empty(engine)
     settings = Settings(
         database_url=database_url,
         readiness_bootstrap_admin_key=ADMIN_SECRET,  # type: ignore[arg-type]
         readiness_mirror_warmup=mirror_warmup,
+        **app_settings,
     )
     application = create_app(settings, clock=clock)
     yield application
@@ -156,6 +168,11 @@ def pipeline(keys: dict[str, dict[str, str]]) -> dict[str, str]:
 @pytest.fixture
 def viewer(keys: dict[str, dict[str, str]]) -> dict[str, str]:
     return keys["viewer"]
+
+
+@pytest.fixture
+def approver(keys: dict[str, dict[str, str]]) -> dict[str, str]:
+    return keys["approver"]
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -8,78 +9,133 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection
 
 from app.auth import service as auth_service
+from app.auth.oidc import OidcVerifier, looks_like_jwt
 from app.auth.roles import Principal, Role
 from app.clock import get_now
 from app.db import Database, run_read
 from app.errors import Forbidden, Unauthorized
 
-bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer rdy_...`")
+bearer = HTTPBearer(
+    auto_error=False,
+    description=(
+        "An API key (`Authorization: Bearer rdy_...`) or, where the service trusts an OIDC"
+        " issuer, a JWT from it (`Authorization: Bearer eyJ...`)."
+    ),
+)
 
 
-def identify(
-    database: Database,
-    credentials: HTTPAuthorizationCredentials | None,
-    *,
-    now: datetime,
-    connection: Connection | None = None,
-    defer_touch: bool = False,
-) -> Principal:
-    """The principal behind the request's key, or 401."""
+def _secret(credentials: HTTPAuthorizationCredentials | None) -> str:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("Send an API key as `Authorization: Bearer <key>`.")
-    principal = auth_service.authenticate(
-        database,
-        secret=credentials.credentials,
-        now=now,
-        connection=connection,
-        defer_touch=defer_touch,
-    )
-    if principal is None:
-        raise Unauthorized("The API key is unknown or revoked.")
-    return principal
+        raise Unauthorized("Send an API key or token as `Authorization: Bearer <secret>`.")
+    return credentials.credentials
+
+
+@dataclass(frozen=True)
+class Identities:
+    """Turns a request's bearer secret into a principal: API keys are looked up in the
+    database, JWTs verified against the configured OIDC issuers (`oidc`, None when none
+    is configured, so every secret is an API key)."""
+
+    database: Database
+    oidc: OidcVerifier | None = None
+
+    def identify(
+        self,
+        credentials: HTTPAuthorizationCredentials | None,
+        *,
+        now: datetime,
+        connection: Connection | None = None,
+        defer_touch: bool = False,
+    ) -> Principal:
+        """The principal behind the request's secret, or 401 (403 for a token no claim rule
+        maps). Blocking: a token of an issuer whose keys are not fetched yet fetches them."""
+        secret = _secret(credentials)
+        if self.oidc is not None and looks_like_jwt(secret):
+            principal = self.oidc.verify(secret, now=now)
+            if principal is not None:
+                return principal
+        return self._api_key(secret, now=now, connection=connection, defer_touch=defer_touch)
+
+    async def identify_token(
+        self, credentials: HTTPAuthorizationCredentials | None, *, now: datetime
+    ) -> Principal | None:
+        """For `async` callers: the principal of an OIDC token, or None when the secret is
+        none (an API key, to look up with the caller's read). A token verified before is
+        answered from memory on the event loop; a new one is verified in a worker thread,
+        which may wait for the issuer's keys."""
+        secret = _secret(credentials)
+        if self.oidc is None or not looks_like_jwt(secret):
+            return None
+        cached = self.oidc.cached(secret, now=now)
+        if cached is not None:
+            return cached
+        return await run_in_threadpool(lambda: self._verify_token(secret, now=now))
+
+    async def identify_async(
+        self, request: Request, credentials: HTTPAuthorizationCredentials | None, *, now: datetime
+    ) -> Principal:
+        """`identify` for `async` routes: the key lookup runs in `run_read` (on SQLite, on
+        the event loop), and the due refresh of last_used_at, a write, in a worker thread."""
+        principal = await self.identify_token(credentials, now=now)
+        if principal is None:
+
+            def lookup() -> Principal:
+                with self.database.lookup_engine.connect() as connection:
+                    return self.identify(
+                        credentials, now=now, connection=connection, defer_touch=True
+                    )
+
+            principal = await run_read(self.database, lookup)
+        note_caller(request, principal)
+        await self.touch_if_due(principal, now=now)
+        return principal
+
+    async def touch_if_due(self, principal: Principal, *, now: datetime) -> None:
+        # Refreshing last_used_at is a write, so it never runs on the event loop; it is due
+        # at most once a minute per key.
+        if principal.touch_due and principal.key_id is not None:
+            await run_in_threadpool(
+                auth_service.touch, self.database, key_id=principal.key_id, now=now
+            )
+
+    def _verify_token(self, secret: str, *, now: datetime) -> Principal:
+        assert self.oidc is not None
+        principal = self.oidc.verify(secret, now=now)
+        if principal is not None:
+            return principal
+        # Dots, yet no JWT: only an API key can be meant.
+        return self._api_key(secret, now=now, connection=None, defer_touch=True)
+
+    def _api_key(
+        self, secret: str, *, now: datetime, connection: Connection | None, defer_touch: bool
+    ) -> Principal:
+        principal = auth_service.authenticate(
+            self.database, secret=secret, now=now, connection=connection, defer_touch=defer_touch
+        )
+        if principal is None:
+            raise Unauthorized("The API key is unknown or revoked.")
+        return principal
+
+
+def identities_of(request: Request) -> Identities:
+    identities: Identities = request.app.state.identities
+    return identities
+
+
+def note_caller(request: Request, principal: Principal) -> None:
+    """Names the caller in the request log: an API key by id, an OIDC identity by subject."""
+    request.state.api_key_id = principal.key_id
+    if principal.subject is not None:
+        request.state.oidc_subject = principal.subject
 
 
 def check_role(principal: Principal, role: Role) -> None:
     """403 unless the principal's role is `role` or above."""
     if not principal.role.allows(role):
         raise Forbidden(
-            f"This needs the {role.value} role or above; the key has {principal.role.value}.",
+            f"This needs the {role.value} role or above; the caller has {principal.role.value}.",
             required_role=role.value,
         )
-
-
-def authorize(
-    database: Database,
-    credentials: HTTPAuthorizationCredentials | None,
-    role: Role,
-    *,
-    now: datetime,
-    connection: Connection | None = None,
-) -> Principal:
-    principal = identify(database, credentials, now=now, connection=connection)
-    check_role(principal, role)
-    return principal
-
-
-async def identify_on_loop(
-    request: Request,
-    database: Database,
-    credentials: HTTPAuthorizationCredentials | None,
-    *,
-    now: datetime,
-) -> Principal:
-    """`identify` for `async` routes: the key lookup runs in `run_read` (on SQLite, on the
-    event loop), and the due refresh of last_used_at, a write, in a worker thread."""
-
-    def lookup() -> Principal:
-        with database.lookup_engine.connect() as connection:
-            return identify(database, credentials, now=now, connection=connection, defer_touch=True)
-
-    principal = await run_read(database, lookup)
-    request.state.api_key_id = principal.key_id  # for the request log
-    if principal.touch_due and principal.key_id is not None:
-        await run_in_threadpool(auth_service.touch, database, key_id=principal.key_id, now=now)
-    return principal
 
 
 BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
@@ -88,12 +144,13 @@ BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(beare
 def require(role: Role) -> Callable[..., Awaitable[Principal]]:
     # A dependency, not a check inside endpoints, so a request without a valid key is
     # refused (401/403) before its body is even validated.
-    # The database and the clock come straight from the app's state, as their own
+    # The identities and the clock come straight from the app's state, as their own
     # dependencies would give them: every request resolves this one, and each dependency
     # costs a resolution.
     async def dependency(request: Request, credentials: BearerCredentials) -> Principal:
-        database: Database = request.app.state.database
-        principal = await identify_on_loop(request, database, credentials, now=get_now(request))
+        principal = await identities_of(request).identify_async(
+            request, credentials, now=get_now(request)
+        )
         check_role(principal, role)
         return principal
 
@@ -103,13 +160,21 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
 
 
 REQUIRED_ROLE_EXTENSION = "x-required-role"
+# Operations that write to one system: a team-scoped identity needs the system's owner team
+# (for a new system, the one it names) among its teams (app.auth.scope). Published on the
+# operation, and read by the identity matrix of the tests.
+TEAM_SCOPED_EXTENSION = "x-team-scoped"
 
 
 def checks_role_inline(role: Role) -> dict[str, Any]:
-    """`openapi_extra` for a route that calls `authorize(..., role, ...)` in its own body
+    """`openapi_extra` for a route that checks `role` in its own body (with `check_role`)
     instead of depending on `require(role)`: declares the role the body checks, so the
     document (and the role matrix generated from it) still knows it."""
     return {REQUIRED_ROLE_EXTENSION: role.value}
+
+
+# `openapi_extra` of the operations that write to one system (see TEAM_SCOPED_EXTENSION).
+TEAM_SCOPED: dict[str, Any] = {TEAM_SCOPED_EXTENSION: True}
 
 
 Viewer = Annotated[Principal, Depends(require(Role.viewer))]

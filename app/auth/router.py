@@ -36,7 +36,7 @@ def create_api_key(
 ) -> ApiKeyCreated:
     with write_transaction(database) as session:
         key, secret = auth_service.create_key(
-            session, name=body.name, role=body.role, actor=actor, now=now
+            session, name=body.name, role=body.role, teams=body.teams, actor=actor, now=now
         )
     response.headers["Location"] = f"/v1/api-keys/{key.id}"
     return ApiKeyCreated(**_read(key).model_dump(), key=secret)

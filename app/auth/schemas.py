@@ -1,19 +1,51 @@
 from datetime import datetime
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from app.auth.roles import Role
 from app.schemas import RequestModel
+
+MAX_TEAMS = 50
+# An owner team, as systems name it (`owner.team`).
+TeamName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Teams = Annotated[
+    list[TeamName],
+    Field(
+        min_length=1,
+        max_length=MAX_TEAMS,
+        json_schema_extra={"uniqueItems": True},
+        description=(
+            "The owner teams the key acts for: it writes only to their systems. Absent or"
+            " null: every team (platform-wide). Admin keys cannot be scoped."
+        ),
+    ),
+]
 
 
 class ApiKeyCreate(RequestModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"name": "training-pipeline", "role": "pipeline"}]},
+        json_schema_extra={
+            "examples": [
+                {"name": "training-pipeline", "role": "pipeline", "teams": ["claims-platform"]}
+            ]
+        },
     )
 
     name: str = Field(min_length=1, max_length=100, description="Who or what uses the key.")
     role: Role
+    teams: Teams | None = None
+
+    @model_validator(mode="after")
+    def _scope(self) -> Self:
+        if self.teams is None:
+            return self
+        if len(set(self.teams)) != len(self.teams):
+            raise ValueError("teams lists a team twice")
+        if self.role == Role.admin:
+            raise ValueError("admin keys act for every team and cannot be scoped")
+        return self
 
 
 class ApiKeyRead(BaseModel):
@@ -24,6 +56,9 @@ class ApiKeyRead(BaseModel):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    teams: list[str] | None = Field(
+        description="The owner teams the key acts for; null: every team (platform-wide)."
+    )
 
 
 class ApiKeyCreated(ApiKeyRead):

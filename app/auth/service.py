@@ -29,12 +29,19 @@ def new_secret() -> str:
 
 
 def create_key(
-    session: Session, *, name: str, role: Role, actor: Principal, now: datetime
+    session: Session,
+    *,
+    name: str,
+    role: Role,
+    teams: list[str] | None = None,
+    actor: Principal,
+    now: datetime,
 ) -> tuple[ApiKey, str]:
     secret = new_secret()
     key = ApiKey(
         name=name,
         role=role.value,
+        teams=sorted(teams) if teams is not None else None,
         key_hash=hash_key(secret),
         key_prefix=secret[: len(KEY_PREFIX) + 6],
         created_at=now,
@@ -47,7 +54,7 @@ def create_key(
         type=EventType.api_key_created,
         actor=actor,
         now=now,
-        data={"id": key.id, "name": name, "role": role.value},
+        data={"id": key.id, "name": name, "role": role.value, "teams": key.teams},
     )
     return key, secret
 
@@ -80,7 +87,7 @@ def revoke_key(session: Session, *, key_id: int, actor: Principal, now: datetime
 _api_keys = ApiKey.__table__  # type: ignore[attr-defined]
 # Built once: the hottest statement of the service, compiled once per engine.
 _FIND_ACTIVE_KEY = select(
-    _api_keys.c.id, _api_keys.c.name, _api_keys.c.role, _api_keys.c.last_used_at
+    _api_keys.c.id, _api_keys.c.name, _api_keys.c.role, _api_keys.c.teams, _api_keys.c.last_used_at
 ).where(_api_keys.c.key_hash == bindparam("key_hash"), _api_keys.c.revoked_at.is_(None))
 _TOUCH_KEY = (
     update(_api_keys)
@@ -113,11 +120,17 @@ def authenticate(
             row = own.execute(_FIND_ACTIVE_KEY, parameters).one_or_none()
     if row is None:
         return None
-    key_id, name, role, last_used_at = row
+    key_id, name, role, teams, last_used_at = row
     due = last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION
     if due and not defer_touch:
         touch(database, key_id=key_id, now=now)
-    return Principal(key_id=key_id, name=name, role=Role(role), touch_due=due and defer_touch)
+    return Principal(
+        key_id=key_id,
+        name=name,
+        role=Role(role),
+        teams=frozenset(teams) if teams is not None else None,
+        touch_due=due and defer_touch,
+    )
 
 
 def touch(database: Database, *, key_id: int, now: datetime) -> None:

@@ -1,6 +1,12 @@
 from fastapi import APIRouter, Request, Response
 
-from app.auth.dependencies import BearerCredentials, authorize, checks_role_inline
+from app.auth.dependencies import (
+    BearerCredentials,
+    check_role,
+    checks_role_inline,
+    identities_of,
+    note_caller,
+)
 from app.auth.roles import Role
 from app.badges.render import badge_svg
 from app.clock import Now
@@ -43,10 +49,11 @@ def get_badge(
     with read_transaction(database) as session:
         # The key is checked in this thread call, so it can be skipped when badges are public.
         if not public:
-            principal = authorize(
-                database, credentials, BADGE_ROLE, now=now, connection=session.connection()
+            principal = identities_of(request).identify(
+                credentials, now=now, connection=session.connection()
             )
-            request.state.api_key_id = principal.key_id  # for the request log
+            note_caller(request, principal)
+            check_role(principal, BADGE_ROLE)
         system = system_service.get_system(session, key)
         brief = readiness_service.summary(session, system, now=now)
     return Response(badge_svg(Level(brief.level), brief.score), media_type=SVG_MEDIA_TYPE)

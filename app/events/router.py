@@ -17,7 +17,12 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 
 class EventRead(BaseModel):
     id: int
-    type: EventType
+    # A string, not the enum of the `type` filter: the service adds event types over time,
+    # and a follower that meets one it does not know should skip it, not fail to parse the page.
+    type: str = Field(
+        description="What happened, such as `evidence.recorded`; the `type` filter lists every"
+        " type known today. New types are added over time: skip the ones you do not know."
+    )
     system_key: str | None
     actor: Actor
     occurred_at: datetime
@@ -62,9 +67,9 @@ def list_events(
     items = [
         EventRead(
             id=row.id or 0,
-            type=EventType(row.type),
+            type=row.type,
             system_key=row.system_key,
-            actor=Actor(id=row.actor_id, name=row.actor_name),
+            actor=Actor.recorded(row),
             occurred_at=row.occurred_at,
             data=row.data,
         )

@@ -18,6 +18,7 @@ _APPEND = insert(Event)
 class EventType(StrEnum):
     system_created = "system.created"
     system_updated = "system.updated"
+    system_tier_changed = "system.tier_changed"
     evidence_recorded = "evidence.recorded"
     pilot_created = "pilot.created"
     pilot_result_recorded = "pilot.result_recorded"
@@ -73,8 +74,7 @@ def append_many(session: Session, new: list[NewEvent]) -> None:
             {
                 "type": event.type.value,
                 "system_key": event.system_key,
-                "actor_id": event.actor.key_id,
-                "actor_name": event.actor.name,
+                **event.actor.columns(),
                 "occurred_at": event.occurred_at,
                 "data": event.data,
             }

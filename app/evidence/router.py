@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from app.auth.dependencies import Pipeline, Viewer
+from app.auth.dependencies import TEAM_SCOPED, Pipeline, Viewer
 from app.clock import Now, get_now
 from app.db import Database, DatabaseDep, read_transaction, run_batched_write
 from app.evidence import service as evidence_service
@@ -40,9 +40,14 @@ async def evidence_control(control: ControlPath) -> str:
         "Records a new version of the evidence for one control; it becomes the current one"
         " and readiness is re-evaluated. Every version is kept. `not_applicable` needs a"
         " summary saying why. An `expires_at` in the past is accepted and shows as stale."
+        " A team-scoped identity records evidence only for its teams' systems (403"
+        " `out-of-scope`), and controls the policy's `attested_by` names need that role or"
+        " above (403 `attestation-role`; by default risk_review and approval_path need"
+        " approver)."
     ),
     response_model=EvidenceRead,
     responses=errors(400, 401, 403, 404, 422),
+    openapi_extra=TEAM_SCOPED,
 )
 async def record_evidence(
     actor: Pipeline,

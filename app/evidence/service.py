@@ -5,10 +5,11 @@ from typing import NamedTuple, Protocol
 from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlmodel import Session, col
 
+from app.auth import scope
 from app.auth.roles import Principal
 from app.controls.catalogue import CONTROLS_BY_KEY, SYSTEM_FIELD_CONTROLS
 from app.db import BatchedWrite, ItemOutcome
-from app.errors import NotFound, Unprocessable
+from app.errors import Forbidden, NotFound, Unprocessable
 from app.events import service as events
 from app.events.service import EventType
 from app.evidence.schemas import EvidenceRead, EvidenceWrite
@@ -208,15 +209,36 @@ def record(
     return _record_versions(session, [recording], now=now, source=source)[0]
 
 
+def _refusal(session: Session, write: NewEvidence, system: System | None) -> Exception | None:
+    """Why the write may not happen, if it may not: no such system (404), a system of a team
+    the writer does not act for, or a control the policy lets only a higher role attest
+    (403)."""
+    if system is None:
+        return system_service.no_such_system(write.system_key)
+    try:
+        scope.ensure_acts_for(write.actor, system_key=system.key, owner_team=system.owner_team)
+        needed = policy_service.active_rules(session).rules.attesting_role(write.control)
+        scope.ensure_may_attest(write.actor, control=write.control, needed=needed)
+    except Forbidden as refused:
+        return refused
+    return None
+
+
 def record_many(session: Session, writes: list[NewEvidence]) -> list[ItemOutcome[EvidenceRead]]:
     """Records each write as `record` would, one after another, in the caller's
-    transaction: a 404 for a write to an unknown system, the new version for the others.
+    transaction: the new version for each write that may happen, and for the others the
+    error their request answers with (`_refusal`).
 
     The writes share one time, the latest they were sent at: they commit together.
     """
     now = max(write.now for write in writes)
     systems = system_service.lock_systems(session, {write.system_key for write in writes})
-    known = [write for write in writes if write.system_key in systems]
+    refused = {
+        index: error
+        for index, write in enumerate(writes)
+        if (error := _refusal(session, write, systems.get(write.system_key))) is not None
+    }
+    known = [write for index, write in enumerate(writes) if index not in refused]
     versions = iter(
         _record_versions(
             session,
@@ -232,11 +254,11 @@ def record_many(session: Session, writes: list[NewEvidence]) -> list[ItemOutcome
     )
     readers: dict[str, EvidenceReader] = {}
     outcomes: list[ItemOutcome[EvidenceRead]] = []
-    for write in writes:
-        system = systems.get(write.system_key)
-        if system is None:
-            outcomes.append(system_service.no_such_system(write.system_key))
+    for index, write in enumerate(writes):
+        if index in refused:
+            outcomes.append(refused[index])
             continue
+        system = systems[write.system_key]
         reader = readers.get(write.system_key)
         if reader is None:
             reader = readers[write.system_key] = EvidenceReader(session, system, now)

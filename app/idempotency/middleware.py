@@ -11,10 +11,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import anyio.to_thread
+from fastapi.security import HTTPAuthorizationCredentials
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth import service as auth_service
-from app.errors import problem_response
+from app.auth.dependencies import Identities
+from app.auth.roles import ActorKind, Principal
+from app.errors import DomainError, problem_response
 from app.idempotency import service
 
 logger = logging.getLogger(__name__)
@@ -29,6 +32,15 @@ _NOT_REPLAYED = {"date", "server", "content-length"}
 
 # How often a process deletes records past the retention period (before a claim).
 PURGE_EVERY = timedelta(minutes=1)
+
+
+def _caller(principal: Principal, secret: str) -> str:
+    """Whose keys these are: an API key's, or an OIDC identity's (by issuer and subject, so
+    a retry with a fresh token of the same workload still replays)."""
+    if principal.kind == ActorKind.oidc:
+        identity = f"oidc\n{principal.issuer}\n{principal.subject}"
+        return hashlib.sha256(identity.encode()).hexdigest()
+    return auth_service.hash_key(secret)
 
 
 class Idempotency:
@@ -66,23 +78,27 @@ class Idempotency:
 
         state = scope["app"].state
         database, now = state.database, state.clock()
+        identities: Identities = state.identities
         credentials = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, secret = credentials.partition(" ")
-        # Only a valid key's requests are remembered and replayed: a revoked key gets its
-        # 401 from the route, never a stored answer.
-        principal = (
-            await anyio.to_thread.run_sync(
-                lambda: auth_service.authenticate(database, secret=secret.strip(), now=now)
-            )
-            if scheme.lower() == "bearer" and secret.strip()
-            else None
-        )
+        secret = secret.strip()
+        # Only a valid caller's requests are remembered and replayed: a revoked key gets its
+        # 401 (an unmapped token its 403) from the route, never a stored answer.
+        principal = None
+        if scheme.lower() == "bearer" and secret:
+            presented = HTTPAuthorizationCredentials(scheme="Bearer", credentials=secret)
+            try:
+                principal = await anyio.to_thread.run_sync(
+                    lambda: identities.identify(presented, now=now)
+                )
+            except DomainError:
+                principal = None
         if principal is None:
             await self.app(scope, receive, send)
             return
 
         body = await _read_body(receive)
-        caller = auth_service.hash_key(secret.strip())
+        caller = _caller(principal, secret)
         fingerprint = hashlib.sha256(
             b"\n".join(
                 [scope["method"].encode(), scope["path"].encode(), scope["query_string"], body]

@@ -40,6 +40,8 @@ _APPROVALS = PerSystemQuery(
             col(Approval.system_id),
             col(Approval.target_stage),
             col(Approval.approver_id),
+            col(Approval.approver_issuer),
+            col(Approval.approver_subject),
             col(Approval.approver_name),
             col(Approval.decision),
             col(Approval.created_at),
@@ -86,15 +88,17 @@ def approval_facts(
     since = last_transitions(session, system_ids)
     validity = timedelta(days=validity_days)
     rows = _APPROVALS.rows(session.connection(), system_ids)
-    # Each approver's latest decision, keyed by approver id, or by name for keys that no
-    # longer exist: (decision, created_at).
-    latest: dict[tuple[int, str, int | None, str], tuple[str, datetime]] = {}
-    for system_id, stage, approver_id, approver_name, decision, created_at in rows:
-        latest[(system_id, stage, approver_id, approver_name)] = (decision, created_at)
+    # Each approver's latest decision, keyed by who they are: an API key's id, or an OIDC
+    # identity's issuer and subject (its name may change from token to token), or else
+    # the name: (decision, created_at, name).
+    latest: dict[tuple[int, str, object], tuple[str, datetime, str]] = {}
+    for system_id, stage, key_id, issuer, subject, name, decision, created_at in rows:
+        who = key_id if key_id is not None else (issuer, subject) if subject else name
+        latest[(system_id, stage, who)] = (decision, created_at, name)
 
     approvers: dict[tuple[int, str], list[datetime]] = defaultdict(list)
     rejected: dict[tuple[int, str], list[str]] = defaultdict(list)
-    for (system_id, stage, _, name), (decision, created_at) in latest.items():
+    for (system_id, stage, _), (decision, created_at, name) in latest.items():
         if decision == "reject":
             rejected[(system_id, stage)].append(name)
             continue

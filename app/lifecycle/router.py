@@ -3,7 +3,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.auth.dependencies import Approver, Pipeline, Viewer
+from app.auth.dependencies import TEAM_SCOPED, Approver, Pipeline, Viewer
 from app.clock import Now
 from app.db import DatabaseDep, read_transaction, write_transaction
 from app.lifecycle import service as lifecycle_service
@@ -58,7 +58,7 @@ def _transition_read(key: str, row: Transition) -> TransitionRead:
         override=Override(justification=row.override_justification)
         if row.override_justification
         else None,
-        actor=Actor(id=row.actor_id, name=row.actor_name),
+        actor=Actor.recorded(row),
         occurred_at=row.occurred_at,
     )
 
@@ -89,7 +89,7 @@ def _approval_read(key: str, row: Approval) -> ApprovalRead:
         target_stage=row.target_stage,
         decision=row.decision,
         comment=row.comment,
-        approver=Actor(id=row.approver_id, name=row.approver_name),
+        approver=Actor.recorded(row, "approver"),
         created_at=row.created_at,
     )
 
@@ -102,12 +102,10 @@ def _waiver_read(key: str, row: Waiver, now: datetime) -> WaiverRead:
         justification=row.justification,
         expires_at=row.expires_at,
         active=row.revoked_at is None and row.expires_at > now,
-        granted_by=Actor(id=row.granted_by_id, name=row.granted_by_name),
+        granted_by=Actor.recorded(row, "granted_by"),
         granted_at=row.granted_at,
         revoked_at=row.revoked_at,
-        revoked_by=Actor(id=row.revoked_by_id, name=row.revoked_by_name)
-        if row.revoked_by_name
-        else None,
+        revoked_by=Actor.recorded(row, "revoked_by") if row.revoked_by_name else None,
     )
 
 
@@ -139,8 +137,10 @@ def check_gate(
         "Re-evaluates the gate in the same transaction that changes the stage. 409 problems:"
         " `gate-denied` (with `blocking`), `invalid-transition`, `stage-conflict` (when"
         " `expected_stage` differs or another move won). `override` is for admins only."
+        " A team-scoped identity moves only its teams' systems (403 `out-of-scope`)."
     ),
     responses=errors(400, 401, 403, 404, 409, 422),
+    openapi_extra=TEAM_SCOPED,
 )
 def create_transition(
     actor: Pipeline,
@@ -151,7 +151,7 @@ def create_transition(
     response: Response,
 ) -> TransitionRead:
     with write_transaction(database) as session:
-        system = system_service.get_system(session, key, for_update=True)
+        system = system_service.lock_for_write(session, key, actor=actor)
         record = lifecycle_service.transition(
             session, system=system, body=body, actor=actor, now=now
         )
@@ -219,6 +219,9 @@ def get_stage_at(
     description=(
         "Counts toward the gate while newer than the last transition and within the"
         " policy's validity. A reject blocks until the same approver approves again."
+        " Approvers of any team may approve; where the tier's policy asks for"
+        " `independent_approval` (high and critical by default), an approver scoped to the"
+        " system's owner team is refused (403 `not-independent`)."
     ),
     responses=errors(400, 401, 403, 404, 422),
 )
@@ -263,9 +266,11 @@ def list_approvals(
     description=(
         "Counts the control as met in gates, shown as `waived`, until `expires_at` (at most"
         " the policy's limit, 90 days) or revocation. Controls the policy marks non-waivable"
-        " for the tier are refused (422)."
+        " for the tier are refused (422). A team-scoped approver waives only for its teams'"
+        " systems (403 `out-of-scope`)."
     ),
     responses=errors(400, 401, 403, 404, 422),
+    openapi_extra=TEAM_SCOPED,
 )
 def create_waiver(
     actor: Approver,
@@ -276,7 +281,7 @@ def create_waiver(
     response: Response,
 ) -> WaiverRead:
     with write_transaction(database) as session:
-        system = system_service.get_system(session, key, for_update=True)
+        system = system_service.lock_for_write(session, key, actor=actor)
         row = lifecycle_service.grant_waiver(
             session, system=system, body=body, actor=actor, now=now
         )
@@ -312,14 +317,18 @@ def list_waivers(
     "/waivers/{waiver_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Revoke a waiver",
-    description="The control counts as it really is from now on; the revocation is recorded.",
+    description=(
+        "The control counts as it really is from now on; the revocation is recorded. A"
+        " team-scoped approver revokes only for its teams' systems (403 `out-of-scope`)."
+    ),
     responses=errors(401, 403, 404, 422),
+    openapi_extra=TEAM_SCOPED,
 )
 def revoke_waiver(
     actor: Approver, key: KeyPath, waiver_id: IdPath, database: DatabaseDep, now: Now
 ) -> None:
     with write_transaction(database) as session:
-        system = system_service.get_system(session, key, for_update=True)
+        system = system_service.lock_for_write(session, key, actor=actor)
         lifecycle_service.revoke_waiver(
             session, system=system, waiver_id=waiver_id, actor=actor, now=now
         )

@@ -6,6 +6,7 @@ from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
+from app.auth import scope
 from app.auth.roles import Principal, Role
 from app.errors import (
     Forbidden,
@@ -69,8 +70,7 @@ def check_gate(
         policy_version=readiness.policy_version,
         release_version=body.release.version if body.release else None,
         release_uri=body.release.uri if body.release else None,
-        actor_id=actor.key_id,
-        actor_name=actor.name,
+        **actor.columns(),
         checked_at=now,
     )
     session.add(check)
@@ -167,8 +167,7 @@ def transition(
         policy_version=readiness.policy_version,
         blocking=_items(blocking),
         override_justification=override.justification if override else None,
-        actor_id=actor.key_id,
-        actor_name=actor.name,
+        **actor.columns(),
         occurred_at=now,
     )
     session.add(record)
@@ -219,14 +218,22 @@ def stage_at(session: Session, *, system: System, at: datetime) -> tuple[str, Tr
 def record_approval(
     session: Session, *, system: System, body: ApprovalCreate, actor: Principal, now: datetime
 ) -> Approval:
+    """Approvals are not team-scoped (independence needs outsiders), but a tier whose policy
+    asks for independent approval refuses an approver scoped to the owner team."""
+    tier = policy_service.active_rules(session).rules.tier(system.risk_tier)
+    scope.ensure_independent(
+        actor,
+        owner_team=system.owner_team,
+        tier=system.risk_tier,
+        required=tier.independent_approval,
+    )
     assert system.id is not None
     approval = Approval(
         system_id=system.id,
         target_stage=body.target_stage.value,
         decision=body.decision.value,
         comment=body.comment,
-        approver_id=actor.key_id,
-        approver_name=actor.name,
+        **actor.columns("approver"),
         created_at=now,
     )
     session.add(approval)
@@ -280,8 +287,7 @@ def grant_waiver(
         control=body.control.value,
         justification=body.justification,
         expires_at=body.expires_at,
-        granted_by_id=actor.key_id,
-        granted_by_name=actor.name,
+        **actor.columns("granted_by"),
         granted_at=now,
     )
     session.add(waiver)
@@ -312,8 +318,8 @@ def revoke_waiver(
     if waiver.revoked_at is not None:
         return
     waiver.revoked_at = now
-    waiver.revoked_by_id = actor.key_id
-    waiver.revoked_by_name = actor.name
+    for column, value in actor.columns("revoked_by").items():
+        setattr(waiver, column, value)
     session.add(waiver)
     session.flush()
     readiness_service.refresh(session, system, now=now)

@@ -1,5 +1,6 @@
 from datetime import datetime
 
+from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
 from app.models.base import UTCDateTime
@@ -19,3 +20,5 @@ class ApiKey(SQLModel, table=True):
     created_by: int | None = Field(default=None)
     last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The owner teams a scoped key acts for; null: every team (platform-wide).
+    teams: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))

@@ -16,6 +16,9 @@ SQLModel.metadata.naming_convention = {
     "pk": "pk_%(table_name)s",
 }
 
+# Actor kind columns added after rows existed: those rows were written by API keys.
+API_KEY_DEFAULT = {"server_default": "api_key"}
+
 
 def _from_sqlite_text(value: str | None) -> datetime | None:
     if value is None:

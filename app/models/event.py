@@ -4,7 +4,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
-from app.models.base import UTCDateTime
+from app.models.base import API_KEY_DEFAULT, UTCDateTime
 
 
 class Event(SQLModel, table=True):
@@ -21,5 +21,8 @@ class Event(SQLModel, table=True):
     system_key: str | None = Field(default=None, max_length=63)
     actor_id: int | None = Field(default=None)
     actor_name: str = Field(max_length=100)
+    actor_kind: str = Field(default="api_key", max_length=10, sa_column_kwargs=API_KEY_DEFAULT)
+    actor_issuer: str | None = Field(default=None, max_length=500)
+    actor_subject: str | None = Field(default=None, max_length=500)
     occurred_at: datetime = Field(sa_type=UTCDateTime)
     data: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))

@@ -4,7 +4,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, Text
 from sqlmodel import Field, SQLModel
 
-from app.models.base import UTCDateTime
+from app.models.base import API_KEY_DEFAULT, UTCDateTime
 
 
 def _system_fk() -> Any:
@@ -33,6 +33,9 @@ class Transition(SQLModel, table=True):
     override_justification: str | None = Field(default=None, sa_type=Text)
     actor_id: int | None = Field(default=None)
     actor_name: str = Field(max_length=100)
+    actor_kind: str = Field(default="api_key", max_length=10, sa_column_kwargs=API_KEY_DEFAULT)
+    actor_issuer: str | None = Field(default=None, max_length=500)
+    actor_subject: str | None = Field(default=None, max_length=500)
     occurred_at: datetime = Field(sa_type=UTCDateTime)
 
 
@@ -54,6 +57,9 @@ class GateCheck(SQLModel, table=True):
     release_uri: str | None = Field(default=None, max_length=2000)
     actor_id: int | None = Field(default=None)
     actor_name: str = Field(max_length=100)
+    actor_kind: str = Field(default="api_key", max_length=10, sa_column_kwargs=API_KEY_DEFAULT)
+    actor_issuer: str | None = Field(default=None, max_length=500)
+    actor_subject: str | None = Field(default=None, max_length=500)
     checked_at: datetime = Field(sa_type=UTCDateTime)
 
 
@@ -68,6 +74,9 @@ class Approval(SQLModel, table=True):
     comment: str | None = Field(default=None, sa_type=Text)
     approver_id: int | None = Field(default=None)
     approver_name: str = Field(max_length=100)
+    approver_kind: str = Field(default="api_key", max_length=10, sa_column_kwargs=API_KEY_DEFAULT)
+    approver_issuer: str | None = Field(default=None, max_length=500)
+    approver_subject: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(sa_type=UTCDateTime)
 
 
@@ -82,7 +91,13 @@ class Waiver(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime)
     granted_by_id: int | None = Field(default=None)
     granted_by_name: str = Field(max_length=100)
+    granted_by_kind: str = Field(default="api_key", max_length=10, sa_column_kwargs=API_KEY_DEFAULT)
+    granted_by_issuer: str | None = Field(default=None, max_length=500)
+    granted_by_subject: str | None = Field(default=None, max_length=500)
     granted_at: datetime = Field(sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked_by_id: int | None = Field(default=None)
     revoked_by_name: str | None = Field(default=None, max_length=100)
+    revoked_by_kind: str | None = Field(default=None, max_length=10)
+    revoked_by_issuer: str | None = Field(default=None, max_length=500)
+    revoked_by_subject: str | None = Field(default=None, max_length=500)

@@ -1,7 +1,9 @@
 from fastapi import APIRouter, Response, status
 from sqlmodel import Session
 
-from app.auth.dependencies import Pipeline, Viewer
+from app.auth import scope
+from app.auth.dependencies import TEAM_SCOPED, Pipeline, Viewer
+from app.auth.roles import Principal
 from app.clock import Now
 from app.db import DatabaseDep, read_transaction, write_transaction
 from app.models import Pilot, System
@@ -23,11 +25,13 @@ from app.systems.dependencies import KeyPath
 router = APIRouter(tags=["pilots"])
 
 
-def _locked_pilot(session: Session, pilot_id: IdPath) -> tuple[Pilot, System]:
-    """The pilot and its system, the system row locked so writers to it queue."""
+def _locked_pilot(session: Session, pilot_id: IdPath, *, actor: Principal) -> tuple[Pilot, System]:
+    """The pilot and its system, the system row locked so writers to it queue; 403 when
+    the system belongs to a team the actor does not act for."""
     pilot = pilot_service.get_pilot(session, pilot_id)
     system = session.get(System, pilot.system_id, with_for_update=True)
     assert system is not None
+    scope.ensure_acts_for(actor, system_key=system.key, owner_team=system.owner_team)
     session.refresh(pilot)  # its status as of the lock: a concurrent conclude has committed
     return pilot, system
 
@@ -38,9 +42,11 @@ def _locked_pilot(session: Session, pilot_id: IdPath) -> tuple[Pilot, System]:
     summary="Start a pilot",
     description=(
         "Declares a pilot and its success criteria up front, for a system in stage pilot"
-        " (409 `system-not-in-pilot` otherwise)."
+        " (409 `system-not-in-pilot` otherwise). A team-scoped identity starts pilots only"
+        " for its teams' systems (403 `out-of-scope`)."
     ),
     responses=errors(400, 401, 403, 404, 409, 422),
+    openapi_extra=TEAM_SCOPED,
 )
 def create_pilot(
     actor: Pipeline,
@@ -51,7 +57,7 @@ def create_pilot(
     response: Response,
 ) -> PilotRead:
     with write_transaction(database) as session:
-        system = system_service.get_system(session, key, for_update=True)
+        system = system_service.lock_for_write(session, key, actor=actor)
         pilot = pilot_service.create_pilot(session, system=system, body=body, actor=actor, now=now)
         read = pilot_service.read(session, pilot, system_key=key, now=now)
     response.headers["Location"] = f"/v1/pilots/{pilot.id}"
@@ -104,15 +110,17 @@ def get_pilot(_actor: Viewer, pilot_id: IdPath, database: DatabaseDep, now: Now)
     description=(
         "Metrics measured by a pipeline, with optional findings. Each result is kept; the"
         " answer carries the evaluation after it. Metrics no criterion uses are kept and"
-        " listed in `unknown_metrics`. A concluded pilot answers 409 `pilot-concluded`."
+        " listed in `unknown_metrics`. A concluded pilot answers 409 `pilot-concluded`. A"
+        " team-scoped identity posts only to its teams' pilots (403 `out-of-scope`)."
     ),
     responses=errors(400, 401, 403, 404, 409, 422),
+    openapi_extra=TEAM_SCOPED,
 )
 def post_results(
     actor: Pipeline, pilot_id: IdPath, body: ResultCreate, database: DatabaseDep, now: Now
 ) -> ResultRecorded:
     with write_transaction(database) as session:
-        pilot, system = _locked_pilot(session, pilot_id)
+        pilot, system = _locked_pilot(session, pilot_id, actor=actor)
         result, evaluation = pilot_service.record_result(
             session, pilot=pilot, system=system, body=body, actor=actor, now=now
         )
@@ -127,12 +135,14 @@ def post_results(
     description=(
         "Freezes the pilot (missing metrics now fail) and records its outcome as"
         " `testing_evidence` and `measurable_value` evidence (pass: met, warning: partial,"
-        " fail: not_met) with the pilot as source."
+        " fail: not_met) with the pilot as source. A team-scoped identity concludes only its"
+        " teams' pilots (403 `out-of-scope`)."
     ),
     responses=errors(401, 403, 404, 409, 422),
+    openapi_extra=TEAM_SCOPED,
 )
 def conclude_pilot(actor: Pipeline, pilot_id: IdPath, database: DatabaseDep, now: Now) -> PilotRead:
     with write_transaction(database) as session:
-        pilot, system = _locked_pilot(session, pilot_id)
+        pilot, system = _locked_pilot(session, pilot_id, actor=actor)
         pilot = pilot_service.conclude(session, pilot=pilot, system=system, actor=actor, now=now)
         return pilot_service.read(session, pilot, system_key=system.key, now=now)

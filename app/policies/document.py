@@ -1,7 +1,7 @@
 """The policy document: what a tier needs for each gate. Validated here, used by scoring."""
 
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 from pydantic import (
     BaseModel,
@@ -13,9 +13,24 @@ from pydantic import (
     model_validator,
 )
 
-from app.controls.catalogue import ControlKey
+from app.auth.roles import Role
+from app.controls.catalogue import SYSTEM_FIELD_CONTROLS, ControlKey
 from app.readiness.tiers import TIER_ORDER, Tier
 from app.schemas import JsonInt, RequestModel, WholeNumber
+
+# Statements a pipeline cannot make about itself: a risk review is signed by someone
+# accountable, an approval path confirmed by an approver.
+DEFAULT_ATTESTED_BY: dict[str, str] = {"risk_review": "approver", "approval_path": "approver"}
+# Tiers whose approvals must come from outside the owner team, unless a policy says otherwise.
+INDEPENDENT_APPROVAL_TIERS = frozenset({Tier.high, Tier.critical})
+
+
+class AttestingRole(StrEnum):
+    """Roles that may record evidence at all, so the ones `attested_by` can name."""
+
+    pipeline = "pipeline"
+    approver = "approver"
+    admin = "admin"
 
 
 class PilotOutcome(StrEnum):
@@ -82,6 +97,14 @@ class TierPolicy(BaseModel):
         default_factory=list,
         description="Controls that may not be marked not_applicable at this tier.",
     )
+    independent_approval: StrictBool = Field(
+        default=False,
+        description=(
+            "Approvals must come from outside the owner team: an approver scoped to it is"
+            " refused (403 not-independent). Left out of a policy: true for high and"
+            " critical, false below."
+        ),
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -109,8 +132,34 @@ class PolicyRules(RequestModel):
     max_pilot_days: JsonInt = Field(
         default=90, ge=1, le=3650, description="A pilot running longer than this is stuck."
     )
+    attested_by: dict[ControlKey, AttestingRole] = Field(
+        default_factory=lambda: {
+            ControlKey(control): AttestingRole(role)
+            for control, role in DEFAULT_ATTESTED_BY.items()
+        },
+        description=(
+            "The lowest role that may record each control's evidence; controls not listed"
+            " need pipeline. Left out: risk_review and approval_path need approver."
+        ),
+    )
     # Keys are tiers, so at least as many keys as tiers is every tier (what _every_tier checks).
     tiers: dict[Tier, TierPolicy] = Field(json_schema_extra={"minProperties": len(TIER_ORDER)})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tier_defaults(cls, data: Any) -> Any:
+        # A tier that does not say whether approvals must be independent gets its tier's
+        # default, so a document written before the field keeps its meaning.
+        tiers = data.get("tiers") if isinstance(data, dict) else None
+        if not isinstance(tiers, dict):
+            return data
+        filled = {
+            tier: {"independent_approval": tier in INDEPENDENT_APPROVAL_TIERS, **rule}
+            if isinstance(rule, dict) and "independent_approval" not in rule
+            else rule
+            for tier, rule in tiers.items()
+        }
+        return {**data, "tiers": filled}
 
     @model_validator(mode="after")
     def _every_tier(self) -> Self:
@@ -118,6 +167,23 @@ class PolicyRules(RequestModel):
         if missing:
             raise ValueError(f"tiers is missing {', '.join(missing)}")
         return self
+
+    @model_validator(mode="after")
+    def _attested_by_evidence(self) -> Self:
+        fields = sorted(
+            control.value for control in self.attested_by if control in SYSTEM_FIELD_CONTROLS
+        )
+        if fields:
+            raise ValueError(
+                f"attested_by names {', '.join(fields)}, which the system's own fields satisfy,"
+                " not evidence"
+            )
+        return self
+
+    def attesting_role(self, control: str) -> Role | None:
+        """The lowest role that may record evidence for `control`, when the policy names one."""
+        role = self.attested_by.get(ControlKey(control))
+        return Role(role.value) if role is not None else None
 
     def weight(self, control: str) -> float:
         return self.weights.get(ControlKey(control), 1.0)

@@ -1,13 +1,12 @@
 from fastapi import APIRouter, Request, Response
-from fastapi.concurrency import run_in_threadpool
 
-from app.auth import service as auth_service
 from app.auth.dependencies import (
     BearerCredentials,
     Viewer,
     check_role,
     checks_role_inline,
-    identify,
+    identities_of,
+    note_caller,
 )
 from app.auth.roles import Principal, Role
 from app.clock import get_now
@@ -49,17 +48,21 @@ async def get_readiness(
     # The database and the clock come straight from the app's state, as their
     # dependencies would give them, without a dependency resolution each.
     database: Database = request.app.state.database
+    identities = identities_of(request)
     now = get_now(request)
 
-    caller: Principal | None = None
+    # An OIDC token is known before the read (from memory once verified); an API key is
+    # looked up on the read's own connection.
+    caller: Principal | None = await identities.identify_token(credentials, now=now)
 
     def read() -> str:
         nonlocal caller
         with database.lookup_engine.connect() as connection:
-            caller = identify(
-                database, credentials, now=now, connection=connection, defer_touch=True
-            )
-            request.state.api_key_id = caller.key_id  # for the request log
+            if caller is None:
+                caller = identities.identify(
+                    credentials, now=now, connection=connection, defer_touch=True
+                )
+            note_caller(request, caller)
             check_role(caller, READINESS_ROLE)
             stored = readiness_service.stored_document(connection, key, now=now)
         if stored.document is not None:
@@ -71,10 +74,9 @@ async def get_readiness(
     try:
         document = await run_read(database, read)
     finally:
-        # The key was used even when the answer is a 403 or 404. Refreshing last_used_at is a
-        # write, so it never runs on the event loop; it is due at most once a minute.
-        if caller is not None and caller.touch_due and caller.key_id is not None:
-            await run_in_threadpool(auth_service.touch, database, key_id=caller.key_id, now=now)
+        # The key was used even when the answer is a 403 or 404.
+        if caller is not None:
+            await identities.touch_if_due(caller, now=now)
     # Served as the stored JSON: no ORM object, no model validation on the hot path.
     return Response(content=document, media_type="application/json")
 

@@ -3,7 +3,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from app.auth.dependencies import Pipeline, Viewer
+from app.auth.dependencies import TEAM_SCOPED, Pipeline, Viewer
 from app.clock import Now
 from app.db import DatabaseDep, read_transaction, write_transaction
 from app.lifecycle.stages import GateStage, Stage
@@ -48,8 +48,13 @@ def to_read(system: System, readiness: Summary) -> SystemRead:
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Register an AI system",
-    description="Registers a system in stage `proposed`; its risk tier is derived at once.",
+    description=(
+        "Registers a system in stage `proposed`; its risk tier is derived at once. A"
+        " team-scoped identity must name one of its teams as `owner.team` (403"
+        " `out-of-scope`)."
+    ),
     responses=errors(400, 401, 403, 409, 422),
+    openapi_extra=TEAM_SCOPED,
 )
 def create_system(
     actor: Pipeline, body: SystemCreate, database: DatabaseDep, now: Now, response: Response
@@ -131,9 +136,14 @@ def get_system(
     description=(
         "A JSON merge patch of the mutable fields: absent fields stay, null removes, `owner`"
         " and `labels` merge. `key`, `stage` and derived fields cannot be set. Send"
-        " `If-Match` with the ETag to refuse a lost update (412)."
+        " `If-Match` with the ETag to refuse a lost update (412). A team-scoped identity may"
+        " patch only its teams' systems and move `owner.team` only to one of its teams"
+        " (403 `out-of-scope`); a change that lowers the risk tier needs the approver role"
+        " (403 `tier-lowering-needs-approver`), and every tier change appends"
+        " `system.tier_changed`."
     ),
     responses=errors(400, 401, 403, 404, 412, 422),
+    openapi_extra=TEAM_SCOPED,
 )
 def patch_system(
     actor: Pipeline,
@@ -145,7 +155,7 @@ def patch_system(
     if_match: Annotated[str | None, Header(max_length=200)] = None,
 ) -> SystemRead:
     with write_transaction(database) as session:
-        system = system_service.get_system(session, key, for_update=True)
+        system = system_service.lock_for_write(session, key, actor=actor)
         system = system_service.patch_system(
             session, system=system, patch=body, if_match=if_match, actor=actor, now=now
         )

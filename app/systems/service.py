@@ -6,13 +6,14 @@ from sqlalchemy import bindparam, delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from app.auth import scope
 from app.auth.roles import Principal
 from app.errors import AlreadyExists, NotFound, PreconditionFailed, Unprocessable
 from app.events import service as events
 from app.events.service import EventType
 from app.models import System, SystemLabel
 from app.readiness import service as readiness_service
-from app.readiness.tiers import derive_tier
+from app.readiness.tiers import Tier, derive_tier
 from app.systems.schemas import MAX_LABELS, SystemCreate, SystemPatch
 
 # Fields a merge patch may name that map one-to-one onto a column.
@@ -53,6 +54,14 @@ def get_system(session: Session, key: str, *, for_update: bool = False) -> Syste
     return system
 
 
+def lock_for_write(session: Session, key: str, *, actor: Principal) -> System:
+    """The system, its row locked for a write by `actor`: 404 when there is none, 403
+    out-of-scope when it belongs to a team the actor does not act for."""
+    system = get_system(session, key, for_update=True)
+    scope.ensure_acts_for(actor, system_key=system.key, owner_team=system.owner_team)
+    return system
+
+
 def lock_systems(session: Session, keys: set[str]) -> dict[str, System]:
     """The systems with these keys, locked for a write, by key; unknown keys are left out."""
     if len(keys) == 1:
@@ -81,6 +90,7 @@ def _replace_labels(session: Session, system: System) -> None:
 def create_system(
     session: Session, *, body: SystemCreate, actor: Principal, now: datetime
 ) -> System:
+    scope.ensure_may_own(actor, team=body.owner.team if body.owner else None)
     if session.execute(select(col(System.id)).where(col(System.key) == body.key)).first():
         raise AlreadyExists(f"A system with key '{body.key}' exists.")
     system = System(
@@ -250,11 +260,16 @@ def patch_system(
 
     if not changes:
         return system
+    if "owner_team" in changes:
+        scope.ensure_may_own(actor, team=system.owner_team)
+    from_tier = system.risk_tier
+    _apply_tier(system)
+    if Tier(system.risk_tier).rank < Tier(from_tier).rank:
+        scope.ensure_may_lower_tier(actor, from_tier=from_tier, to_tier=system.risk_tier)
     system.version += 1
     system.updated_at = now
     if changes.keys() & {"owner_team", "owner_contact"}:
         system.owner_updated_at = now
-    _apply_tier(system)
     session.add(system)
     if "labels" in changes:
         _replace_labels(session, system)
@@ -267,4 +282,13 @@ def patch_system(
         system_key=system.key,
         data={"changes": changes, "version": system.version},
     )
+    if system.risk_tier != from_tier:
+        events.append(
+            session,
+            type=EventType.system_tier_changed,
+            actor=actor,
+            now=now,
+            system_key=system.key,
+            data={"from": from_tier, "to": system.risk_tier, "rule": system.risk_tier_rule},
+        )
     return system

@@ -33,7 +33,13 @@ def test_every_write_appends_an_event_naming_the_actor(
         "api_key.revoked",
         "policy.published",
     ]
-    assert events[0]["actor"] == {"id": None, "name": "bootstrap"}
+    assert events[0]["actor"] == {
+        "kind": "service",
+        "id": None,
+        "name": "bootstrap",
+        "issuer": None,
+        "subject": None,
+    }
     by_type = {event["type"]: event for event in events}
     assert by_type["system.created"]["actor"]["name"] == "pipeline-key"
     assert by_type["system.created"]["system_key"] == "sys-e"

@@ -19,10 +19,10 @@ OVERRIDE = {"justification": "Signed off by the risk committee, minute 42"}
 
 
 def test_not_applicable_cannot_sidestep_a_non_waivable_control(
-    client: TestClient, pipeline: Headers
+    client: TestClient, pipeline: Headers, approver: Headers
 ) -> None:
     make_system(client, pipeline, key="triage", tier="critical")
-    meet_every_control(client, pipeline, key="triage")
+    meet_every_control(client, pipeline, key="triage", attester=approver)
     for control in ("human_oversight", "fallback_process"):
         record_evidence(
             client,
@@ -84,7 +84,7 @@ def test_a_reject_outlives_a_transition(
 ) -> None:
     pipeline, approver = keys["pipeline"], keys["approver"]
     make_system(client, pipeline, key="lender", tier="high")
-    meet_every_control(client, pipeline, key="lender")
+    meet_every_control(client, pipeline, key="lender", attester=approver)
     approve(client, approver, key="lender", stage="production", decision="reject")
     clock.advance(minutes=1)
     assert transition(client, pipeline, key="lender", to="pilot").status_code == 201

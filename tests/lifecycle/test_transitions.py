@@ -4,7 +4,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.controls.catalogue import EVIDENCE_CONTROLS
 from tests.conftest import FakeClock, auth
 from tests.factories import (
     approve,
@@ -66,7 +65,7 @@ def test_minimal_walk(client: TestClient, pipeline: Headers) -> None:
 
 
 def test_limited_walk_with_partial_and_stale_evidence(
-    client: TestClient, pipeline: Headers, clock: FakeClock
+    client: TestClient, pipeline: Headers, approver: Headers, clock: FakeClock
 ) -> None:
     make_system(client, pipeline, key="helpdesk", tier="limited")
     assert denied(transition(client, pipeline, key="helpdesk", to="pilot")) == {
@@ -83,22 +82,22 @@ def test_limited_walk_with_partial_and_stale_evidence(
     record_evidence(client, pipeline, key="helpdesk", control="training")
     assert transition(client, pipeline, key="helpdesk", to="pilot").status_code == 201
 
-    meet_every_control(client, pipeline, key="helpdesk")
+    meet_every_control(client, pipeline, key="helpdesk", attester=approver)
     clock.advance(days=366)  # limited tier: evidence older than 365 days is stale
     stale = denied(transition(client, pipeline, key="helpdesk", to="production"))
     assert ("control_stale", "monitoring") in stale
-    meet_every_control(client, pipeline, key="helpdesk")
+    meet_every_control(client, pipeline, key="helpdesk", attester=approver)
     assert transition(client, pipeline, key="helpdesk", to="production").status_code == 201
 
 
 def test_high_walk_needs_approval_and_a_pilot(
     client: TestClient, keys: dict[str, Headers], approvers: list[Headers], clock: FakeClock
 ) -> None:
-    pipeline = keys["pipeline"]
+    pipeline, approver = keys["pipeline"], keys["approver"]
     make_system(client, pipeline, key="lender", tier="high")
     pilot_gate = denied(transition(client, pipeline, key="lender", to="pilot"))
     assert {"risk_review", "human_oversight"} <= {control for _, control in pilot_gate}
-    meet_every_control(client, pipeline, key="lender")
+    meet_every_control(client, pipeline, key="lender", attester=approver)
     assert transition(client, pipeline, key="lender", to="pilot").status_code == 201
     clock.advance(minutes=5)  # decisions count only when newer than the last transition
 
@@ -128,10 +127,14 @@ def test_high_walk_needs_approval_and_a_pilot(
 
 
 def test_critical_needs_distinct_approvers(
-    client: TestClient, pipeline: Headers, approvers: list[Headers], clock: FakeClock
+    client: TestClient,
+    pipeline: Headers,
+    approver: Headers,
+    approvers: list[Headers],
+    clock: FakeClock,
 ) -> None:
     make_system(client, pipeline, key="triage", tier="critical")
-    meet_every_control(client, pipeline, key="triage")
+    meet_every_control(client, pipeline, key="triage", attester=approver)
     assert denied(transition(client, pipeline, key="triage", to="pilot")) == {
         ("approvals_missing", None)
     }
@@ -150,10 +153,14 @@ def test_critical_needs_distinct_approvers(
 
 
 def test_approvals_expire_with_the_policy_validity(
-    client: TestClient, pipeline: Headers, approvers: list[Headers], clock: FakeClock
+    client: TestClient,
+    pipeline: Headers,
+    approver: Headers,
+    approvers: list[Headers],
+    clock: FakeClock,
 ) -> None:
     make_system(client, pipeline, key="triage", tier="critical")
-    meet_every_control(client, pipeline, key="triage")
+    meet_every_control(client, pipeline, key="triage", attester=approver)
     approve(client, approvers[0], key="triage", stage="pilot")
     clock.advance(days=29)
     assert readiness(client, pipeline, key="triage")["gates"]["pilot"]["ready"] is True
@@ -227,7 +234,9 @@ def test_transitions_list_and_release(client: TestClient, pipeline: Headers) -> 
     assert listed[1]["policy_version"] == 1
 
 
-def test_gate_checks_are_recorded(client: TestClient, pipeline: Headers, viewer: Headers) -> None:
+def test_gate_checks_are_recorded(
+    client: TestClient, pipeline: Headers, approver: Headers, viewer: Headers
+) -> None:
     make_system(client, pipeline, key="lender", tier="high")
     check = client.post(
         "/v1/systems/lender/gate-checks",
@@ -242,7 +251,7 @@ def test_gate_checks_are_recorded(client: TestClient, pipeline: Headers, viewer:
     assert ("control_missing", "risk_review") in {
         (item["code"], item["control"]) for item in body["blocking"]
     }
-    meet_every_control(client, pipeline, key="lender")
+    meet_every_control(client, pipeline, key="lender", attester=approver)
     ok = client.post(
         "/v1/systems/lender/gate-checks", json={"target_stage": "pilot"}, headers=pipeline
     ).json()
@@ -252,11 +261,12 @@ def test_gate_checks_are_recorded(client: TestClient, pipeline: Headers, viewer:
     assert events["items"][0]["data"]["release"] == {"version": "3.0", "uri": None}
 
 
-def test_stage_at_a_moment(client: TestClient, pipeline: Headers, clock: FakeClock) -> None:
+def test_stage_at_a_moment(
+    client: TestClient, pipeline: Headers, approver: Headers, clock: FakeClock
+) -> None:
     created = clock.now
     make_system(client, pipeline, key="drafty", tier="minimal")
-    for control in EVIDENCE_CONTROLS:
-        record_evidence(client, pipeline, key="drafty", control=control)
+    meet_every_control(client, pipeline, key="drafty", attester=approver)
     clock.advance(days=1)
     to_pilot = clock.now
     transition(client, pipeline, key="drafty", to="pilot", release={"version": "1.0"})
@@ -287,11 +297,11 @@ def test_critical_walk_to_production(
     approvers: list[Headers],
     clock: FakeClock,
 ) -> None:
-    pipeline = keys["pipeline"]
+    pipeline, approver = keys["pipeline"], keys["approver"]
     make_system(client, pipeline, key="care-bot", tier="critical")
     pilot_gate = denied(transition(client, pipeline, key="care-bot", to="pilot"))
     assert {"fallback_process", "approval_path"} <= {control for _, control in pilot_gate}
-    meet_every_control(client, pipeline, key="care-bot")
+    meet_every_control(client, pipeline, key="care-bot", attester=approver)
     approve(client, approvers[0], key="care-bot", stage="pilot")
     assert transition(client, pipeline, key="care-bot", to="pilot").status_code == 201
     clock.advance(minutes=1)
@@ -326,7 +336,7 @@ def test_critical_walk_to_production(
     assert ("control_stale", "monitoring") in stale
     assert ("score_below_threshold", None) in stale
 
-    meet_every_control(client, pipeline, key="care-bot")
+    meet_every_control(client, pipeline, key="care-bot", attester=approver)
     for approver in approvers:
         approve(client, approver, key="care-bot", stage="production")
     moved = transition(client, pipeline, key="care-bot", to="production", expected_stage="pilot")

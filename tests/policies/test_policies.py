@@ -112,7 +112,10 @@ def test_controls_catalogue(client: TestClient, viewer: dict[str, str]) -> None:
         "title": "Purpose",
         "description": "A clear, written purpose.",
         "satisfied_by": "system_field",
+        "attested_by": None,
     }
+    attested = {item["key"]: item["attested_by"] for item in items if item["attested_by"]}
+    assert attested == {"risk_review": "approver", "approval_path": "approver"}
     assert {item["key"] for item in items if item["satisfied_by"] == "evidence_or_pilot"} == {
         "testing_evidence",
         "measurable_value",

@@ -61,10 +61,10 @@ def test_new_high_tier_system_lists_every_missing_piece(
 
 
 def test_full_evidence_high_tier_is_production_ready_but_gate_waits_for_pilot(
-    client: TestClient, pipeline: dict[str, str]
+    client: TestClient, pipeline: dict[str, str], approver: dict[str, str]
 ) -> None:
     make_system(client, pipeline, key="sys-f", tier="high")
-    meet_every_control(client, pipeline, key="sys-f")
+    meet_every_control(client, pipeline, key="sys-f", attester=approver)
     answer = readiness(client, pipeline, key="sys-f")
     assert answer["score"] == 100.0
     assert answer["gates"]["pilot"] == {"ready": True, "required_score": 50.0, "blocking": []}
@@ -91,7 +91,7 @@ def test_minimal_tier_reaches_production_ready(
             "detail": answer["gates"]["production"]["blocking"][0]["detail"],
         }
     ]
-    for control in ("data_quality", "risk_review", "testing_evidence"):
+    for control in ("data_quality", "monitoring", "testing_evidence"):
         record_evidence(client, pipeline, key="sys-m", control=control)
     answer = readiness(client, pipeline, key="sys-m")
     assert answer["score"] == 52.9

@@ -32,7 +32,7 @@ def _policy() -> dict[str, Any]:
 # Keyed by (method, path template); the order is one that every body is accepted in
 # (`test_every_base_body_is_accepted`): the transition comes before the pilot it enables.
 BASE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
-    ("POST", "/v1/api-keys"): {"name": "bounds-key", "role": "viewer"},
+    ("POST", "/v1/api-keys"): {"name": "bounds-key", "role": "viewer", "teams": ["claims"]},
     ("POST", "/v1/policies"): _policy(),
     ("POST", "/v1/systems"): system_body(
         key="base-sys",
