@@ -21,16 +21,21 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -44,7 +49,8 @@ from app.auth.roles import Role  # noqa: E402
 from app.auth.service import hash_key, new_secret  # noqa: E402
 from app.controls.catalogue import EVIDENCE_CONTROLS  # noqa: E402
 from app.models import ApiKey, Evidence, System, SystemLabel  # noqa: E402
-from app.policies.service import active_policy  # noqa: E402
+from app.policies.document import PolicyRules  # noqa: E402
+from app.policies.service import active_policy, default_policy_document  # noqa: E402
 from app.readiness.service import reevaluate_all  # noqa: E402
 from app.readiness.tiers import derive_tier  # noqa: E402
 
@@ -73,6 +79,12 @@ PROFILES: tuple[tuple[list[str], str], ...] = (
 # Current evidence is mostly met, so the portfolio mixes ready and blocked systems.
 CURRENT_STATUSES = ("met",) * 7 + ("partial",) * 2 + ("not_met",)
 OLDER_STATUSES = ("met", "partial", "not_met")
+# The controls a pipeline key may record evidence for: the default policy lets only an
+# approver attest some (`attested_by`), and the benchmark times writes that succeed.
+DEFAULT_RULES = PolicyRules.model_validate(default_policy_document())
+PIPELINE_CONTROLS = tuple(
+    control.value for control in EVIDENCE_CONTROLS if DEFAULT_RULES.attesting_role(control) is None
+)
 # Evidence rows per executemany: large batches, bounded memory.
 EVIDENCE_BATCH_SYSTEMS = 100
 
@@ -81,14 +93,27 @@ EVIDENCE_BATCH_SYSTEMS = 100
 class Endpoint:
     name: str
     mode: str  # BENCH_MODE for random_paths.lua
+    credential: str  # which of `Keys` the requests carry
     min_share: float | None = None  # of the bare endpoint's requests/s
     max_p99_ms: float | None = None
+    # At least this share of another endpoint's requests/s (by name).
+    min_share_of: tuple[str, float] | None = None
 
 
-BARE = Endpoint("GET / (bare FastAPI)", "bare")
+READ = "GET /v1/systems/{key}/readiness"
+BARE = Endpoint("GET / (bare FastAPI)", "bare", "viewer")
 ENDPOINTS = (
-    Endpoint("GET /v1/systems/{key}/readiness", "readiness", min_share=0.25, max_p99_ms=100),
-    Endpoint("PUT /v1/systems/{key}/evidence/{control}", "evidence", min_share=0.10),
+    Endpoint(READ, "readiness", "viewer", min_share=0.25, max_p99_ms=100),
+    # An OIDC token verified once and remembered must cost no more than an API key.
+    Endpoint(
+        "  the same with an OIDC token",
+        "readiness",
+        "oidc_viewer",
+        min_share=0.25,
+        max_p99_ms=100,
+        min_share_of=(READ, 0.95),
+    ),
+    Endpoint("PUT /v1/systems/{key}/evidence/{control}", "evidence", "pipeline", min_share=0.10),
 )
 
 
@@ -96,6 +121,7 @@ ENDPOINTS = (
 class Keys:
     viewer: str
     pipeline: str
+    oidc_viewer: str = ""
 
 
 @dataclass(frozen=True)
@@ -329,6 +355,12 @@ def check_answers(base: str, keys: Keys) -> None:
             },
         ),
     )
+    requests += (
+        urllib.request.Request(
+            f"{base}/v1/systems/{key}/readiness",
+            headers={"Authorization": f"Bearer {keys.oidc_viewer}"},
+        ),
+    )
     for request in requests:
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
@@ -337,6 +369,68 @@ def check_answers(base: str, keys: Keys) -> None:
             raise SystemExit(
                 f"{request.method} {request.full_url} answered {exc.code}: {exc.read()[:500]!r}"
             ) from exc
+
+
+class Issuer:
+    """An OIDC issuer on loopback: one ES256 key, its JWKS served over HTTP, and a token
+    for a dashboard that the app maps to the viewer role."""
+
+    AUDIENCE = "readiness-bench"
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.key = ec.generate_private_key(ec.SECP256R1())
+
+    def jwks(self) -> bytes:
+        public = json.loads(jwt.get_algorithm_by_name("ES256").to_jwk(self.key.public_key()))
+        return json.dumps({"keys": [{**public, "kid": "bench", "use": "sig"}]}).encode()
+
+    def settings(self) -> dict[str, str]:
+        provider = {
+            "issuer": self.base,
+            "audience": self.AUDIENCE,
+            "jwks_uri": f"{self.base}/jwks",
+            "rules": [{"claims": {"sub": "dashboard:*"}, "role": "viewer"}],
+        }
+        return {"READINESS_OIDC_CONFIG": json.dumps([provider])}
+
+    def viewer_token(self) -> str:
+        now = datetime.now(UTC)
+        claims = {
+            "iss": self.base,
+            "aud": self.AUDIENCE,
+            "sub": "dashboard:grafana",
+            "iat": int(now.timestamp()),
+            "exp": int((now + timedelta(hours=2)).timestamp()),
+        }
+        return jwt.encode(claims, self.key, algorithm="ES256", headers={"kid": "bench"})
+
+
+@contextmanager
+def oidc_issuer() -> Iterator[Issuer]:
+    port = free_port()
+    issuer = Issuer(f"http://{HOST}:{port}")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = issuer.jwks()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((HOST, port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield issuer
+    finally:
+        server.shutdown()
+        thread.join()
 
 
 # --- load --------------------------------------------------------------------------------
@@ -348,7 +442,7 @@ def run_wrk(wrk: str, base: str, endpoint: Endpoint, token: str, seconds: int) -
         "BENCH_MODE": endpoint.mode,
         "BENCH_SYSTEMS": str(SYSTEMS),
         "BENCH_TOKEN": token,
-        "BENCH_CONTROLS": ",".join(control.value for control in EVIDENCE_CONTROLS),
+        "BENCH_CONTROLS": ",".join(PIPELINE_CONTROLS),
     }
     command = [
         wrk, f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s",
@@ -385,8 +479,12 @@ def measure(wrk: str, base: str, endpoint: Endpoint, token: str) -> Result:
 # --- report ------------------------------------------------------------------------------
 
 
-def verdicts(endpoint: Endpoint, result: Result, bare: Result) -> str:
+def verdicts(endpoint: Endpoint, result: Result, bare: Result, by_name: dict[str, Result]) -> str:
     marks = []
+    if endpoint.min_share_of is not None:
+        other, share = endpoint.min_share_of
+        met = result.per_second >= share * by_name[other].per_second
+        marks.append(f">= {share:.0%} of the API key's {'PASS' if met else 'MISS'}")
     if endpoint.min_share is not None:
         met = result.per_second >= endpoint.min_share * bare.per_second
         marks.append(f"share >= {endpoint.min_share:.0%} {'PASS' if met else 'MISS'}")
@@ -398,6 +496,7 @@ def verdicts(endpoint: Endpoint, result: Result, bare: Result) -> str:
 
 def report(results: list[tuple[Endpoint, Result]], server_errors: list[str]) -> None:
     bare = results[0][1]
+    by_name = {endpoint.name: result for endpoint, result in results}
     header = (
         f"{'endpoint':<42} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
         f" {'errors':>6} {'of bare':>8}  targets"
@@ -406,10 +505,11 @@ def report(results: list[tuple[Endpoint, Result]], server_errors: list[str]) -> 
     print(header)
     print("-" * len(header))
     for endpoint, result in results:
+        marks = verdicts(endpoint, result, bare, by_name)
         print(
             f"{endpoint.name:<42} {result.per_second:>8.0f} {result.p50_ms:>8.1f}"
             f" {result.p99_ms:>8.1f} {result.max_ms:>8.1f} {result.errors:>6}"
-            f" {result.per_second / bare.per_second:>8.1%}  {verdicts(endpoint, result, bare)}"
+            f" {result.per_second / bare.per_second:>8.1%}  {marks}"
         )
     if any(result.errors for _, result in results):
         print("\nerrors > 0: some answers were not 2xx or timed out; those figures flatter.")
@@ -443,11 +543,13 @@ def main() -> None:
         env = {**os.environ, "DATABASE_URL": database_url}
         app_log = Path(scratch) / "app.log"
         with (
+            oidc_issuer() as issuer,
             serve(
                 "bare_app:app", env, Path(scratch) / "bare.log", "--app-dir", str(BENCH_DIR)
             ) as bare_base,
-            serve("app.main:app", env, app_log) as app_base,
+            serve("app.main:app", {**env, **issuer.settings()}, app_log) as app_base,
         ):
+            keys = replace(keys, oidc_viewer=issuer.viewer_token())
             check_answers(app_base, keys)
             print(
                 f"wrk: {WRK_THREADS} threads, {CONNECTIONS} connections; uvicorn: 1 worker,"
@@ -455,9 +557,9 @@ def main() -> None:
                 flush=True,
             )
             results = [(BARE, measure(wrk, bare_base, BARE, keys.viewer))]
-            tokens = {"readiness": keys.viewer, "evidence": keys.pipeline}
             for endpoint in ENDPOINTS:
-                results.append((endpoint, measure(wrk, app_base, endpoint, tokens[endpoint.mode])))
+                token = getattr(keys, endpoint.credential)
+                results.append((endpoint, measure(wrk, app_base, endpoint, token)))
         server_errors = log_summary(app_log)
     report(results, server_errors)
 
