@@ -10,7 +10,7 @@ from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from pydantic import BaseModel
 from starlette.routing import BaseRoute
 
-from app.auth.dependencies import REQUIRED_ROLE_EXTENSION
+from app.auth.dependencies import OIDC_SCHEME, OIDC_SECURITY_SCHEME, REQUIRED_ROLE_EXTENSION
 from app.auth.roles import Role
 from app.errors import PROBLEM_MEDIA_TYPE, Problem
 from app.idempotency.middleware import NOT_REPLAYABLE
@@ -168,6 +168,20 @@ def _required_roles(
     return document
 
 
+def _oidc_tokens(document: dict[str, Any]) -> dict[str, Any]:
+    """Wherever an API key is accepted, an OIDC token is too (app.auth.dependencies)."""
+    schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+    if "HTTPBearer" not in schemes:
+        return document
+    schemes[OIDC_SCHEME] = OIDC_SECURITY_SCHEME
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            security = operation.get("security")
+            if security and {"HTTPBearer": []} in security:
+                security.append({OIDC_SCHEME: []})
+    return document
+
+
 def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -183,7 +197,9 @@ def install_openapi(app: FastAPI) -> None:
                 license_info=app.license_info,
                 separate_input_output_schemas=app.separate_input_output_schemas,
             )
-            app.openapi_schema = _required_roles(_problem_content(document), app.routes)
+            app.openapi_schema = _oidc_tokens(
+                _required_roles(_problem_content(document), app.routes)
+            )
         return app.openapi_schema
 
     # FastAPI's documented way to customise the document: replace the method.

@@ -40,7 +40,12 @@ def test_document_is_complete(app: FastAPI) -> None:
     assert document["servers"]
     described_tags = {tag["name"] for tag in document["tags"] if tag.get("description")}
     schemas = document["components"]["schemas"]
-    assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["HTTPBearer"]["scheme"] == "bearer"
+    assert (schemes["OidcToken"]["scheme"], schemes["OidcToken"]["bearerFormat"]) == (
+        "bearer",
+        "JWT",
+    )
     assert not [name for name in schemas if name.endswith(("-Input", "-Output"))]
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
@@ -48,7 +53,9 @@ def test_document_is_complete(app: FastAPI) -> None:
             assert operation.get("summary"), where
             assert operation.get("description"), where
             assert set(operation["tags"]) <= described_tags, where
-            expected_security = [] if path in PUBLIC_PATHS else [{"HTTPBearer": []}]
+            expected_security = (
+                [] if path in PUBLIC_PATHS else [{"HTTPBearer": []}, {"OidcToken": []}]
+            )
             assert operation["security"] == expected_security, where
             for media in operation.get("requestBody", {}).get("content", {}).values():
                 schema = schemas[media["schema"]["$ref"].rsplit("/", 1)[-1]]

@@ -15,13 +15,20 @@ from app.clock import get_now
 from app.db import Database, run_read
 from app.errors import Forbidden, Unauthorized
 
-bearer = HTTPBearer(
-    auto_error=False,
-    description=(
-        "An API key (`Authorization: Bearer rdy_...`) or, where the service trusts an OIDC"
-        " issuer, a JWT from it (`Authorization: Bearer eyJ...`)."
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer rdy_...`")
+# The same header can carry a JWT from a trusted OIDC issuer instead; app.openapi_docs
+# declares it as a second scheme beside every use of `bearer`.
+OIDC_SCHEME = "OidcToken"
+OIDC_SECURITY_SCHEME: dict[str, Any] = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "JWT",
+    "description": (
+        "A JWT from an OIDC issuer the service trusts (READINESS_OIDC_CONFIG): a GitHub Actions"
+        " job, a Kubernetes service account, a corporate identity provider. Claim rules give it"
+        " a role and teams."
     ),
-)
+}
 
 
 def _secret(credentials: HTTPAuthorizationCredentials | None) -> str:
