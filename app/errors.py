@@ -46,7 +46,7 @@ class InvalidCursor(BadRequest):
 class Unauthorized(DomainError):
     status = 401
     type = "unauthorized"
-    title = "Missing or invalid API key"
+    title = "Missing or invalid credentials"
 
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": "Bearer"}
@@ -55,7 +55,7 @@ class Unauthorized(DomainError):
 class Forbidden(DomainError):
     status = 403
     type = "forbidden"
-    title = "The API key's role is not allowed to do this"
+    title = "The caller's role is not allowed to do this"
 
 
 class OutOfScope(Forbidden):

@@ -9,22 +9,25 @@ caller polling with one token pays for one signature check, not one per request.
 
 import fnmatch
 import logging
+import ssl
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Self
+from urllib.parse import urlsplit
 
 import httpx
 import jwt
 from pydantic import (
-    AnyHttpUrl,
     BaseModel,
     ConfigDict,
     Field,
+    FilePath,
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -50,7 +53,12 @@ FETCH_TIMEOUT_S = 5.0
 # Verified tokens remembered per process; past it, expired ones go first, then the oldest.
 TOKEN_CACHE_SIZE = 10_000
 MAX_NAME = 100
+# What records keep of an OIDC identity; a longer one is refused rather than cut, so two
+# identities never become one.
+MAX_ISSUER = 500
 MAX_SUBJECT = 500
+# Values from an unverified token are quoted in answers only this far.
+MAX_QUOTED = 100
 
 TeamName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
@@ -87,6 +95,9 @@ class ClaimRule(BaseModel):
             raise ValueError("a rule gives teams or teams_claim, not both")
         if self.role == Role.admin and (self.teams is not None or self.teams_claim is not None):
             raise ValueError("admin identities act for every team and cannot be scoped")
+        if not self.claims and self.role != Role.viewer:
+            # With a public issuer (GitHub's) that would be every repository on it.
+            raise ValueError(f"a rule that gives {self.role.value} must match at least one claim")
         return self
 
     def matches(self, claims: Mapping[str, Any]) -> bool:
@@ -103,16 +114,40 @@ def _claim_matches(value: Any, pattern: str) -> bool:
     return fnmatch.fnmatchcase(str(value), pattern)
 
 
+def _secure_url(url: str) -> str:
+    """https, or http to this machine only (a local issuer, tests): keys fetched in the clear
+    over a network could be swapped on the way."""
+    parsed = urlsplit(url)
+    loopback = parsed.hostname in ("localhost", "127.0.0.1", "::1")
+    if parsed.scheme != "https" and not (parsed.scheme == "http" and loopback):
+        raise ValueError(f"{url!r} is not an https URL")
+    return url
+
+
 class Provider(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    issuer: str = Field(min_length=1, description="Exactly the tokens' `iss`.")
+    issuer: str = Field(
+        min_length=1, max_length=MAX_ISSUER, description="Exactly the tokens' `iss`, a URL."
+    )
     audience: str = Field(min_length=1, description="The `aud` tokens must carry.")
-    jwks_uri: AnyHttpUrl | None = Field(
+    jwks_uri: str | None = Field(
         default=None,
         description="Where the issuer's keys are; default: its OpenID discovery document.",
     )
+    ca_file: FilePath | None = Field(
+        default=None,
+        description=(
+            "PEM certificates to trust for this issuer's HTTPS instead of the usual ones (a"
+            " cluster's own CA, say)."
+        ),
+    )
     rules: list[ClaimRule] = Field(min_length=1)
+
+    @field_validator("issuer", "jwks_uri")
+    @classmethod
+    def _https(cls, url: str | None) -> str | None:
+        return _secure_url(url) if url is not None else None
 
 
 _PROVIDERS = TypeAdapter(list[Provider])
@@ -163,16 +198,33 @@ class IssuerKeys:
 
     def key_for(self, kid: str | None, *, now: datetime) -> jwt.PyJWK:
         key = self._find(kid)
-        if key is not None and not self._old(now):
-            return key
+        if key is not None:
+            # Keys an hour old are fetched again by one caller; the others go on with them
+            # meanwhile rather than queue behind a slow issuer.
+            if self._old(now) and self._lock.acquire(blocking=False):
+                try:
+                    if self._old(now) and self._may_fetch(now):
+                        self._fetch(now)
+                finally:
+                    self._lock.release()
+            return self._find(kid) or key
         with self._lock:  # one fetch at a time; the others find its keys
             key = self._find(kid)
-            if (key is None or self._old(now)) and self._may_fetch(now):
+            if key is None and self._may_fetch(now):
                 self._fetch(now)
                 key = self._find(kid)
-        if key is None:
-            raise Unauthorized(f"The issuer {self._provider.issuer} has no key {kid!r}.")
-        return key
+        if key is not None:
+            return key
+        if not self._keys:  # never fetched: the issuer is away, the token may be fine
+            raise self._unavailable()
+        raise Unauthorized(
+            f"The issuer {self._provider.issuer} has no key {_quoted(kid)}.",
+        )
+
+    def _unavailable(self) -> IdentityProviderUnavailable:
+        return IdentityProviderUnavailable(
+            f"The keys of {self._provider.issuer} cannot be fetched; retry shortly."
+        )
 
     def _old(self, now: datetime) -> bool:
         return self._fetched_at is None or now - self._fetched_at >= KEYS_MAX_AGE
@@ -196,17 +248,20 @@ class IssuerKeys:
         except (httpx.HTTPError, ValueError) as exc:
             logger.warning("fetching the keys of %s failed: %s", self._provider.issuer, exc)
             if not self._keys:
-                raise IdentityProviderUnavailable(
-                    f"The keys of {self._provider.issuer} cannot be fetched; retry shortly."
-                ) from exc
+                raise self._unavailable() from exc
 
     def _download(self) -> dict[str, jwt.PyJWK]:
-        uri = str(self._provider.jwks_uri) if self._provider.jwks_uri else None
+        uri = self._provider.jwks_uri
         if uri is None:
             discovery = self._provider.issuer.rstrip("/") + "/.well-known/openid-configuration"
-            uri = self._get_json(discovery).get("jwks_uri")
-            if not isinstance(uri, str) or not uri.startswith(("https://", "http://")):
+            document = self._get_json(discovery)
+            # OpenID Connect Discovery: the document is the issuer's only if it says so.
+            if document.get("issuer") != self._provider.issuer:
+                raise ValueError(f"{discovery} is the document of another issuer")
+            found = document.get("jwks_uri")
+            if not isinstance(found, str):
                 raise ValueError(f"{discovery} names no jwks_uri")
+            uri = _secure_url(found)
         keys: dict[str, jwt.PyJWK] = {}
         listed = self._get_json(uri).get("keys")
         for entry in listed if isinstance(listed, list) else []:
@@ -232,15 +287,18 @@ class IssuerKeys:
 class OidcVerifier:
     """Verifies bearer JWTs from the configured issuers and maps them to principals."""
 
-    def __init__(self, providers: list[Provider], *, http: httpx.Client | None = None) -> None:
-        self._http = http or httpx.Client(timeout=FETCH_TIMEOUT_S, follow_redirects=False)
+    def __init__(self, providers: list[Provider], *, cache_size: int = TOKEN_CACHE_SIZE) -> None:
+        self._clients = {provider.issuer: _client(provider) for provider in providers}
         self._issuers = {
-            provider.issuer: (provider, IssuerKeys(provider, self._http)) for provider in providers
+            provider.issuer: (provider, IssuerKeys(provider, self._clients[provider.issuer]))
+            for provider in providers
         }
         self._verified: dict[str, tuple[Principal, datetime]] = {}
+        self._cache_size = cache_size
 
     def close(self) -> None:
-        self._http.close()
+        for client in self._clients.values():
+            client.close()
 
     def cached(self, token: str, *, now: datetime) -> Principal | None:
         """The principal of a token verified before and not yet expired."""
@@ -274,7 +332,7 @@ class OidcVerifier:
         issuer = unverified.get("iss")
         configured = self._issuers.get(issuer) if isinstance(issuer, str) else None
         if configured is None:
-            raise Unauthorized(f"The token's issuer {issuer!r} is not a configured one.")
+            raise Unauthorized(f"The token's issuer {_quoted(issuer)} is not a configured one.")
         provider, keys = configured
         kid = header.get("kid")
         key = keys.key_for(kid if isinstance(kid, str) else None, now=now)
@@ -303,13 +361,27 @@ class OidcVerifier:
     def _remember(
         self, token: str, principal: Principal, until: datetime, *, now: datetime
     ) -> None:
-        if len(self._verified) >= TOKEN_CACHE_SIZE:
+        if len(self._verified) >= self._cache_size:
             for old, (_, expires) in list(self._verified.items()):
                 if expires <= now:
                     self._verified.pop(old, None)
-            while len(self._verified) >= TOKEN_CACHE_SIZE:
+            while len(self._verified) >= self._cache_size:
                 self._verified.pop(next(iter(self._verified)), None)
         self._verified[token] = (principal, until)
+
+
+def _client(provider: Provider) -> httpx.Client:
+    verify: ssl.SSLContext | bool = True
+    if provider.ca_file is not None:
+        verify = ssl.create_default_context(cafile=str(provider.ca_file))
+    return httpx.Client(timeout=FETCH_TIMEOUT_S, follow_redirects=False, verify=verify)
+
+
+def _quoted(value: Any) -> str:
+    """A value from an unverified token, quoted in an answer: cut short, it cannot make the
+    answer as large as the token."""
+    text = repr(value)
+    return text if len(text) <= MAX_QUOTED else text[:MAX_QUOTED] + "..."
 
 
 def _moment(claims: Mapping[str, Any], name: str) -> datetime | None:
@@ -340,12 +412,14 @@ def _valid_until(claims: Mapping[str, Any], *, now: datetime) -> datetime:
 
 def _principal(provider: Provider, claims: Mapping[str, Any]) -> Principal:
     rule = next((rule for rule in provider.rules if rule.matches(claims)), None)
-    subject = str(claims["sub"])
+    subject = claims["sub"]
+    if not isinstance(subject, str) or not 1 <= len(subject) <= MAX_SUBJECT:
+        raise Unauthorized(f"The token's sub must be text of 1 to {MAX_SUBJECT} characters.")
     if rule is None:
         raise NoRoleForIdentity(
             f"No claim rule of issuer {provider.issuer} matches the identity {subject!r}.",
             issuer=provider.issuer,
-            subject=subject[:MAX_SUBJECT],
+            subject=subject,
         )
     teams: frozenset[str] | None = frozenset(rule.teams) if rule.teams is not None else None
     if rule.teams_claim is not None:
@@ -358,7 +432,7 @@ def _principal(provider: Provider, claims: Mapping[str, Any]) -> Principal:
         kind=ActorKind.oidc,
         teams=teams,
         issuer=provider.issuer,
-        subject=subject[:MAX_SUBJECT],
+        subject=subject,
     )
 
 

@@ -1,6 +1,8 @@
 """Who may say what: the team scope of writes, attestation rights and independent approval.
 Pure rules over a principal and plain values; services call them with the locked system."""
 
+from collections.abc import Iterable
+
 from app.auth.roles import Principal, Role
 from app.errors import AttestationRole, NotIndependent, OutOfScope, TierLoweringNeedsApprover
 
@@ -50,14 +52,22 @@ def ensure_may_attest(principal: Principal, *, control: str, needed: Role | None
     )
 
 
+def independent_of(teams: Iterable[str] | None, owner_team: str | None) -> bool:
+    """Whether an approver acting for `teams` (None: platform-wide) stands outside the owner
+    team. One that is scoped yet acts for no team (a claim that named none) is not known to
+    stand outside any."""
+    if teams is None or owner_team is None:
+        return True
+    teams = frozenset(teams)
+    return bool(teams) and owner_team not in teams
+
+
 def ensure_independent(
     principal: Principal, *, owner_team: str | None, tier: str, required: bool
 ) -> None:
     """403 not-independent when the tier needs an independent approval and the approver is
     scoped to the system's owner team. Platform-wide approvers are independent."""
-    if not required or owner_team is None or principal.teams is None:
-        return
-    if owner_team in principal.teams:
+    if required and not independent_of(principal.teams, owner_team):
         raise NotIndependent(
             f"Approvals of {tier}-tier systems must come from outside the owner team"
             f" '{owner_team}'.",

@@ -45,15 +45,14 @@ def get_badge(
     database: DatabaseDep,
     now: Now,
 ) -> Response:
-    public = request.app.state.settings.readiness_public_badges
+    # Checked in this thread call, so it can be skipped when badges are public, and before
+    # the read: a token of an issuer whose keys are due may wait for them, holding no
+    # connection meanwhile.
+    if not request.app.state.settings.readiness_public_badges:
+        principal = identities_of(request).identify(credentials, now=now)
+        note_caller(request, principal)
+        check_role(principal, BADGE_ROLE)
     with read_transaction(database) as session:
-        # The key is checked in this thread call, so it can be skipped when badges are public.
-        if not public:
-            principal = identities_of(request).identify(
-                credentials, now=now, connection=session.connection()
-            )
-            note_caller(request, principal)
-            check_role(principal, BADGE_ROLE)
         system = system_service.get_system(session, key)
         brief = readiness_service.summary(session, system, now=now)
     return Response(badge_svg(Level(brief.level), brief.score), media_type=SVG_MEDIA_TYPE)

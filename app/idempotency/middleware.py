@@ -35,10 +35,15 @@ PURGE_EVERY = timedelta(minutes=1)
 
 
 def _caller(principal: Principal, secret: str) -> str:
-    """Whose keys these are: an API key's, or an OIDC identity's (by issuer and subject, so
-    a retry with a fresh token of the same workload still replays)."""
+    """Whose keys these are: an API key's, or an OIDC identity's by issuer, subject, role and
+    teams, so a retry with a fresh token of the same workload still replays, while jobs
+    that share a subject but not their rights (GitHub's `sub` is the same on every branch)
+    never see each other's answers."""
     if principal.kind == ActorKind.oidc:
-        identity = f"oidc\n{principal.issuer}\n{principal.subject}"
+        teams = ",".join(sorted(principal.teams)) if principal.teams is not None else "*"
+        identity = "\n".join(
+            ["oidc", principal.issuer or "", principal.subject or "", principal.role, teams]
+        )
         return hashlib.sha256(identity.encode()).hexdigest()
     return auth_service.hash_key(secret)
 

@@ -9,6 +9,7 @@ from types import MappingProxyType
 from sqlalchemy import bindparam, func, select
 from sqlmodel import Session, col
 
+from app.auth import scope
 from app.lifecycle.stages import GateStage
 from app.models import Approval, Transition, Waiver
 from app.models.queries import PerSystemQuery
@@ -43,6 +44,7 @@ _APPROVALS = PerSystemQuery(
             col(Approval.approver_issuer),
             col(Approval.approver_subject),
             col(Approval.approver_name),
+            col(Approval.approver_teams),
             col(Approval.decision),
             col(Approval.created_at),
         )
@@ -76,7 +78,12 @@ NO_APPROVALS: Mapping[GateStage, ApprovalFacts] = MappingProxyType(
 
 
 def approval_facts(
-    session: Session, system_ids: list[int], *, now: datetime, validity_days: int
+    session: Session,
+    system_ids: list[int],
+    *,
+    now: datetime,
+    validity_days: int,
+    independent_of: Mapping[int, str | None],
 ) -> dict[int, Mapping[GateStage, ApprovalFacts]]:
     """Per system and target stage: the approvers whose latest decision is a valid approve,
     and those whose latest decision is a reject.
@@ -84,6 +91,11 @@ def approval_facts(
     An approval counts only when newer than the system's last transition and within the
     policy's validity. A reject blocks until its approver approves again, whatever moved
     in between: a human "no" is not cleared by a transition.
+
+    `independent_of` names the systems whose tier now needs independent approval, with
+    their owner team: there an approve counts only from an approver outside that team,
+    judged as the system is now, so raising its tier or moving its owner after the
+    approval cannot turn an insider's approval into an independent one.
     """
     since = last_transitions(session, system_ids)
     validity = timedelta(days=validity_days)
@@ -92,8 +104,15 @@ def approval_facts(
     # identity's issuer and subject (its name may change from token to token), or else
     # the name: (decision, created_at, name).
     latest: dict[tuple[int, str, object], tuple[str, datetime, str]] = {}
-    for system_id, stage, key_id, issuer, subject, name, decision, created_at in rows:
+    for system_id, stage, key_id, issuer, subject, name, teams, decision, created_at in rows:
         who = key_id if key_id is not None else (issuer, subject) if subject else name
+        if (
+            decision == "approve"
+            and system_id in independent_of
+            and not scope.independent_of(teams, independent_of[system_id])
+        ):
+            # Not an approval this tier accepts; it leaves the approver's earlier say as it was.
+            continue
         latest[(system_id, stage, who)] = (decision, created_at, name)
 
     approvers: dict[tuple[int, str], list[datetime]] = defaultdict(list)

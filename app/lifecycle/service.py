@@ -234,6 +234,7 @@ def record_approval(
         decision=body.decision.value,
         comment=body.comment,
         **actor.columns("approver"),
+        approver_teams=sorted(actor.teams) if actor.teams is not None else None,
         created_at=now,
     )
     session.add(approval)

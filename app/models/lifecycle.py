@@ -77,6 +77,9 @@ class Approval(SQLModel, table=True):
     approver_kind: str = Field(default="api_key", max_length=10, sa_column_kwargs=API_KEY_DEFAULT)
     approver_issuer: str | None = Field(default=None, max_length=500)
     approver_subject: str | None = Field(default=None, max_length=500)
+    # The teams the approver acted for (null: platform-wide), so that an approval stops
+    # counting where the system's owner team or tier later asks for independence from them.
+    approver_teams: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(sa_type=UTCDateTime)
 
 

@@ -136,7 +136,8 @@ def post_results(
         "Freezes the pilot (missing metrics now fail) and records its outcome as"
         " `testing_evidence` and `measurable_value` evidence (pass: met, warning: partial,"
         " fail: not_met) with the pilot as source. A team-scoped identity concludes only its"
-        " teams' pilots (403 `out-of-scope`)."
+        " teams' pilots (403 `out-of-scope`), and a policy whose `attested_by` reserves"
+        " either control for a higher role needs that role here too (403 `attestation-role`)."
     ),
     responses=errors(401, 403, 404, 409, 422),
     openapi_extra=TEAM_SCOPED,

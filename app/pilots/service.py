@@ -198,6 +198,10 @@ def conclude(
     """Freeze the pilot and record its outcome as evidence, in the caller's transaction."""
     if pilot.status == "concluded":
         raise PilotConcluded(f"Pilot {pilot.id} is already concluded.")
+    # The outcome is evidence the caller records, from results it may have posted itself:
+    # the policy's attestation rights apply as to a PUT of that evidence.
+    for control in PILOT_EVIDENCE_CONTROLS:
+        evidence_service.ensure_may_attest(session, actor, control)
     pilot.status = "concluded"
     pilot.concluded_at = now
     pilot.concluded_by_name = actor.name

@@ -90,13 +90,25 @@ class Inputs:
 
 
 def _load_inputs(
-    session: Session, system_ids: list[int], policy: ActiveRules, now: datetime
+    session: Session, systems: list[System], policy: ActiveRules, now: datetime
 ) -> dict[int, Inputs]:
+    system_ids = [system.id for system in systems if system.id is not None]
+    # Judged from the rows as they stand in this unit of work, a change not yet flushed
+    # included: whose approvals count depends on the tier and owner team now.
+    independent_of = {
+        system.id: system.owner_team
+        for system in systems
+        if system.id is not None and policy.rules.tier(system.risk_tier).independent_approval
+    }
     with session.no_autoflush:
         evidence = _current_evidence(session, system_ids)
         waivers = lifecycle_facts.active_waivers(session, system_ids, now=now)
         approvals = lifecycle_facts.approval_facts(
-            session, system_ids, now=now, validity_days=policy.rules.approval_validity_days
+            session,
+            system_ids,
+            now=now,
+            validity_days=policy.rules.approval_validity_days,
+            independent_of=independent_of,
         )
         pilots = pilot_facts.concluded_pilots(session, system_ids)
         findings = pilot_facts.recorded_findings(session, system_ids)
@@ -251,7 +263,7 @@ def refresh(session: Session, system: System, *, now: datetime) -> ReadinessRead
     """Re-evaluate after an input changed; store the answer and a history snapshot."""
     assert system.id is not None
     policy = policy_service.active_rules(session)
-    inputs = _load_inputs(session, [system.id], policy, now)[system.id]
+    inputs = _load_inputs(session, [system], policy, now)[system.id]
     evaluation, readiness = _evaluate(system, inputs, policy, now)
     snapshot = _snapshot(system.id, evaluation, readiness)
     _store(session, [(system, evaluation, readiness)], [snapshot])
@@ -272,8 +284,7 @@ class EvidenceRefresh:
         self._session = session
         self._now = now
         self._policy = policy_service.active_rules(session)
-        system_ids = [system.id for system in systems if system.id is not None]
-        self._inputs = _load_inputs(session, system_ids, self._policy, now)
+        self._inputs = _load_inputs(session, systems, self._policy, now)
 
     def store(self, recorded: list[tuple[System, str, EvidenceFact]]) -> None:
         answers: dict[int, Answer] = {}
@@ -304,7 +315,7 @@ def reevaluate_all(session: Session, *, policy: Policy, now: datetime) -> None:
         )
         if not systems:
             return
-        inputs = _load_inputs(session, [system.id for system in systems if system.id], active, now)
+        inputs = _load_inputs(session, systems, active, now)
         answers: list[Answer] = []
         snapshots = []
         for system in systems:
@@ -385,7 +396,7 @@ def evaluate_now(
     """A fresh evaluation, not stored: what gate checks and transitions decide on."""
     assert system.id is not None
     policy = policy_service.active_rules(session)
-    inputs = _load_inputs(session, [system.id], policy, now)[system.id]
+    inputs = _load_inputs(session, [system], policy, now)[system.id]
     return _evaluate(system, inputs, policy, now)
 
 
@@ -398,7 +409,7 @@ def evaluate_many(
     evaluated = []
     for first in range(0, len(systems), REEVALUATE_BATCH):
         batch = systems[first : first + REEVALUATE_BATCH]
-        inputs = _load_inputs(session, [system.id for system in batch if system.id], policy, now)
+        inputs = _load_inputs(session, batch, policy, now)
         for system in batch:
             assert system.id is not None
             evaluated.append(_evaluate(system, inputs[system.id], policy, now))

@@ -1,4 +1,5 @@
-"""Trust: team-scoped API keys, and actors that name their kind, issuer and subject
+"""Trust: team-scoped API keys, approvals that name their approver's teams, and actors
+that name their kind, issuer and subject
 
 Revision ID: 3b7e9d2a4c61
 Revises: 8dbff7ab82b4
@@ -28,6 +29,8 @@ ACTORS = (
 def upgrade() -> None:
     with op.batch_alter_table('api_keys') as batch_op:
         batch_op.add_column(sa.Column('teams', sa.JSON(), nullable=True))
+    with op.batch_alter_table('approvals') as batch_op:
+        batch_op.add_column(sa.Column('approver_teams', sa.JSON(), nullable=True))
     for table, prefix, always in ACTORS:
         with op.batch_alter_table(table) as batch_op:
             if always:
@@ -57,5 +60,7 @@ def downgrade() -> None:
             batch_op.drop_column(f'{prefix}_subject')
             batch_op.drop_column(f'{prefix}_issuer')
             batch_op.drop_column(f'{prefix}_kind')
+    with op.batch_alter_table('approvals') as batch_op:
+        batch_op.drop_column('approver_teams')
     with op.batch_alter_table('api_keys') as batch_op:
         batch_op.drop_column('teams')

@@ -51,8 +51,13 @@ def providers(github: Issuer, kubernetes: Issuer) -> list[dict[str, Any]]:
                     "name_claim": "repository",
                 },
                 {
-                    "claims": {"repository_owner": "acme", "environment": "risk-office"},
+                    # An environment means something only with the repository it lives in.
+                    "claims": {"repository": "acme/risk-reviews", "environment": "risk-office"},
                     "role": "approver",
+                },
+                {
+                    "claims": {"repository": "acme/claims-*", "ref": "refs/heads/feature/*"},
+                    "role": "viewer",
                 },
                 {
                     "claims": {"repository": "acme/platform-*"},
@@ -73,6 +78,17 @@ def providers(github: Issuer, kubernetes: Issuer) -> list[dict[str, Any]]:
                     "teams": ["claims-platform"],
                 },
                 {"claims": {"sub": "system:serviceaccount:monitoring:*"}, "role": "viewer"},
+                {
+                    "claims": {"sub": "system:serviceaccount:claims-risk:*"},
+                    "role": "approver",
+                    "teams": ["claims-platform"],
+                },
+                {
+                    # Teams from a claim these tokens do not carry: none at all.
+                    "claims": {"sub": "system:serviceaccount:risk:*"},
+                    "role": "approver",
+                    "teams_claim": "teams",
+                },
             ],
         },
     ]
@@ -218,7 +234,7 @@ def test_a_token_no_rule_matches_gets_403(
     client: TestClient, admin: dict[str, str], github: Issuer, clock: FakeClock
 ) -> None:
     make_system(client, admin, key="claims-triage")
-    token = github.token(clock.now, **github_claims("acme/claims-triage", ref="refs/heads/dev"))
+    token = github.token(clock.now, **github_claims("acme/claims-triage", ref="refs/tags/v1"))
     response = client.get("/v1/systems/claims-triage", headers=bearer(token))
     body = problem(response, 403, "no-role-for-identity")
     assert body["subject"] == "repo:acme/claims-triage:environment:production"
@@ -446,6 +462,20 @@ def _settings(tmp_path: Path, config: str) -> Settings:
             "names an issuer twice",
         ),
         ("/no/such/oidc.json", "cannot be read"),
+        (
+            '[{"issuer": "https://a", "audience": "r", "rules": [{"role": "pipeline"}]}]',
+            "must match at least one claim",
+        ),
+        (
+            '[{"issuer": "http://idp.example.com", "audience": "r",'
+            ' "rules": [{"role": "viewer"}]}]',
+            "not an https URL",
+        ),
+        (
+            '[{"issuer": "https://a", "audience": "r", "jwks_uri": "http://keys.example.com",'
+            ' "rules": [{"role": "viewer"}]}]',
+            "not an https URL",
+        ),
     ],
 )
 def test_a_bad_oidc_config_stops_the_process_with_the_reason(
@@ -460,3 +490,98 @@ def test_the_config_can_be_a_file(tmp_path: Path, github: Issuer, kubernetes: Is
     path.write_text(json.dumps(providers(github, kubernetes)))
     app = create_app(_settings(tmp_path, str(path)))
     assert app.state.identities.oidc is not None
+
+
+def test_jobs_that_share_a_subject_but_not_their_rights_never_share_answers(
+    client: TestClient, admin: dict[str, str], github: Issuer, clock: FakeClock
+) -> None:
+    # GitHub's sub names the repository and environment, not the branch.
+    make_system(client, admin, key="claims-triage")
+    url = "/v1/systems/claims-triage/gate-checks"
+    feature = github.token(clock.now, **github_claims(ref="refs/heads/feature/x"))
+    main = github.token(clock.now, **github_claims())
+    refused = client.post(
+        url, json={"target_stage": "pilot"}, headers={**bearer(feature), "Idempotency-Key": "k"}
+    )
+    assert refused.status_code == 403
+    allowed = client.post(
+        url, json={"target_stage": "pilot"}, headers={**bearer(main), "Idempotency-Key": "k"}
+    )
+    assert allowed.status_code == 200, allowed.text
+    assert "idempotent-replayed" not in allowed.headers
+
+
+def test_a_subject_too_long_to_keep_whole_is_refused(
+    client: TestClient, admin: dict[str, str], github: Issuer, clock: FakeClock
+) -> None:
+    make_system(client, admin, key="claims-triage")
+    claims = {**github_claims(), "sub": "repo:acme/claims-triage:" + "x" * 500}
+    response = client.get(
+        "/v1/systems/claims-triage", headers=bearer(github.token(clock.now, **claims))
+    )
+    problem(response, 401, "unauthorized")
+
+
+def test_an_unknown_issuer_is_quoted_short(
+    client: TestClient, admin: dict[str, str], github: Issuer, clock: FakeClock
+) -> None:
+    token = github.token(clock.now, issuer="https://" + "i" * 5000, **github_claims())
+    response = client.get("/v1/controls", headers=bearer(token))
+    assert len(problem(response, 401, "unauthorized")["detail"]) < 300
+
+
+def test_the_issuer_stays_unavailable_until_its_keys_come(
+    client: TestClient, admin: dict[str, str], github: Issuer, clock: FakeClock
+) -> None:
+    github.down = True
+    token = github.token(clock.now, **github_claims())
+    for _ in range(2):  # the second within the retry interval: still 503, not 401
+        problem(
+            client.get("/v1/controls", headers=bearer(token)), 503, "identity-provider-unavailable"
+        )
+        clock.advance(seconds=2)
+    assert github.discovery_requests == 1
+
+
+def test_an_approver_whose_teams_claim_names_none_is_not_independent(
+    client: TestClient, admin: dict[str, str], kubernetes: Issuer, clock: FakeClock
+) -> None:
+    make_system(client, admin, key="claims-triage", tier="high")
+    token = kubernetes.token(clock.now, **kubernetes_claims("risk", "approver"))
+    response = client.post(
+        "/v1/systems/claims-triage/approvals",
+        json={"target_stage": "production", "decision": "approve"},
+        headers=bearer(token),
+    )
+    problem(response, 403, "not-independent")
+
+
+def test_an_approver_identity_of_the_owner_team_is_not_independent(
+    client: TestClient, admin: dict[str, str], kubernetes: Issuer, clock: FakeClock
+) -> None:
+    make_system(client, admin, key="claims-triage", tier="high")
+    token = kubernetes.token(clock.now, **kubernetes_claims("claims-risk", "approver"))
+    response = client.post(
+        "/v1/systems/claims-triage/approvals",
+        json={"target_stage": "production", "decision": "approve"},
+        headers=bearer(token),
+    )
+    problem(response, 403, "not-independent")
+
+
+def test_remembered_tokens_are_bounded(github: Issuer, clock: FakeClock) -> None:
+    from app.auth.oidc import OidcVerifier, load_providers
+
+    config = [{"issuer": github.url, "audience": AUDIENCE, "rules": [{"role": "viewer"}]}]
+    verifier = OidcVerifier(load_providers(json.dumps(config)), cache_size=3)
+    try:
+        tokens = [
+            github.token(clock.now, **{**github_claims(), "run_id": str(run)}) for run in range(5)
+        ]
+        for token in tokens:
+            assert verifier.verify(token, now=clock.now) is not None
+        # The oldest make room for the newest.
+        remembered = [token for token in tokens if verifier.cached(token, now=clock.now)]
+        assert remembered == tokens[-3:]
+    finally:
+        verifier.close()

@@ -372,38 +372,44 @@ def test_the_tier_walk_around_fails_at_the_patch(
 
 
 @pytest.mark.parametrize(
-    "patch",
+    ("system", "patch"),
     [
-        {"oversight": "human_reviews_all"},  # no longer moved up for automation
-        {"declared_risk_tier": None},
-        {"impact_areas": ["customer_service"]},
+        # Each lowers the tier through one field alone.
+        ({"impact_areas": ["money"]}, {"impact_areas": ["customer_service"]}),
+        (
+            {"impact_areas": ["operations"], "oversight": "fully_automated"},
+            {"oversight": "human_reviews_all"},
+        ),
+        (
+            {"impact_areas": ["operations"], "declared_risk_tier": "critical"},
+            {"declared_risk_tier": None},
+        ),
     ],
 )
 def test_every_way_of_lowering_the_tier_needs_an_approver(
-    client: TestClient, admin: Headers, pipeline: Headers, approver: Headers, patch: dict[str, Any]
+    client: TestClient,
+    admin: Headers,
+    pipeline: Headers,
+    approver: Headers,
+    system: dict[str, Any],
+    patch: dict[str, Any],
 ) -> None:
-    make_system(
-        client,
-        admin,
-        key="ops-bot",
-        impact_areas=["operations"],
-        oversight="fully_automated",
-        declared_risk_tier="critical",
-    )
+    make_system(client, admin, key="ops-bot", **system)
     before = client.get("/v1/systems/ops-bot", headers=admin).json()["risk_tier"]
-    full = {"oversight": "human_reviews_all", "declared_risk_tier": None, **patch}
     problem(
-        client.patch("/v1/systems/ops-bot", json=full, headers=pipeline),
+        client.patch("/v1/systems/ops-bot", json=patch, headers=pipeline),
         403,
         "tier-lowering-needs-approver",
     )
-    changed = client.patch("/v1/systems/ops-bot", json=full, headers=approver)
+    assert client.get("/v1/systems/ops-bot", headers=admin).json()["risk_tier"] == before
+    changed = client.patch("/v1/systems/ops-bot", json=patch, headers=approver)
     assert changed.status_code == 200, changed.text
-    tiered = [e for e in events_of(client, admin, "ops-bot") if e["type"] == "system.tier_changed"]
-    assert [(e["data"]["from"], e["data"]["to"]) for e in tiered] == [
-        (before, changed.json()["risk_tier"])
-    ]
-    assert tiered[0]["actor"]["name"] == "approver-key"
+    assert changed.json()["risk_tier"] != before
+    events = events_of(client, admin, "ops-bot")
+    assert [event["type"] for event in events[-2:]] == ["system.updated", "system.tier_changed"]
+    tiered = events[-1]
+    assert (tiered["data"]["from"], tiered["data"]["to"]) == (before, changed.json()["risk_tier"])
+    assert tiered["actor"]["name"] == "approver-key"
 
 
 def test_raising_the_tier_is_always_allowed_and_recorded(
@@ -437,3 +443,170 @@ def test_unscoped_keys_write_as_before(
         == 200
     )
     assert transition(client, pipeline, key="fraud", to="pilot").status_code == 201
+
+
+# Independence judged when approvals are counted, not only when they are given
+
+
+def approvals_missing(client: TestClient, admin: Headers, key: str) -> bool:
+    check = client.post(
+        f"/v1/systems/{key}/gate-checks", json={"target_stage": "production"}, headers=admin
+    )
+    assert check.status_code == 200, check.text
+    return any(item["code"] == "approvals_missing" for item in check.json()["blocking"])
+
+
+APPROVE = {"target_stage": "production", "decision": "approve"}
+
+
+def test_an_insiders_approval_does_not_count_once_the_tier_is_raised(
+    client: TestClient, admin: Headers
+) -> None:
+    scoped = new_key(client, admin, role="pipeline", teams=[CLAIMS])
+    inside = new_key(client, admin, role="approver", teams=[CLAIMS])
+    make_system(client, scoped, key="claims-triage", tier="limited", owner=owner(CLAIMS))
+    url = "/v1/systems/claims-triage/approvals"
+    assert client.post(url, json=APPROVE, headers=inside).status_code == 201  # limited: fine
+    raised = client.patch(
+        "/v1/systems/claims-triage", json={"impact_areas": ["money"]}, headers=scoped
+    )
+    assert raised.json()["risk_tier"] == "high"
+    assert approvals_missing(client, admin, "claims-triage")
+    # An outsider's approval is the one that counts.
+    outside = new_key(client, admin, role="approver", teams=[PAYMENTS])
+    assert client.post(url, json=APPROVE, headers=outside).status_code == 201
+    assert not approvals_missing(client, admin, "claims-triage")
+
+
+def test_lowering_approving_and_raising_again_does_not_launder_an_approval(
+    client: TestClient, admin: Headers
+) -> None:
+    make_system(client, admin, key="claims-triage", tier="high", owner=owner(CLAIMS))
+    inside = new_key(client, admin, role="approver", teams=[CLAIMS])
+    url = "/v1/systems/claims-triage/approvals"
+    problem(client.post(url, json=APPROVE, headers=inside), 403, "not-independent")
+    lowered = client.patch(
+        "/v1/systems/claims-triage", json={"impact_areas": ["customer_service"]}, headers=inside
+    )
+    assert lowered.json()["risk_tier"] == "limited"
+    assert client.post(url, json=APPROVE, headers=inside).status_code == 201
+    raised = client.patch(
+        "/v1/systems/claims-triage", json={"impact_areas": ["money"]}, headers=inside
+    )
+    assert raised.json()["risk_tier"] == "high"
+    assert approvals_missing(client, admin, "claims-triage")
+
+
+def test_moving_the_owner_team_away_and_back_does_not_launder_an_approval(
+    client: TestClient, admin: Headers, pipeline: Headers
+) -> None:
+    make_system(client, admin, key="claims-triage", tier="high", owner=owner(CLAIMS))
+    inside = new_key(client, admin, role="approver", teams=[CLAIMS])
+    url = "/v1/systems/claims-triage/approvals"
+    client.patch("/v1/systems/claims-triage", json={"owner": owner(PAYMENTS)}, headers=pipeline)
+    assert client.post(url, json=APPROVE, headers=inside).status_code == 201
+    assert not approvals_missing(client, admin, "claims-triage")
+    client.patch("/v1/systems/claims-triage", json={"owner": owner(CLAIMS)}, headers=pipeline)
+    assert approvals_missing(client, admin, "claims-triage")
+
+
+def test_concluding_a_pilot_needs_the_role_the_policy_names_for_its_evidence(
+    client: TestClient, admin: Headers, pipeline: Headers, approver: Headers
+) -> None:
+    publish(client, admin, attested_by={"testing_evidence": "approver"})
+    make_system(client, admin, key="helpdesk", tier="limited")
+    moved = transition(
+        client,
+        admin,
+        key="helpdesk",
+        to="pilot",
+        override={"justification": "a pilot before anything else"},
+    )
+    assert moved.status_code == 201, moved.text
+    pilot = client.post(
+        "/v1/systems/helpdesk/pilots",
+        json={"name": "p", "criteria": [{"metric": "recall", "op": ">=", "target": 0.9}]},
+        headers=pipeline,
+    ).json()
+    client.post(
+        f"/v1/pilots/{pilot['id']}/results", json={"metrics": {"recall": 1}}, headers=pipeline
+    )
+    refused = client.post(f"/v1/pilots/{pilot['id']}/conclude", headers=pipeline)
+    assert problem(refused, 403, "attestation-role")["control"] == "testing_evidence"
+    assert client.get(f"/v1/pilots/{pilot['id']}", headers=admin).json()["status"] == "running"
+    assert client.get("/v1/systems/helpdesk/evidence", headers=admin).json()["items"] == []
+    concluded = client.post(f"/v1/pilots/{pilot['id']}/conclude", headers=approver)
+    assert concluded.status_code == 200, concluded.text
+
+
+def test_a_policy_stored_before_the_trust_fields_gets_their_defaults(
+    client: TestClient, admin: Headers, pipeline: Headers, engine: Any
+) -> None:
+    from sqlalchemy import update
+
+    from app.models import Policy
+
+    legacy = copy.deepcopy(default_policy_document())
+    legacy.pop("attested_by")
+    for tier in legacy["tiers"].values():
+        tier.pop("independent_approval")
+    with engine.begin() as connection:
+        connection.execute(update(Policy).where(Policy.version == 1).values(document=legacy))
+    make_system(client, admin, key="claims-triage")
+    problem(
+        client.put(
+            "/v1/systems/claims-triage/evidence/risk_review",
+            json={"status": "met"},
+            headers=pipeline,
+        ),
+        403,
+        "attestation-role",
+    )
+    active = client.get("/v1/policies/active", headers=admin).json()
+    assert active["tiers"]["critical"]["independent_approval"] is True
+
+
+def test_one_batch_of_evidence_writes_refuses_each_write_for_its_own_reason(
+    app: Any, client: TestClient, admin: Headers, clock: Any
+) -> None:
+    from app.auth.roles import Principal, Role
+    from app.db import write_transaction
+    from app.errors import AttestationRole, NotFound, OutOfScope
+    from app.evidence import service as evidence_service
+    from app.evidence.schemas import EvidenceRead, EvidenceWrite
+
+    make_system(client, admin, key="fraud", owner=owner(PAYMENTS))
+    make_system(client, admin, key="claims-triage", owner=owner(CLAIMS))
+    scoped = Principal(key_id=None, name="claims-ci", role=Role.pipeline, teams=frozenset({CLAIMS}))
+    platform = Principal(key_id=None, name="platform-ci", role=Role.pipeline)
+    met = EvidenceWrite.model_validate({"status": "met"})
+
+    def write(key: str, control: str, by: Principal) -> Any:
+        return evidence_service.NewEvidence(key, control, met, by, clock.now)
+
+    with write_transaction(app.state.database) as session:
+        outcomes = evidence_service.record_many(
+            session,
+            [
+                write("claims-triage", "monitoring", scoped),
+                write("fraud", "monitoring", scoped),
+                write("fraud", "risk_review", platform),
+                write("fraud", "training", platform),
+                write("no-such-system", "training", platform),
+            ],
+        )
+    assert [type(outcome) for outcome in outcomes] == [
+        EvidenceRead,
+        OutOfScope,
+        AttestationRole,
+        EvidenceRead,
+        NotFound,
+    ]
+    fraud = client.get("/v1/systems/fraud/evidence", headers=admin).json()["items"]
+    assert [item["control"] for item in fraud] == ["training"]
+    events = [
+        e["data"]["control"]
+        for e in events_of(client, admin, "fraud")
+        if e["type"] == "evidence.recorded"
+    ]
+    assert events == ["training"]
