@@ -1,8 +1,9 @@
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.auth.roles import Role
+from app.auth.service import SHOWN_PREFIX_MAX
 from app.schemas import RequestModel
 
 
@@ -24,6 +25,12 @@ class ApiKeyRead(BaseModel):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _shown(cls, value: str) -> str:
+        # Keys stored before prefixes were shortened kept up to 10 characters.
+        return value[:SHOWN_PREFIX_MAX]
 
 
 class ApiKeyCreated(ApiKeyRead):
