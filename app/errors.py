@@ -190,6 +190,8 @@ def _allowed_methods(request: Request) -> str | None:
     for route in iter_route_contexts(request.app.routes):
         if route.path and route.methods and compile_path(route.path)[0].match(path):
             methods |= route.methods
+    if "GET" in methods:
+        methods.add("HEAD")  # served wherever GET is (app.middleware.HeadAsGet)
     return ", ".join(sorted(methods)) if methods else None
 
 

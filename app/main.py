@@ -27,7 +27,13 @@ from app.health.router import router as health_router
 from app.idempotency.middleware import Idempotency
 from app.lifecycle.router import router as lifecycle_router
 from app.metrics.router import router as metrics_router
-from app.middleware import BodySizeLimit, RequestLog, SecurityHeaders, UnexpectedErrors
+from app.middleware import (
+    BodySizeLimit,
+    HeadAsGet,
+    RequestLog,
+    SecurityHeaders,
+    UnexpectedErrors,
+)
 from app.openapi_docs import CONTACT, LICENSE, SERVERS, TAGS, install_openapi
 from app.pilots.router import router as pilots_router
 from app.policies.router import router as policies_router
@@ -160,6 +166,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             max_age=600,
         )
     app.add_middleware(SecurityHeaders)
+    # Inside the request log, which logs and counts HEAD as HEAD; outside everything else,
+    # so every answer to a HEAD, errors included, goes without its body.
+    app.add_middleware(HeadAsGet)
     app.add_middleware(RequestLog)
 
     for router in (
