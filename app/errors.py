@@ -12,6 +12,8 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
+from app.outage import database_unavailable, reason
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "/problems/"
 
@@ -119,6 +121,17 @@ class ServiceUnavailable(DomainError):
     status = 503
     type = "not-ready"
     title = "Not ready"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database is out of reach or refuses writes (app.outage): a retry later works."""
+
+    type = "service-unavailable"
+    title = "Service unavailable"
+    retry_after_seconds: ClassVar[int] = 5
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
 
 
 class Problem(BaseModel):
@@ -229,6 +242,18 @@ async def _unstorable_value(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    if database_unavailable(exc):
+        # A known condition, not a bug: one line, no traceback.
+        logger.warning(
+            "database unavailable on %s %s: %s", request.method, request.url.path, reason(exc)
+        )
+        return await _domain_error(
+            request,
+            DatabaseUnavailable(
+                "The database cannot be reached or cannot take writes right now; nothing was"
+                " applied. Retry later."
+            ),
+        )
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
         500, "internal-error", "Internal server error", "The request failed; it was not applied."

@@ -10,16 +10,15 @@ from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
-from sqlalchemy import inspect
-from sqlalchemy.exc import IntegrityError
 
-from app.auth import service as auth_service
+from app.auth.bootstrap import START_WAIT as BOOTSTRAP_START_WAIT
+from app.auth.bootstrap import BootstrapKey
 from app.auth.router import router as api_keys_router
 from app.badges.router import router as badges_router
 from app.clock import Clock, system_clock
 from app.config import Settings, get_settings
 from app.controls.router import router as controls_router
-from app.db import WalCheckpointer, create_database, write_transaction
+from app.db import WalCheckpointer, create_database
 from app.errors import install_error_handlers
 from app.events.router import router as events_router
 from app.evidence.router import router as evidence_router
@@ -90,21 +89,22 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     warmup = MirrorWarmup(database, clock=lambda: app.state.clock())
     checkpointer = WalCheckpointer(database)
 
+    secret = settings.readiness_bootstrap_admin_key
+    bootstrap = (
+        BootstrapKey(database, secret.get_secret_value(), clock=lambda: app.state.clock())
+        if secret is not None
+        else None
+    )
+
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads()
-        secret = settings.readiness_bootstrap_admin_key
-        if secret is not None:
-            if inspect(database.write_engine).has_table("api_keys"):
-                try:
-                    with write_transaction(database) as session:
-                        auth_service.ensure_bootstrap_key(
-                            session, secret=secret.get_secret_value(), now=app.state.clock()
-                        )
-                except IntegrityError:
-                    logger.info("bootstrap admin key created by another worker starting too")
-            else:
-                logger.warning("database not migrated: bootstrap admin key not created")
+        if bootstrap is not None:
+            # With a healthy database the key exists before the first request. One that is
+            # down or not migrated yet delays start-up by this wait at most: the process
+            # serves whatever the database's state, and the thread makes the key later.
+            bootstrap.start()
+            await anyio.to_thread.run_sync(bootstrap.wait_first_try, BOOTSTRAP_START_WAIT)
         # Everything built so far lives as long as the process: keep it out of the
         # collector's full passes, which otherwise re-walk it under load.
         gc.freeze()
@@ -119,6 +119,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         # Before the engines go: no build may go on reading from a disposed pool.
         warmup.stop()
         checkpointer.stop()
+        if bootstrap is not None:
+            bootstrap.stop()
         database.dispose()
 
     app = FastAPI(
@@ -145,6 +147,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.state.database = database
     app.state.clock = clock
     app.state.mirror_warmup = warmup
+    app.state.bootstrap_key = bootstrap
     app.state.migration_head = migration_head()
 
     install_error_handlers(app)
@@ -152,6 +155,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.add_middleware(UnexpectedErrors)
     # Inside the size limit: bodies it buffers are bounded.
     app.add_middleware(Idempotency)
+    # Idempotency reads and writes the database around the app: its own failures (a 503
+    # when the database is down) are answered here, still inside the log and the headers.
+    app.add_middleware(UnexpectedErrors)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if origins := settings.cors_origins():
         # Off unless origins are configured; inside SecurityHeaders and RequestLog, so
