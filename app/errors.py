@@ -104,6 +104,14 @@ class PayloadTooLarge(DomainError):
     title = "Request body too large"
 
 
+class HeadersTooLarge(DomainError):
+    """Written by the server itself (app.protocol), before any of the app runs."""
+
+    status = 431
+    type = "headers-too-large"
+    title = "Request headers too large"
+
+
 class Unprocessable(DomainError):
     status = 422
     type = "validation-error"

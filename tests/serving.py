@@ -36,9 +36,10 @@ def make_run_command(port: int, log_level: str = "info") -> list[str]:
         text=True,
         check=True,
     ).stdout
+    lines = printed.replace("\\\n", " ").splitlines()  # continuation lines joined
     commands = [
         shlex.split(line)
-        for line in printed.splitlines()
+        for line in lines
         if line.strip() and Path(shlex.split(line)[0]).name == "uvicorn"
     ]
     assert len(commands) == 1, printed
