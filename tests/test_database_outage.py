@@ -115,7 +115,9 @@ def test_a_database_out_of_reach_answers_503_and_the_process_stays_up(
     assert not bootstrap_threads()
     messages = [record.getMessage() for record in caplog.records]
     assert sum("bootstrap admin key not created yet" in m for m in messages) == 1
-    assert sum("WAL checkpoint failed" in m for m in messages) <= 1
+    # SQLite's checkpointer failed every 0.25 s meanwhile (PostgreSQL has none).
+    checkpoint_failures = 1 if where.startswith("sqlite") else 0
+    assert sum("WAL checkpoint failed" in m for m in messages) == checkpoint_failures
     assert not [m for m in messages if m.startswith("unhandled error")]
     app.state.database.dispose()
 
