@@ -147,7 +147,6 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.state.database = database
     app.state.clock = clock
     app.state.mirror_warmup = warmup
-    app.state.bootstrap_key = bootstrap
     app.state.migration_head = migration_head()
 
     install_error_handlers(app)
