@@ -44,5 +44,6 @@ HEALTHCHECK --interval=30s --timeout=3s --start-period=30s --retries=3 \
 # On SIGTERM uvicorn stops accepting connections and gives in-flight requests up to
 # --timeout-graceful-shutdown seconds to finish; deploy/k8s's terminationGracePeriodSeconds
 # leaves room for that and the preStop pause (tests/deploy check both). The app writes its
-# own JSON request log, so uvicorn's access log is off.
-CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "20", "--no-access-log"]
+# own JSON request log, so uvicorn's access log is off. app.protocol is uvicorn's httptools
+# protocol with a bound on request headers (431 past 16 KiB).
+CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "20", "--no-access-log", "--http", "app.protocol:BoundedHttpToolsProtocol"]

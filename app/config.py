@@ -1,12 +1,15 @@
 import re
 from functools import lru_cache
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.db import SQLITE_BUSY_TIMEOUT_MS
 
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+# The bootstrap key is an admin key chosen by a person: long enough that it cannot be guessed
+# (the generated keys carry 43 random characters).
+BOOTSTRAP_KEY_MIN_LENGTH = 32
 
 
 def _split(origins: str) -> list[str]:
@@ -16,7 +19,8 @@ def _split(origins: str) -> list[str]:
 class Settings(BaseSettings):
     """Process settings, read once from the environment (see README, Configuration)."""
 
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+    # A refused value (a secret, a URL with a password) never appears in the error.
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", hide_input_in_errors=True)
 
     database_url: str = "sqlite:///./readiness.db"
     port: int = 8000
@@ -59,6 +63,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"{origin!r} is not an origin like https://dash.example.com")
         return value
 
+    @field_validator("readiness_bootstrap_admin_key")
+    @classmethod
+    def _bootstrap_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < BOOTSTRAP_KEY_MIN_LENGTH:
+            raise ValueError(
+                f"must be at least {BOOTSTRAP_KEY_MIN_LENGTH} characters long;"
+                ' generate one with: echo "rdy_$(openssl rand -hex 24)"'
+            )
+        return value
+
     def cors_origins(self) -> list[str]:
         return _split(self.readiness_cors_origins)
 
@@ -70,4 +84,13 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings; a process whose environment is invalid stops here, saying
+    which variable is wrong and why, rather than with a traceback."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        reasons = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise SystemExit(f"invalid settings: {reasons}") from None

@@ -15,6 +15,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
+from app.outage import mark_connect_failures
+
 logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -147,6 +149,19 @@ def _sqlite_engine(url: str, *, begin: str | None, pool_size: int, busy_timeout_
 def create_database(
     url: str, *, pool_size: int = 10, sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
 ) -> Database:
+    database = _engines(url, pool_size=pool_size, sqlite_busy_timeout_ms=sqlite_busy_timeout_ms)
+    for engine in {
+        database.read_engine,
+        database.write_engine,
+        database.lookup_engine,
+        database.inline_write_engine,
+    }:
+        if engine is not None:
+            mark_connect_failures(engine)
+    return database
+
+
+def _engines(url: str, *, pool_size: int, sqlite_busy_timeout_ms: int) -> Database:
     if url.startswith("sqlite"):
         busy = sqlite_busy_timeout_ms
         return Database(
@@ -208,12 +223,20 @@ class WalCheckpointer:
             connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _run(self, stop: threading.Event) -> None:
+        failing = False
         while not stop.wait(WAL_CHECKPOINT_INTERVAL_S):
             try:
                 self.checkpoint()
             except Exception:
-                # Writers checkpoint past `wal_autocheckpoint` anyway; try again later.
-                logger.exception("WAL checkpoint failed")
+                # Writers checkpoint past `wal_autocheckpoint` anyway; try again later. Said
+                # once per spell of failures: a database that is gone fails every try.
+                if not failing:
+                    logger.exception("WAL checkpoint failed; retrying quietly until it works")
+                failing = True
+                continue
+            if failing:
+                logger.info("WAL checkpoint working again")
+            failing = False
 
 
 @contextmanager

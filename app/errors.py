@@ -12,6 +12,8 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
+from app.outage import database_unavailable, reason
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "/problems/"
 
@@ -127,6 +129,14 @@ class PayloadTooLarge(DomainError):
     title = "Request body too large"
 
 
+class HeadersTooLarge(DomainError):
+    """Written by the server itself (app.protocol), before any of the app runs."""
+
+    status = 431
+    type = "headers-too-large"
+    title = "Request headers too large"
+
+
 class Unprocessable(DomainError):
     status = 422
     type = "validation-error"
@@ -144,6 +154,17 @@ class ServiceUnavailable(DomainError):
     status = 503
     type = "not-ready"
     title = "Not ready"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database is out of reach or refuses writes (app.outage): a retry later works."""
+
+    type = "service-unavailable"
+    title = "Service unavailable"
+    retry_after_seconds: ClassVar[int] = 5
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
 
 
 class Problem(BaseModel):
@@ -215,6 +236,8 @@ def _allowed_methods(request: Request) -> str | None:
     for route in iter_route_contexts(request.app.routes):
         if route.path and route.methods and compile_path(route.path)[0].match(path):
             methods |= route.methods
+    if "GET" in methods:
+        methods.add("HEAD")  # served wherever GET is (app.middleware.HeadAsGet)
     return ", ".join(sorted(methods)) if methods else None
 
 
@@ -252,6 +275,18 @@ async def _unstorable_value(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    if database_unavailable(exc):
+        # A known condition, not a bug: one line, no traceback.
+        logger.warning(
+            "database unavailable on %s %s: %s", request.method, request.url.path, reason(exc)
+        )
+        return await _domain_error(
+            request,
+            DatabaseUnavailable(
+                "The database cannot be reached or cannot take writes right now; nothing was"
+                " applied. Retry later."
+            ),
+        )
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
         500, "internal-error", "Internal server error", "The request failed; it was not applied."

@@ -10,10 +10,9 @@ from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
-from sqlalchemy import inspect
-from sqlalchemy.exc import IntegrityError
 
-from app.auth import service as auth_service
+from app.auth.bootstrap import START_WAIT as BOOTSTRAP_START_WAIT
+from app.auth.bootstrap import BootstrapKey
 from app.auth.dependencies import Identities
 from app.auth.oidc import OidcVerifier, load_providers
 from app.auth.router import router as api_keys_router
@@ -21,7 +20,7 @@ from app.badges.router import router as badges_router
 from app.clock import Clock, system_clock
 from app.config import Settings, get_settings
 from app.controls.router import router as controls_router
-from app.db import WalCheckpointer, create_database, write_transaction
+from app.db import WalCheckpointer, create_database
 from app.errors import install_error_handlers
 from app.events.router import router as events_router
 from app.evidence.router import router as evidence_router
@@ -29,7 +28,13 @@ from app.health.router import router as health_router
 from app.idempotency.middleware import Idempotency
 from app.lifecycle.router import router as lifecycle_router
 from app.metrics.router import router as metrics_router
-from app.middleware import BodySizeLimit, RequestLog, SecurityHeaders, UnexpectedErrors
+from app.middleware import (
+    BodySizeLimit,
+    HeadAsGet,
+    RequestLog,
+    SecurityHeaders,
+    UnexpectedErrors,
+)
 from app.openapi_docs import CONTACT, LICENSE, SERVERS, TAGS, install_openapi
 from app.pilots.router import router as pilots_router
 from app.policies.router import router as policies_router
@@ -88,21 +93,22 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     warmup = MirrorWarmup(database, clock=lambda: app.state.clock())
     checkpointer = WalCheckpointer(database)
 
+    secret = settings.readiness_bootstrap_admin_key
+    bootstrap = (
+        BootstrapKey(database, secret.get_secret_value(), clock=lambda: app.state.clock())
+        if secret is not None
+        else None
+    )
+
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads()
-        secret = settings.readiness_bootstrap_admin_key
-        if secret is not None:
-            if inspect(database.write_engine).has_table("api_keys"):
-                try:
-                    with write_transaction(database) as session:
-                        auth_service.ensure_bootstrap_key(
-                            session, secret=secret.get_secret_value(), now=app.state.clock()
-                        )
-                except IntegrityError:
-                    logger.info("bootstrap admin key created by another worker starting too")
-            else:
-                logger.warning("database not migrated: bootstrap admin key not created")
+        if bootstrap is not None:
+            # With a healthy database the key exists before the first request. One that is
+            # down or not migrated yet delays start-up by this wait at most: the process
+            # serves whatever the database's state, and the thread makes the key later.
+            bootstrap.start()
+            await anyio.to_thread.run_sync(bootstrap.wait_first_try, BOOTSTRAP_START_WAIT)
         # Everything built so far lives as long as the process: keep it out of the
         # collector's full passes, which otherwise re-walk it under load.
         gc.freeze()
@@ -117,6 +123,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         # Before the engines go: no build may go on reading from a disposed pool.
         warmup.stop()
         checkpointer.stop()
+        if bootstrap is not None:
+            bootstrap.stop()
         if identities.oidc is not None:
             identities.oidc.close()
         database.dispose()
@@ -153,6 +161,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.add_middleware(UnexpectedErrors)
     # Inside the size limit: bodies it buffers are bounded.
     app.add_middleware(Idempotency)
+    # Idempotency reads and writes the database around the app: its own failures (a 503
+    # when the database is down) are answered here, still inside the log and the headers.
+    app.add_middleware(UnexpectedErrors)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if origins := settings.cors_origins():
         # Off unless origins are configured; inside SecurityHeaders and RequestLog, so
@@ -167,6 +178,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             max_age=600,
         )
     app.add_middleware(SecurityHeaders)
+    # Inside the request log, which logs and counts HEAD as HEAD; outside everything else,
+    # so every answer to a HEAD, errors included, goes without its body.
+    app.add_middleware(HeadAsGet)
     app.add_middleware(RequestLog)
 
     for router in (

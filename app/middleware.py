@@ -99,6 +99,38 @@ class UnexpectedErrors:
             await response(scope, receive, send)
 
 
+class HeadAsGet:
+    """HEAD answers as GET would, without the body (RFC 9110, 9.3.2): same status, same
+    headers, Content-Length included. Routes declare GET alone, so the OpenAPI document
+    lists no HEAD operations.
+
+    Everything inside sees a GET. The server keeps its own scope, which still says HEAD (so
+    it sends no body either), and the request log outside reads the method from it; the route
+    the router matched is copied back for that log."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        as_get = {**scope, "method": "GET"}
+
+        async def without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        try:
+            await self.app(as_get, receive, without_body)
+        finally:
+            if "route" in as_get:
+                scope["route"] = as_get["route"]
+
+
 class SecurityHeaders:
     """Headers every response carries: no MIME sniffing, no framing, no referrer leaks, and
     API answers (which depend on the caller's key) kept out of shared caches."""

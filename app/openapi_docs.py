@@ -1,5 +1,6 @@
 """Shared OpenAPI declarations, so every route documents its errors the same way."""
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +41,22 @@ _DESCRIPTIONS = {
     503: "Not ready to serve.",
 }
 
+# Every operation that uses the database may answer this 503 (app.errors.DatabaseUnavailable).
+_DATABASE_UNAVAILABLE: dict[str, Any] = {
+    "description": (
+        "The database cannot be reached or cannot take writes right now; nothing was applied."
+        " Retry after the seconds in `Retry-After`."
+    ),
+    "headers": {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying.",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+    "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+}
+# Operations that answer without the database.
+_WITHOUT_DATABASE = frozenset({"/healthz"})
 
 # Document-level metadata, passed to FastAPI in app.main and on to get_openapi below.
 CONTACT: dict[str, str] = {"name": "Readiness maintainers"}
@@ -121,6 +138,8 @@ def _problem_content(document: dict[str, Any]) -> dict[str, Any]:
                     },
                 },
             )
+            if path not in _WITHOUT_DATABASE:
+                operation["responses"].setdefault("503", copy.deepcopy(_DATABASE_UNAVAILABLE))
             for status, response in operation.get("responses", {}).items():
                 content = response.get("content", {})
                 if int(status) < 400 or "application/json" not in content:

@@ -305,7 +305,7 @@ def serve(app: str, env: dict[str, str], log: Path, *extra: str) -> Iterator[str
     command = [
         sys.executable, "-m", "uvicorn", app, *extra,
         "--host", HOST, "--port", str(port),
-        "--workers", "1", "--loop", "uvloop", "--http", "httptools",
+        "--workers", "1", "--loop", "uvloop", "--http", "app.protocol:BoundedHttpToolsProtocol",
         "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
     with log.open("wb") as output:

@@ -33,9 +33,9 @@ def test_wrong_method_is_a_405_problem(client: TestClient, admin: dict[str, str]
 def test_405_allow_names_every_method_of_the_path(client: TestClient) -> None:
     # Several routes share these paths; Starlette's own Allow named only the first one.
     for path, allowed in (
-        ("/v1/systems", "GET, POST"),
-        ("/v1/systems/some-system", "GET, PATCH"),
-        ("/v1/api-keys", "GET, POST"),
+        ("/v1/systems", "GET, HEAD, POST"),
+        ("/v1/systems/some-system", "GET, HEAD, PATCH"),
+        ("/v1/api-keys", "GET, HEAD, POST"),
         ("/v1/systems/some-system/waivers/1", "DELETE"),
     ):
         response = client.request("OPTIONS", path)

@@ -1,9 +1,17 @@
 from datetime import datetime
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from app.auth.roles import Role
+from app.auth.service import SHOWN_PREFIX_MAX
 from app.schemas import RequestModel
 
 MAX_TEAMS = 50
@@ -59,6 +67,12 @@ class ApiKeyRead(BaseModel):
     teams: list[str] | None = Field(
         description="The owner teams the key acts for; null: every team (platform-wide)."
     )
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _shown(cls, value: str) -> str:
+        # Keys stored before prefixes were shortened kept up to 10 characters.
+        return value[:SHOWN_PREFIX_MAX]
 
 
 class ApiKeyCreated(ApiKeyRead):

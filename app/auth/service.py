@@ -14,6 +14,9 @@ from app.events.service import EventType
 from app.models import ApiKey
 
 KEY_PREFIX = "rdy_"
+# Answers show at most this much of a secret, to recognise a key by: `rdy_` and 4 random
+# characters of a generated key, and never more than a quarter of any secret.
+SHOWN_PREFIX_MAX = 8
 # last_used_at is refreshed at most this often, so reads do not each cost a write.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
@@ -26,6 +29,10 @@ def hash_key(secret: str) -> str:
 
 def new_secret() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def shown_prefix(secret: str) -> str:
+    return secret[: min(SHOWN_PREFIX_MAX, len(secret) // 4)]
 
 
 def create_key(
@@ -43,7 +50,7 @@ def create_key(
         role=role.value,
         teams=sorted(teams) if teams is not None else None,
         key_hash=hash_key(secret),
-        key_prefix=secret[: len(KEY_PREFIX) + 6],
+        key_prefix=shown_prefix(secret),
         created_at=now,
         created_by=actor.key_id,
     )
@@ -150,7 +157,7 @@ def ensure_bootstrap_key(session: Session, *, secret: str, now: datetime) -> Non
         name="bootstrap-admin",
         role=Role.admin.value,
         key_hash=hash_key(secret),
-        key_prefix=secret[:10],
+        key_prefix=shown_prefix(secret),
         created_at=now,
     )
     session.add(key)

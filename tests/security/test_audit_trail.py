@@ -39,7 +39,7 @@ def test_writes_to_the_event_log_are_405(client: TestClient, admin: Headers, met
         assert response.status_code == 405, response.text
         assert response.headers["content-type"] == PROBLEM
         assert response.json()["type"] == "/problems/method-not-allowed"
-        assert response.headers["allow"] == "GET"
+        assert response.headers["allow"] == "GET, HEAD"
 
 
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE"])
