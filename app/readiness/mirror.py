@@ -1,7 +1,8 @@
 """Every system's stored readiness mirrored in the process, kept in step with the database
 by reading only the systems stored since the last look, with counts maintained as entries
-change: /metrics and the unfiltered (or tier-filtered) reports then cost what changed, not
-the portfolio.
+change: the /metrics gauges and the unfiltered (or tier-filtered) reports then cost what
+changed, not the portfolio (/metrics/systems, one line per system, keeps its rendered lines
+until a system changes).
 
 Change tracking. Every store of an answer sets `systems.readiness_seq` to a marker of its
 transaction (`marker.StoreMarker`); a look first takes a horizon (`_horizon`) and then reads, and

@@ -1,7 +1,7 @@
-"""The unfiltered and tier-filtered reports and /metrics count from a per-process mirror of
-stored readiness (built at start-up, before each test here unless said otherwise) that reads
-only what was stored since its last look: it must follow every
-write and the passing of time exactly as the aggregate queries do (the reports filtered by
+"""The unfiltered and tier-filtered reports and both metrics scrapes count from a per-process
+mirror of stored readiness (built at start-up, before each test here unless said otherwise)
+that reads only what was stored since its last look: it must follow every write and the
+passing of time exactly as the aggregate queries do (the reports filtered by
 owner team still run those queries, so the two are compared)."""
 
 from datetime import timedelta
@@ -44,12 +44,18 @@ def assert_mirror_matches_queries(client: TestClient, headers: Headers) -> dict[
     return mirrored
 
 
-def gauges(client: TestClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(client.get("/metrics").text)
-        for sample in family.samples
-    }
+def gauges(
+    client: TestClient, headers: Headers
+) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Both scrapes: the portfolio gauges of /metrics and each system's of /metrics/systems."""
+    scraped = {}
+    for path in ("/metrics", "/metrics/systems"):
+        response = client.get(path, headers=headers)
+        assert response.status_code == 200, response.text
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                scraped[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return scraped
 
 
 def score(scrape: dict[tuple[str, frozenset[tuple[str, str]]], float], key: str) -> float:
@@ -133,17 +139,17 @@ def test_metrics_follow_writes_after_the_first_scrape(
     client: TestClient, admin: Headers, clock: FakeClock
 ) -> None:
     make_system(client, admin, key="lender", tier="high")
-    before = gauges(client)
+    before = gauges(client, admin)
     assert score(before, "lender") == 17.6
     meet_every_control(client, admin, key="lender")
     make_system(client, admin, key="drafty", tier="minimal")
-    after = gauges(client)
+    after = gauges(client, admin)
     assert score(after, "lender") == 100.0
     assert score(after, "drafty") == 17.6
     stage = frozenset({("stage", "proposed"), ("tier", "high")})
     assert after[("readiness_systems", stage)] == 1
     assert transition(client, admin, key="lender", to="pilot").status_code == 201
-    moved = gauges(client)
+    moved = gauges(client, admin)
     labels = frozenset(
         {("system", "lender"), ("tier", "high"), ("stage", "pilot"), ("gate", "production")}
     )
@@ -157,7 +163,7 @@ def test_a_store_committed_after_a_look_is_seen_by_the_next(
     """A writer still open while a scrape looks is read by the scrape after it commits, also
     when (PostgreSQL) a later writer committed before that look."""
     make_system(client, admin, key="first", tier="high")
-    assert score(gauges(client), "first") == 17.6
+    assert score(gauges(client, admin), "first") == 17.6
     database = app.state.database
     concurrent = database.write_engine.dialect.name == "postgresql"
     with write_transaction(database) as writer:
@@ -167,11 +173,13 @@ def test_a_store_committed_after_a_look_is_seen_by_the_next(
         writer.flush()
         if concurrent:  # SQLite writers take turns: a second one would wait for this one
             make_system(client, admin, key="second", tier="minimal")
-        scrape = gauges(client)
+        # The admin key was last used at this very time, so checking it writes nothing
+        # (its last_used_at refresh would wait for this writer).
+        scrape = gauges(client, admin)
         assert score(scrape, "first") == 17.6  # not committed yet
         if concurrent:
             assert score(scrape, "second") == 17.6
-    assert score(gauges(client), "first") == 11.8
+    assert score(gauges(client, admin), "first") == 11.8
 
 
 def test_many_systems_stored_at_once_are_read_in_batches(
