@@ -3,8 +3,8 @@
 `render` (GET /metrics): portfolio gauges and the request metrics of app.metrics.http. Its
 series are bounded by stages, tiers, gates, controls and routes, never by systems. Once the
 process's mirror of stored readiness (app.readiness.mirror) is built, the gauges are its
-counts, kept up to date by reading only what changed since its last look; until then,
-aggregate queries give the same numbers. Stuck pilots are counted by a query.
+counts, kept up to date by reading only what changed since its last look, so a scrape costs
+what changed, not the portfolio; until then, aggregate queries give the same numbers.
 
 `render_systems` (GET /metrics/systems): each system's score and gate readiness, one line
 per system and gate, from the same mirror (or, until it is built, every system read).
@@ -40,7 +40,7 @@ def _labels(**labels: str) -> str:
 def render(session: Session, *, now: datetime) -> str:
     mirror = mirror_for(session)
     if mirror is None:  # not built yet: the same numbers from the database
-        systems, drifted, blocking, stale = _from_queries(session, now=now)
+        systems, drifted, blocking, stale, stuck = _from_queries(session, now=now)
     else:
         with mirror.synced(session, now=now) as synced:
             systems = sorted(synced.systems.items())
@@ -51,13 +51,14 @@ def render(session: Session, *, now: datetime) -> str:
                 sum(synced.stale_evidence.values()),
                 sum(synced.systems_with_stale_evidence.values()),
             )
+            stuck = synced.pilots.stuck
     lines = [
         "# HELP readiness_systems Registered AI systems by lifecycle stage and risk tier.",
         "# TYPE readiness_systems gauge",
     ]
     for (stage, tier), count in systems:
         lines.append(f"readiness_systems{{{_labels(stage=stage, tier=tier)}}} {count}")
-    lines += _portfolio_gauges(session, drifted=drifted, stale=stale, blocking=blocking, now=now)
+    lines += _portfolio_gauges(drifted=drifted, stale=stale, stuck=stuck, blocking=blocking)
     return "\n".join(lines) + "\n" + http_metrics.exposition()
 
 
@@ -71,9 +72,9 @@ def render_systems(session: Session, *, now: datetime) -> str:
 
 def _from_queries(
     session: Session, *, now: datetime
-) -> tuple[list[tuple[tuple[str, str], int]], int, list[GateBlockers], tuple[int, int]]:
+) -> tuple[list[tuple[tuple[str, str], int]], int, list[GateBlockers], tuple[int, int], int]:
     """What the mirror gives `render`, by aggregate queries: (systems by stage and tier,
-    drifted, top blocking controls, stale evidence)."""
+    drifted, top blocking controls, stale evidence, stuck pilots)."""
     systems = [
         ((stage, tier), count)
         for stage, tier, count in session.execute(
@@ -86,7 +87,14 @@ def _from_queries(
     drifted = reports_service.drifted_count(session, true(), now=now)
     blocking = reports_service.top_blocking_controls(session, filters=everything)
     stale = reports_service.stale_evidence(session, filters=everything, now=now)
-    return sorted(systems), drifted, blocking, stale
+    max_pilot_days = policy_service.active_rules(session).rules.max_pilot_days
+    # The portfolio lists the first stuck pilots; the gauge counts them all.
+    stuck = session.execute(
+        select(func.count())
+        .select_from(Pilot)
+        .where(reports_service.stuck_pilot(now, max_pilot_days=max_pilot_days))
+    ).scalar_one()
+    return sorted(systems), drifted, blocking, stale, stuck
 
 
 def _system_lines_from_queries(session: Session, *, now: datetime) -> str:
@@ -132,21 +140,9 @@ def _answers_now(
 
 
 def _portfolio_gauges(
-    session: Session,
-    *,
-    drifted: int,
-    stale: tuple[int, int],
-    blocking: list[GateBlockers],
-    now: datetime,
+    *, drifted: int, stale: tuple[int, int], stuck: int, blocking: list[GateBlockers]
 ) -> list[str]:
     stale_rows, stale_systems = stale
-    max_pilot_days = policy_service.active_rules(session).rules.max_pilot_days
-    # The portfolio lists the first stuck pilots; the gauge counts them all.
-    stuck = session.execute(
-        select(func.count())
-        .select_from(Pilot)
-        .where(reports_service.stuck_pilot(now, max_pilot_days=max_pilot_days))
-    ).scalar_one()
     gauges = (
         ("readiness_drifted_systems", "Systems in production whose production gate fails now.",
          drifted),

@@ -11,9 +11,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine, event
 
 from app.controls.catalogue import EVIDENCE_CONTROLS
 from app.db import write_transaction
+from app.policies.service import default_policy_document
 from app.readiness import mirror
 from app.readiness import service as readiness_service
 from app.systems.service import get_system
@@ -194,3 +196,85 @@ def test_many_systems_stored_at_once_are_read_in_batches(
         meet_every_control(client, admin, key=key)
     after = assert_mirror_matches_queries(client, viewer)
     assert after["portfolio"]["ready_for_next_stage"] == 3  # critical: approval still missing
+
+
+def test_stuck_pilots_follow_pilots_policy_and_time_after_the_first_look(
+    client: TestClient, admin: Headers, viewer: Headers, clock: FakeClock
+) -> None:
+    """The scrape counts stuck pilots from the mirror (a pilot's creation stores no
+    readiness: the mirror follows pilot events); the portfolio lists them by query."""
+    make_system(client, admin, key="lender", tier="high")
+    meet_every_control(client, admin, key="lender")
+    assert transition(client, admin, key="lender", to="pilot").status_code == 201
+
+    def start(days: int) -> int:
+        response = client.post(
+            "/v1/systems/lender/pilots",
+            json={
+                "name": f"{days}-day trial",
+                "planned_end": (clock.now + timedelta(days=days)).isoformat(),
+                "criteria": [{"metric": "precision", "op": ">=", "target": 0.9}],
+            },
+            headers=admin,
+        )
+        assert response.status_code == 201, response.text
+        pilot_id: int = response.json()["id"]
+        return pilot_id
+
+    def stuck() -> float:
+        scraped = gauges(client, admin)[("readiness_stuck_pilots", frozenset())]
+        listed = len(reports(client, viewer)["portfolio"]["stuck_pilots"])
+        assert scraped == listed
+        return scraped
+
+    short, long = start(days=1), start(days=30)
+    assert stuck() == 0
+    clock.advance(days=2)  # time alone: the short one overruns its planned end
+    assert stuck() == 1
+    assert client.post(f"/v1/pilots/{short}/conclude", headers=admin).status_code == 200
+    assert stuck() == 0
+    start(days=200)  # ends long after the policy's 90 days
+    clock.advance(days=29)
+    assert stuck() == 1  # the long one
+    # A policy with a shorter max_pilot_days makes the third one stuck at once.
+    stricter = {**default_policy_document(), "max_pilot_days": 20, "activate": True}
+    response = client.post("/v1/policies", json=stricter, headers=admin)
+    assert response.status_code == 201, response.text
+    assert stuck() == 2
+    assert client.post(f"/v1/pilots/{long}/conclude", headers=admin).status_code == 200
+    assert stuck() == 1
+
+
+def test_a_scrape_reads_no_pilot_when_none_changed(
+    app: FastAPI, client: TestClient, admin: Headers, clock: FakeClock
+) -> None:
+    """Counting stuck pilots costs a scrape nothing per pilot: only pilots changed since the
+    last look are read."""
+    make_system(client, admin, key="lender", tier="high")
+    meet_every_control(client, admin, key="lender")
+    assert transition(client, admin, key="lender", to="pilot").status_code == 201
+    for days in (1, 30):
+        client.post(
+            "/v1/systems/lender/pilots",
+            json={
+                "name": f"{days}-day trial",
+                "planned_end": (clock.now + timedelta(days=days)).isoformat(),
+                "criteria": [{"metric": "precision", "op": ">=", "target": 0.9}],
+            },
+            headers=admin,
+        )
+    clock.advance(days=2)
+    assert "\nreadiness_stuck_pilots 1\n" in client.get("/metrics").text
+
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])  # (connection, cursor, statement, ...)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        assert "\nreadiness_stuck_pilots 1\n" in client.get("/metrics").text
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert statements  # the scrape did look for changes
+    assert not [statement for statement in statements if "pilots" in statement]
