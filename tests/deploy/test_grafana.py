@@ -104,3 +104,13 @@ def test_every_charted_metric_is_served_by_its_scrape(
             else:
                 # A per-system series read from any job but /metrics/systems' finds nothing.
                 assert is_served(name, portfolio), f"{name} is not served by /metrics: {expr}"
+
+
+def test_portfolio_gauges_count_each_system_once_however_many_pods() -> None:
+    # Every pod serves the same portfolio gauges (they are read from the database) and
+    # Prometheus scrapes /metrics on each pod: summed, each system would count once per pod.
+    for expr in expressions():
+        gauges = {name for name in charted(expr) if not name.startswith("readiness_http_")}
+        if gauges and SYSTEMS_JOB not in expr:
+            assert "sum" not in expr, expr
+            assert re.search(r"\bmax\b", expr), expr
