@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     worker_threads: int | None = Field(default=None, ge=1, le=256)
     # Serve /v1/systems/{key}/badge.svg without an API key, for READMEs and portals.
     readiness_public_badges: bool = False
+    # Serve /metrics/systems (every system's score and gates) without an API key.
+    readiness_public_system_metrics: bool = False
     # Browser origins allowed to call the API (CORS), comma-separated, each exactly
     # `scheme://host[:port]`. Empty: CORS stays off. No wildcard: it is an allow-list.
     readiness_cors_origins: str = ""

@@ -136,6 +136,22 @@ def note_caller(request: Request, principal: Principal) -> None:
         request.state.oidc_subject = principal.subject
 
 
+def authorize(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None,
+    role: Role,
+    *,
+    now: datetime,
+) -> Principal:
+    """For a sync route that checks its caller in its own body (one whose check a setting
+    can waive): the caller, named in the request log, or 401/403. Blocking, and holding no
+    connection of the route's while an issuer's keys are fetched."""
+    principal = identities_of(request).identify(credentials, now=now)
+    note_caller(request, principal)
+    check_role(principal, role)
+    return principal
+
+
 def check_role(principal: Principal, role: Role) -> None:
     """403 unless the principal's role is `role` or above."""
     if not principal.role.allows(role):

@@ -1,12 +1,6 @@
 from fastapi import APIRouter, Request, Response
 
-from app.auth.dependencies import (
-    BearerCredentials,
-    check_role,
-    checks_role_inline,
-    identities_of,
-    note_caller,
-)
+from app.auth.dependencies import BearerCredentials, authorize, checks_role_inline
 from app.auth.roles import Role
 from app.badges.render import badge_svg
 from app.clock import Now
@@ -45,13 +39,9 @@ def get_badge(
     database: DatabaseDep,
     now: Now,
 ) -> Response:
-    # Checked in this thread call, so it can be skipped when badges are public, and before
-    # the read: a token of an issuer whose keys are due may wait for them, holding no
-    # connection meanwhile.
+    # Checked in this thread call, so it can be skipped when badges are public.
     if not request.app.state.settings.readiness_public_badges:
-        principal = identities_of(request).identify(credentials, now=now)
-        note_caller(request, principal)
-        check_role(principal, BADGE_ROLE)
+        authorize(request, credentials, BADGE_ROLE, now=now)
     with read_transaction(database) as session:
         system = system_service.get_system(session, key)
         brief = readiness_service.summary(session, system, now=now)

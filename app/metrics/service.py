@@ -1,15 +1,22 @@
-"""Prometheus metrics: portfolio gauges from the database, so every worker process answers
-the same: per-system gauges and counts from the process's mirror of stored readiness
-(app.readiness.mirror, which reads only what changed since the last scrape) once it is built,
-from aggregate queries until then; the rest from a few aggregate queries; then the request
-metrics of app.metrics.http."""
+"""Prometheus metrics, in two scrapes.
+
+`render` (GET /metrics): portfolio gauges and the request metrics of app.metrics.http. Its
+series are bounded by stages, tiers, gates, controls and routes, never by systems. Once the
+process's mirror of stored readiness (app.readiness.mirror) is built, the gauges are its
+counts, kept up to date by reading only what changed since its last look, so a scrape costs
+what changed, not the portfolio; until then, aggregate queries give the same numbers.
+
+`render_systems` (GET /metrics/systems): each system's score and gate readiness, one line
+per system and gate, from the same mirror (or, until it is built, every system read).
+
+Both read the database, not the process, so every worker process answers the same."""
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlmodel import Session, col
 
-from app.lifecycle.stages import GateStage, Stage
+from app.lifecycle.stages import GateStage
 from app.metrics import http as http_metrics
 from app.models import Pilot, System
 from app.policies import service as policy_service
@@ -33,11 +40,10 @@ def _labels(**labels: str) -> str:
 def render(session: Session, *, now: datetime) -> str:
     mirror = mirror_for(session)
     if mirror is None:  # not built yet: the same numbers from the database
-        systems, per_system, drifted, blocking, stale = _from_queries(session, now=now)
+        systems, drifted, blocking, stale, stuck = _from_queries(session, now=now)
     else:
         with mirror.synced(session, now=now) as synced:
             systems = sorted(synced.systems.items())
-            per_system = synced.metric_lines()
             # Drift as the drift report judges it, from the answers now (stored or fresh).
             drifted = sum(synced.drifted.values())
             blocking = reports_service.top_blocking_in(synced, tier=None)
@@ -45,21 +51,30 @@ def render(session: Session, *, now: datetime) -> str:
                 sum(synced.stale_evidence.values()),
                 sum(synced.systems_with_stale_evidence.values()),
             )
+            stuck = synced.pilots.stuck
     lines = [
         "# HELP readiness_systems Registered AI systems by lifecycle stage and risk tier.",
         "# TYPE readiness_systems gauge",
     ]
     for (stage, tier), count in systems:
         lines.append(f"readiness_systems{{{_labels(stage=stage, tier=tier)}}} {count}")
-    lines += _portfolio_gauges(session, drifted=drifted, stale=stale, blocking=blocking, now=now)
-    return "\n".join(lines) + "\n" + per_system + http_metrics.exposition()
+    lines += _portfolio_gauges(drifted=drifted, stale=stale, stuck=stuck, blocking=blocking)
+    return "\n".join(lines) + "\n" + http_metrics.exposition()
+
+
+def render_systems(session: Session, *, now: datetime) -> str:
+    mirror = mirror_for(session)
+    if mirror is None:
+        return _system_lines_from_queries(session, now=now)
+    with mirror.synced(session, now=now) as synced:
+        return synced.metric_lines()
 
 
 def _from_queries(
     session: Session, *, now: datetime
-) -> tuple[list[tuple[tuple[str, str], int]], str, int, list[GateBlockers], tuple[int, int]]:
-    """What the mirror gives `render`, by queries over every system: (systems by stage and
-    tier, per-system lines, drifted, top blocking controls, stale evidence)."""
+) -> tuple[list[tuple[tuple[str, str], int]], int, list[GateBlockers], tuple[int, int], int]:
+    """What the mirror gives `render`, by aggregate queries: (systems by stage and tier,
+    drifted, top blocking controls, stale evidence, stuck pilots)."""
     systems = [
         ((stage, tier), count)
         for stage, tier, count in session.execute(
@@ -68,6 +83,22 @@ def _from_queries(
             )
         )
     ]
+    everything = SystemFilters()
+    drifted = reports_service.drifted_count(session, true(), now=now)
+    blocking = reports_service.top_blocking_controls(session, filters=everything)
+    stale = reports_service.stale_evidence(session, filters=everything, now=now)
+    max_pilot_days = policy_service.active_rules(session).rules.max_pilot_days
+    # The portfolio lists the first stuck pilots; the gauge counts them all.
+    stuck = session.execute(
+        select(func.count())
+        .select_from(Pilot)
+        .where(reports_service.stuck_pilot(now, max_pilot_days=max_pilot_days))
+    ).scalar_one()
+    return sorted(systems), drifted, blocking, stale, stuck
+
+
+def _system_lines_from_queries(session: Session, *, now: datetime) -> str:
+    """What the mirror gives `render_systems`, from every system's answer now."""
     answers = _answers_now(session, now=now)
     # Sorted here, not by the database, whose collation may order keys differently.
     answers.sort(key=lambda answer: answer[0])
@@ -76,13 +107,7 @@ def _from_queries(
         score_line, gate_lines = system_lines(key, tier, stage, answer)
         scores.append(score_line)
         gates.append(gate_lines)
-    drifted = sum(
-        stage == Stage.production.value and not answer[2] for _, _, stage, answer in answers
-    )
-    everything = SystemFilters()
-    blocking = reports_service.top_blocking_controls(session, filters=everything)
-    stale = reports_service.stale_evidence(session, filters=everything, now=now)
-    return sorted(systems), metrics_body(scores, gates), drifted, blocking, stale
+    return metrics_body(scores, gates)
 
 
 def _answers_now(
@@ -115,21 +140,9 @@ def _answers_now(
 
 
 def _portfolio_gauges(
-    session: Session,
-    *,
-    drifted: int,
-    stale: tuple[int, int],
-    blocking: list[GateBlockers],
-    now: datetime,
+    *, drifted: int, stale: tuple[int, int], stuck: int, blocking: list[GateBlockers]
 ) -> list[str]:
     stale_rows, stale_systems = stale
-    max_pilot_days = policy_service.active_rules(session).rules.max_pilot_days
-    # The portfolio lists the first stuck pilots; the gauge counts them all.
-    stuck = session.execute(
-        select(func.count())
-        .select_from(Pilot)
-        .where(reports_service.stuck_pilot(now, max_pilot_days=max_pilot_days))
-    ).scalar_one()
     gauges = (
         ("readiness_drifted_systems", "Systems in production whose production gate fails now.",
          drifted),

@@ -1,7 +1,8 @@
 """Every system's stored readiness mirrored in the process, kept in step with the database
 by reading only the systems stored since the last look, with counts maintained as entries
-change: /metrics and the unfiltered (or tier-filtered) reports then cost what changed, not
-the portfolio.
+change: the /metrics gauges and the unfiltered (or tier-filtered) reports then cost what
+changed, not the portfolio (/metrics/systems, one line per system, keeps its rendered lines
+until a system changes).
 
 Change tracking. Every store of an answer sets `systems.readiness_seq` to a marker of its
 transaction (`marker.StoreMarker`); a look first takes a horizon (`_horizon`) and then reads, and
@@ -26,6 +27,9 @@ queries, so no request ever waits for, or reads from, a mirror half built.
 What is kept per system is small (stage, tier, score, gate readiness, the distinct blocking
 (gate, control, code) triples, the rendered metric lines); the first look of a process reads
 every system and blocking row once.
+
+Running pilots (`RunningPilots`, for the stuck-pilot count) are followed apart: creating a
+pilot stores no readiness, so no marker shows it; its event does.
 """
 
 import heapq
@@ -40,11 +44,12 @@ from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Engine, Executable, and_, select
+from sqlalchemy import Engine, Executable, and_, func, select
 from sqlmodel import Session, col
 
+from app.events.service import EventType
 from app.lifecycle.stages import GateStage, Stage
-from app.models import Evidence, Pilot, PilotResult, ReadinessBlocker, System
+from app.models import Event, Evidence, Pilot, PilotResult, ReadinessBlocker, System
 from app.policies import service as policy_service
 from app.readiness import service as readiness_service
 from app.readiness.marker import horizon as _horizon
@@ -130,6 +135,7 @@ class Mirror:
         self.pilot_outcomes: Counter[tuple[str, str]] = Counter()  # (outcome, tier)
         self.findings: Counter[tuple[str, str]] = Counter()  # (finding, tier)
         self.blocked_systems: Counter[tuple[str, str, str, str]] = Counter()
+        self.pilots = RunningPilots()
 
     def build(self, session: Session, *, now: datetime, stop: threading.Event) -> None:
         """The first look: every system read and judged at `now`. Raises BuildStopped soon
@@ -140,6 +146,7 @@ class Mirror:
                 self._sync(session, now)
                 self._judge(session, now)
                 self._age(now)
+                self.pilots.follow(session, now, self._stop)
             finally:
                 self._stop = None
 
@@ -151,6 +158,7 @@ class Mirror:
             self._sync(session, now)
             self._judge(session, now)
             self._age(now)
+            self.pilots.follow(session, now)
             yield self
 
     # --- counting ----------------------------------------------------------------------
@@ -395,6 +403,83 @@ class Mirror:
                 gates.append(entry.lines[1])
             self._body = metrics_body(scores, gates)
         return self._body
+
+
+class RunningPilots:
+    """The running pilots and how many are stuck (running past their planned end or the
+    policy's max_pilot_days, as `reports.service.stuck_pilot` judges), kept in step through
+    the pilot events: each pilot is created and concluded with one, in the same
+    transaction, and event ids become visible in commit order (`events.append_many`), so
+    the events past the last one read name every pilot changed since. Those are read again
+    as they are now. The first look, and a change of max_pilot_days, read every running
+    pilot."""
+
+    _CHANGES = (EventType.pilot_created.value, EventType.pilot_concluded.value)
+
+    def __init__(self) -> None:
+        self._last_event: int | None = None
+        self._max_days: int | None = None
+        self._stuck_from: dict[int, datetime] = {}  # running pilot id: stuck once past this
+        self._waiting: list[tuple[datetime, int]] = []  # (stuck from, pilot id), a heap
+        self._stuck: set[int] = set()
+
+    @property
+    def stuck(self) -> int:
+        return len(self._stuck)
+
+    def follow(self, session: Session, now: datetime, stop: threading.Event | None = None) -> None:
+        max_days = policy_service.active_rules(session).rules.max_pilot_days
+        columns = (col(Pilot.id), col(Pilot.planned_end), col(Pilot.created_at))
+        running = select(*columns).where(col(Pilot.status) == "running")
+        if self._last_event is None or max_days != self._max_days:
+            # The last event first: a pilot changed after it is read again next time.
+            last = session.execute(select(func.max(col(Event.id)))).scalar_one()
+            self._last_event = None  # a read that fails half-way leaves a reload to do
+            self._max_days = max_days
+            self._stuck_from.clear()
+            self._waiting.clear()
+            self._stuck.clear()
+            for pilot_id, planned_end, created_at in _rows(session, running, stop):
+                self._track(pilot_id, planned_end, created_at, now)
+            self._last_event = last or 0
+        else:
+            changes = select(col(Event.id), col(Event.data)).where(
+                col(Event.type).in_(self._CHANGES), col(Event.id) > self._last_event
+            )
+            last = self._last_event
+            changed: set[int] = set()
+            for event_id, data in session.execute(changes):
+                changed.add(int(data["pilot_id"]))
+                last = max(last, event_id)
+            ids = sorted(changed)
+            for first in range(0, len(ids), _CHUNK):
+                batch = ids[first : first + _CHUNK]
+                for pilot_id in batch:
+                    self._stuck_from.pop(pilot_id, None)
+                    self._stuck.discard(pilot_id)
+                for pilot_id, planned_end, created_at in session.execute(
+                    running.where(col(Pilot.id).in_(batch))
+                ):
+                    self._track(pilot_id, planned_end, created_at, now)
+            # Only once they are read: a read that fails leaves them to read next time.
+            self._last_event = last
+        while self._waiting and self._waiting[0][0] < now:
+            when, pilot_id = heapq.heappop(self._waiting)
+            if self._stuck_from.get(pilot_id) == when:
+                self._stuck.add(pilot_id)
+
+    def _track(
+        self, pilot_id: int, planned_end: datetime | None, created_at: datetime, now: datetime
+    ) -> None:
+        assert self._max_days is not None
+        when = created_at + timedelta(days=self._max_days)
+        if planned_end is not None:
+            when = min(when, planned_end)
+        self._stuck_from[pilot_id] = when
+        if when < now:
+            self._stuck.add(pilot_id)
+        else:
+            heapq.heappush(self._waiting, (when, pilot_id))
 
 
 def system_lines(

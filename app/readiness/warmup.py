@@ -2,7 +2,7 @@
 
 A first look reads every system (about 25 s and 400 MB at 100,000 systems), far longer than a
 Prometheus scrape may take: so no request ever takes it. Start-up starts the build and goes
-on; until the mirror is published, reports and /metrics run their aggregate queries (the
+on; until the mirror is published, reports and both metrics scrapes run their queries (the
 same numbers, slower). A failed build (the database down, say) is logged and tried again
 later, the database path answering meanwhile. Shutdown stops the build within a buffer of
 rows and waits for the thread, before the engines are disposed.

@@ -177,9 +177,14 @@ def _counted(
             ),
         )
     ).scalar_one()
+    return by_stage_tier, total, average, ready_next, drifted_count(session, in_scope, now=now)
+
+
+def drifted_count(session: Session, in_scope: ColumnElement[bool], *, now: datetime) -> int:
+    """Systems in scope in production whose production gate fails now, by queries."""
     valid = readiness_service.stored_answer_valid(now)
     in_production = and_(in_scope, col(System.stage) == Stage.production.value)
-    drifted = session.execute(
+    drifted: int = session.execute(
         select(func.count()).where(in_production, valid, ~col(System.production_ready))
     ).scalar_one()
     # Production systems whose stored answer time has made stale are judged afresh, as the
@@ -187,8 +192,7 @@ def _counted(
     stale_production = list(session.execute(select(System).where(in_production, ~valid)).scalars())
     for evaluation, _ in readiness_service.evaluate_many(session, stale_production, now=now):
         drifted += not evaluation.gates[GateStage.production].ready
-
-    return by_stage_tier, total, average, ready_next, drifted
+    return drifted
 
 
 def _pilot_results(

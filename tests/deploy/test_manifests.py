@@ -2,6 +2,7 @@
 schemas (kubernetes-validate bundles them: no cluster, no kubectl, no network), and
 consistent with each other, with the image (Dockerfile) and with the app."""
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,19 @@ def load(directory: Path) -> list[tuple[str, Resource]]:
 RESOURCES = load(MANIFESTS)
 
 
-def one(kind: str) -> Resource:
-    found = [resource for _, resource in RESOURCES if resource["kind"] == kind]
-    assert len(found) == 1, f"expected one {kind} in deploy/k8s, found {len(found)}"
+def one(kind: str, name: str | None = None) -> Resource:
+    found = [
+        resource
+        for _, resource in RESOURCES
+        if resource["kind"] == kind and name in (None, resource["metadata"]["name"])
+    ]
+    assert len(found) == 1, f"expected one {kind} {name or ''} in deploy/k8s, found {len(found)}"
     return found[0]
+
+
+def app_config() -> Resource:
+    """The app's own ConfigMap (the other holds Prometheus's scrape jobs)."""
+    return one("ConfigMap", "readiness")
 
 
 def only_container(resource: Resource) -> Resource:
@@ -119,7 +129,7 @@ def test_the_deployment_runs_the_images_own_command(dockerfile: Dockerfile) -> N
     assert "command" not in container
     assert "args" not in container
     assert "--workers" not in dockerfile.cmd
-    assert "WEB_CONCURRENCY" in one("ConfigMap")["data"]
+    assert "WEB_CONCURRENCY" in app_config()["data"]
 
 
 def test_the_job_migrates_with_the_deployments_image() -> None:
@@ -131,7 +141,7 @@ def test_the_job_migrates_with_the_deployments_image() -> None:
 
 
 def test_environment_names_are_settings_the_app_reads() -> None:
-    config_map, secret = one("ConfigMap"), one("Secret")
+    config_map, secret = app_config(), one("Secret")
     known = setting_names() | PROCESS_VARIABLES
     assert set(config_map["data"]) <= known
     assert set(secret["stringData"]) <= known
@@ -193,3 +203,60 @@ def test_the_secret_example_holds_only_placeholders() -> None:
     assert "data" not in secret
     for name, value in secret["stringData"].items():
         assert "CHANGE-ME" in value, f"{name} in the example Secret must be a placeholder"
+
+
+def scrape_jobs() -> dict[str, Resource]:
+    """Prometheus's scrape jobs for the service, by the path each scrapes."""
+    (scrape_file,) = one("ConfigMap", "readiness-prometheus")["data"].values()
+    jobs = yaml.safe_load(scrape_file)["scrape_configs"]
+    by_path = {job["metrics_path"]: job for job in jobs}
+    assert len(by_path) == len(jobs) == len({job["job_name"] for job in jobs})
+    return by_path
+
+
+def keeps(job: Resource) -> list[str]:
+    return [
+        rule["regex"] for rule in job["relabel_configs"] if rule.get("action", "replace") == "keep"
+    ]
+
+
+def test_prometheus_scrapes_each_metrics_route_as_the_app_serves_it() -> None:
+    operations = {
+        path: app.openapi()["paths"][path]["get"] for path in ("/metrics", "/metrics/systems")
+    }
+    jobs = scrape_jobs()
+    assert jobs.keys() == operations.keys()
+    for path, job in jobs.items():
+        needs_key = bool(operations[path]["security"])
+        assert ("authorization" in job) == needs_key, path
+        if needs_key:
+            # The key comes from a mounted Secret's file, never inline in a ConfigMap.
+            authorization = job["authorization"]
+            assert authorization["type"] == "Bearer"
+            assert set(authorization) == {"type", "credentials_file"}
+            assert operations[path]["x-required-role"] == "viewer"
+        interval = job.get("scrape_interval", "1m")
+        timeout = job.get("scrape_timeout", "10s")
+        assert seconds(timeout) <= seconds(interval), path  # else Prometheus refuses the file
+
+    # Both find the Service's pods by its name label and the port it serves on.
+    service = one("Service")
+    (port,) = service["spec"]["ports"]
+    target = f"{service['metadata']['labels']['app.kubernetes.io/name']};{port['name']}"
+    assert keeps(jobs["/metrics"]) == [target]
+    assert keeps(jobs["/metrics/systems"]) == [target]
+    # Request counts are per pod, so /metrics is scraped on each; every pod answers
+    # /metrics/systems alike, so it is scraped once, through the Service.
+    assert jobs["/metrics"]["kubernetes_sd_configs"] == [{"role": "endpoints"}]
+    assert jobs["/metrics/systems"]["kubernetes_sd_configs"] == [{"role": "service"}]
+
+
+def test_the_dashboard_reads_each_systems_series_from_the_systems_job() -> None:
+    dashboard = json.loads((PROJECT_ROOT / "deploy" / "grafana" / "readiness.json").read_text())
+    (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "systems_job"]
+    assert variable["query"] == scrape_jobs()["/metrics/systems"]["job_name"]
+
+
+def seconds(duration: str) -> int:
+    value, unit = int(duration[:-1]), duration[-1]
+    return value * {"s": 1, "m": 60, "h": 3600}[unit]

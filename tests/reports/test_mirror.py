@@ -1,7 +1,7 @@
-"""The unfiltered and tier-filtered reports and /metrics count from a per-process mirror of
-stored readiness (built at start-up, before each test here unless said otherwise) that reads
-only what was stored since its last look: it must follow every
-write and the passing of time exactly as the aggregate queries do (the reports filtered by
+"""The unfiltered and tier-filtered reports and both metrics scrapes count from a per-process
+mirror of stored readiness (built at start-up, before each test here unless said otherwise)
+that reads only what was stored since its last look: it must follow every write and the
+passing of time exactly as the aggregate queries do (the reports filtered by
 owner team still run those queries, so the two are compared)."""
 
 from datetime import timedelta
@@ -11,9 +11,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine, event
 
 from app.controls.catalogue import EVIDENCE_CONTROLS
 from app.db import write_transaction
+from app.policies.service import default_policy_document
 from app.readiness import mirror
 from app.readiness import service as readiness_service
 from app.systems.service import get_system
@@ -44,12 +46,18 @@ def assert_mirror_matches_queries(client: TestClient, headers: Headers) -> dict[
     return mirrored
 
 
-def gauges(client: TestClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(client.get("/metrics").text)
-        for sample in family.samples
-    }
+def gauges(
+    client: TestClient, headers: Headers
+) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Both scrapes: the portfolio gauges of /metrics and each system's of /metrics/systems."""
+    scraped = {}
+    for path in ("/metrics", "/metrics/systems"):
+        response = client.get(path, headers=headers)
+        assert response.status_code == 200, response.text
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                scraped[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return scraped
 
 
 def score(scrape: dict[tuple[str, frozenset[tuple[str, str]]], float], key: str) -> float:
@@ -133,17 +141,17 @@ def test_metrics_follow_writes_after_the_first_scrape(
     client: TestClient, admin: Headers, clock: FakeClock
 ) -> None:
     make_system(client, admin, key="lender", tier="high")
-    before = gauges(client)
+    before = gauges(client, admin)
     assert score(before, "lender") == 17.6
     meet_every_control(client, admin, key="lender")
     make_system(client, admin, key="drafty", tier="minimal")
-    after = gauges(client)
+    after = gauges(client, admin)
     assert score(after, "lender") == 100.0
     assert score(after, "drafty") == 17.6
     stage = frozenset({("stage", "proposed"), ("tier", "high")})
     assert after[("readiness_systems", stage)] == 1
     assert transition(client, admin, key="lender", to="pilot").status_code == 201
-    moved = gauges(client)
+    moved = gauges(client, admin)
     labels = frozenset(
         {("system", "lender"), ("tier", "high"), ("stage", "pilot"), ("gate", "production")}
     )
@@ -157,7 +165,7 @@ def test_a_store_committed_after_a_look_is_seen_by_the_next(
     """A writer still open while a scrape looks is read by the scrape after it commits, also
     when (PostgreSQL) a later writer committed before that look."""
     make_system(client, admin, key="first", tier="high")
-    assert score(gauges(client), "first") == 17.6
+    assert score(gauges(client, admin), "first") == 17.6
     database = app.state.database
     concurrent = database.write_engine.dialect.name == "postgresql"
     with write_transaction(database) as writer:
@@ -167,11 +175,13 @@ def test_a_store_committed_after_a_look_is_seen_by_the_next(
         writer.flush()
         if concurrent:  # SQLite writers take turns: a second one would wait for this one
             make_system(client, admin, key="second", tier="minimal")
-        scrape = gauges(client)
+        # The admin key was last used at this very time, so checking it writes nothing
+        # (its last_used_at refresh would wait for this writer).
+        scrape = gauges(client, admin)
         assert score(scrape, "first") == 17.6  # not committed yet
         if concurrent:
             assert score(scrape, "second") == 17.6
-    assert score(gauges(client), "first") == 11.8
+    assert score(gauges(client, admin), "first") == 11.8
 
 
 def test_many_systems_stored_at_once_are_read_in_batches(
@@ -186,3 +196,85 @@ def test_many_systems_stored_at_once_are_read_in_batches(
         meet_every_control(client, admin, key=key)
     after = assert_mirror_matches_queries(client, viewer)
     assert after["portfolio"]["ready_for_next_stage"] == 3  # critical: approval still missing
+
+
+def test_stuck_pilots_follow_pilots_policy_and_time_after_the_first_look(
+    client: TestClient, admin: Headers, viewer: Headers, clock: FakeClock
+) -> None:
+    """The scrape counts stuck pilots from the mirror (a pilot's creation stores no
+    readiness: the mirror follows pilot events); the portfolio lists them by query."""
+    make_system(client, admin, key="lender", tier="high")
+    meet_every_control(client, admin, key="lender")
+    assert transition(client, admin, key="lender", to="pilot").status_code == 201
+
+    def start(days: int) -> int:
+        response = client.post(
+            "/v1/systems/lender/pilots",
+            json={
+                "name": f"{days}-day trial",
+                "planned_end": (clock.now + timedelta(days=days)).isoformat(),
+                "criteria": [{"metric": "precision", "op": ">=", "target": 0.9}],
+            },
+            headers=admin,
+        )
+        assert response.status_code == 201, response.text
+        pilot_id: int = response.json()["id"]
+        return pilot_id
+
+    def stuck() -> float:
+        scraped = gauges(client, admin)[("readiness_stuck_pilots", frozenset())]
+        listed = len(reports(client, viewer)["portfolio"]["stuck_pilots"])
+        assert scraped == listed
+        return scraped
+
+    short, long = start(days=1), start(days=30)
+    assert stuck() == 0
+    clock.advance(days=2)  # time alone: the short one overruns its planned end
+    assert stuck() == 1
+    assert client.post(f"/v1/pilots/{short}/conclude", headers=admin).status_code == 200
+    assert stuck() == 0
+    start(days=200)  # ends long after the policy's 90 days
+    clock.advance(days=29)
+    assert stuck() == 1  # the long one
+    # A policy with a shorter max_pilot_days makes the third one stuck at once.
+    stricter = {**default_policy_document(), "max_pilot_days": 20, "activate": True}
+    response = client.post("/v1/policies", json=stricter, headers=admin)
+    assert response.status_code == 201, response.text
+    assert stuck() == 2
+    assert client.post(f"/v1/pilots/{long}/conclude", headers=admin).status_code == 200
+    assert stuck() == 1
+
+
+def test_a_scrape_reads_no_pilot_when_none_changed(
+    app: FastAPI, client: TestClient, admin: Headers, clock: FakeClock
+) -> None:
+    """Counting stuck pilots costs a scrape nothing per pilot: only pilots changed since the
+    last look are read."""
+    make_system(client, admin, key="lender", tier="high")
+    meet_every_control(client, admin, key="lender")
+    assert transition(client, admin, key="lender", to="pilot").status_code == 201
+    for days in (1, 30):
+        client.post(
+            "/v1/systems/lender/pilots",
+            json={
+                "name": f"{days}-day trial",
+                "planned_end": (clock.now + timedelta(days=days)).isoformat(),
+                "criteria": [{"metric": "precision", "op": ">=", "target": 0.9}],
+            },
+            headers=admin,
+        )
+    clock.advance(days=2)
+    assert "\nreadiness_stuck_pilots 1\n" in client.get("/metrics").text
+
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])  # (connection, cursor, statement, ...)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        assert "\nreadiness_stuck_pilots 1\n" in client.get("/metrics").text
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert statements  # the scrape did look for changes
+    assert not [statement for statement in statements if "pilots" in statement]

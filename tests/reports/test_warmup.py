@@ -1,6 +1,6 @@
 """The readiness mirror is built on a background thread at start-up: until it is, reports
-and /metrics answer from the aggregate queries with the same numbers; once it is, they read
-it; a failed build is retried; shutdown stops the build."""
+and both metrics scrapes answer from the database with the same numbers; once it is, they
+read it; a failed build is retried; shutdown stops the build."""
 
 import logging
 import threading
@@ -25,9 +25,9 @@ from tests.reports.test_mirror import OVERRIDE, reports, warm
 Headers = dict[str, str]
 
 
-def readiness_gauges(client: TestClient) -> str:
-    """The scrape without the request metrics, which every call changes."""
-    body = client.get("/metrics").text
+def readiness_gauges(client: TestClient, headers: Headers) -> str:
+    """Both scrapes without the request metrics, which every call changes."""
+    body = client.get("/metrics").text + client.get("/metrics/systems", headers=headers).text
     return "\n".join(line for line in body.splitlines() if "readiness_http_" not in line)
 
 
@@ -35,7 +35,7 @@ def every_report(client: TestClient, headers: Headers) -> dict[str, Any]:
     answers = {"unfiltered": reports(client, headers)}
     for tier in ("minimal", "limited", "high", "critical"):
         answers[tier] = reports(client, headers, risk_tier=tier)
-    answers["metrics"] = readiness_gauges(client)
+    answers["metrics"] = readiness_gauges(client, headers)
     return answers
 
 
@@ -70,6 +70,8 @@ def test_answers_before_the_mirror_is_built_match_those_after(
     assert mirrored_keys(app) is None  # answered by the aggregate queries
     assert cold["unfiltered"]["portfolio"]["drifted"] == 2
     assert "\nreadiness_drifted_systems 2" in cold["metrics"]
+    drafty = 'system="drafty",tier="minimal",stage="production"'
+    assert f'readiness_gate_ready{{{drafty},gate="production"}} 0' in cold["metrics"]
 
     warm(app)
     assert every_report(client, viewer) == cold
