@@ -30,8 +30,18 @@ class ValidationProblem(Problem):
 
 _DESCRIPTIONS = {
     400: "Malformed request: bad JSON, a cursor this service did not issue, a bad Idempotency-Key.",
-    401: "No API key, or an unknown or revoked one.",
-    403: "The key's role is too low for this operation.",
+    401: (
+        "No credentials; an unknown or revoked API key; or an OIDC token that does not verify"
+        " (signature, issuer, key, audience, expiry, or an `alg` of none or HS*)."
+    ),
+    403: (
+        "The caller's role is too low for this operation (`forbidden`, with `required_role`),"
+        " or a rule of who may say what refuses it: `out-of-scope` (a team-scoped caller and a"
+        " system of another team), `attestation-role` (the policy reserves the control's"
+        " evidence for a higher role), `not-independent` (an approval from the owner team"
+        " where the tier needs an outsider), `tier-lowering-needs-approver`, or"
+        " `no-role-for-identity` (an OIDC token no claim rule maps)."
+    ),
     404: "The resource does not exist.",
     409: "The request conflicts with the current state.",
     412: "If-Match does not match the current ETag.",
@@ -44,8 +54,10 @@ _DESCRIPTIONS = {
 # Every operation that uses the database may answer this 503 (app.errors.DatabaseUnavailable).
 _DATABASE_UNAVAILABLE: dict[str, Any] = {
     "description": (
-        "The database cannot be reached or cannot take writes right now; nothing was applied."
-        " Retry after the seconds in `Retry-After`."
+        "The database cannot be reached or cannot take writes right now"
+        " (`service-unavailable`), or an OIDC token's issuer cannot be reached for its keys"
+        " (`identity-provider-unavailable`); nothing was applied. Retry after the seconds in"
+        " `Retry-After`."
     ),
     "headers": {
         "Retry-After": {

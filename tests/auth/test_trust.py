@@ -2,6 +2,7 @@
 approver's say over lowering a risk tier, each as a client meets it."""
 
 import copy
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -610,3 +611,94 @@ def test_one_batch_of_evidence_writes_refuses_each_write_for_its_own_reason(
         if e["type"] == "evidence.recorded"
     ]
     assert events == ["training"]
+
+
+def test_a_scoped_identity_does_every_write_on_its_own_teams_system(
+    client: TestClient, admin: Headers, clock: Any
+) -> None:
+    pipeline = new_key(client, admin, role="pipeline", teams=[CLAIMS])
+    approver = new_key(client, admin, role="approver", teams=[CLAIMS])
+    key = "claims-triage"
+    created = client.post(
+        "/v1/systems",
+        json={
+            "key": key,
+            "name": "Claims",
+            "purpose": "Rank claims",
+            "impact_areas": ["customer_service"],
+            "oversight": "human_reviews_all",
+            "owner": owner(CLAIMS),
+        },
+        headers=pipeline,
+    )
+    steps = [("create", created, 201)]
+    steps.append(
+        (
+            "patch",
+            client.patch(f"/v1/systems/{key}", json={"scope": "Suggests"}, headers=pipeline),
+            200,
+        )
+    )
+    for control in ("data_rules", "access_boundaries", "monitoring"):
+        steps.append(
+            (
+                f"evidence {control}",
+                client.put(
+                    f"/v1/systems/{key}/evidence/{control}",
+                    json={"status": "met"},
+                    headers=pipeline,
+                ),
+                200,
+            )
+        )
+    steps.append(("to pilot", transition(client, pipeline, key=key, to="pilot"), 201))
+    pilot = client.post(
+        f"/v1/systems/{key}/pilots",
+        json={"name": "p", "criteria": [{"metric": "recall", "op": ">=", "target": 0.9}]},
+        headers=pipeline,
+    )
+    steps.append(("pilot", pilot, 201))
+    pilot_id = pilot.json()["id"]
+    steps.append(
+        (
+            "results",
+            client.post(
+                f"/v1/pilots/{pilot_id}/results",
+                json={"metrics": {"recall": 0.95}},
+                headers=pipeline,
+            ),
+            201,
+        )
+    )
+    steps.append(
+        ("conclude", client.post(f"/v1/pilots/{pilot_id}/conclude", headers=pipeline), 200)
+    )
+    waiver = client.post(
+        f"/v1/systems/{key}/waivers",
+        json={
+            "control": "training",
+            "justification": "booked",
+            "expires_at": (clock.now + timedelta(days=30)).isoformat(),
+        },
+        headers=approver,
+    )
+    steps.append(("waiver", waiver, 201))
+    steps.append(
+        (
+            "revoke waiver",
+            client.delete(f"/v1/systems/{key}/waivers/{waiver.json()['id']}", headers=approver),
+            204,
+        )
+    )
+    # limited tier: the owner team's approver may approve
+    steps.append(
+        (
+            "approval",
+            client.post(f"/v1/systems/{key}/approvals", json=APPROVE, headers=approver),
+            201,
+        )
+    )
+    steps.append(("back to proposed", transition(client, pipeline, key=key, to="proposed"), 201))
+    assert [(name, response.status_code) for name, response, _ in steps] == [
+        (name, status) for name, _, status in steps
+    ]
