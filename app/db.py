@@ -15,6 +15,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
+from app.background import BackgroundThread
 from app.outage import mark_connect_failures
 
 logger = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ def _engines(url: str, *, pool_size: int, sqlite_busy_timeout_ms: int) -> Databa
     return Database(read_engine=engine, write_engine=engine, lookup_engine=engine)
 
 
-class WalCheckpointer:
+class WalCheckpointer(BackgroundThread):
     """Copies SQLite's write-ahead log into the database on a thread of its own.
 
     SQLite checkpoints inside the commit that fills the log past `wal_autocheckpoint`
@@ -199,30 +200,17 @@ class WalCheckpointer:
     """
 
     def __init__(self, database: "Database") -> None:
+        super().__init__("sqlite-wal-checkpointer")
         self._database = database
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        if self._database.inline_write_engine is None or self._thread is not None:
-            return
-        self._stop = threading.Event()  # a fresh one: an app may be started again
-        self._thread = threading.Thread(
-            target=self._run, args=(self._stop,), name="sqlite-wal-checkpointer", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+    def needed(self) -> bool:
+        return self._database.inline_write_engine is not None
 
     def checkpoint(self) -> None:
         with self._database.lookup_engine.connect() as connection:
             connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
-    def _run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event) -> None:
         failing = False
         while not stop.wait(WAL_CHECKPOINT_INTERVAL_S):
             try:

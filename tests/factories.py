@@ -108,3 +108,12 @@ def approve(
     assert response.status_code == 201, response.text
     result: dict[str, Any] = response.json()
     return result
+
+
+def problem(response: Any, status: int, slug: str) -> dict[str, Any]:
+    """The problem details of an error answer, checked for its status and type."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["type"] == f"/problems/{slug}"
+    return body

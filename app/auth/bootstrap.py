@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 
 from app.auth.service import ensure_bootstrap_key
+from app.background import BackgroundThread
 from app.db import Database, write_transaction
 from app.outage import reason
 
@@ -27,30 +28,17 @@ RETRY_MAX = 5.0
 START_WAIT = 5.0
 
 
-class BootstrapKey:
+class BootstrapKey(BackgroundThread):
     def __init__(self, database: Database, secret: str, clock: Callable[[], datetime]) -> None:
+        super().__init__("bootstrap-admin-key")
         self._database = database
         self._secret = secret
         self._clock = clock
-        self._stop = threading.Event()
         self._done = threading.Event()
         self._tried = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        if self._done.is_set() or (self._thread is not None and self._thread.is_alive()):
-            return
-        self._stop = threading.Event()  # a fresh one: an app may be started again
-        self._thread = threading.Thread(
-            target=self._run, args=(self._stop,), name="bootstrap-admin-key", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+    def needed(self) -> bool:
+        return not self._done.is_set()
 
     def wait(self, timeout: float) -> bool:
         """Whether the key is there (created, found, or found revoked) within `timeout` s."""
@@ -60,7 +48,7 @@ class BootstrapKey:
         """Whether the first try ended, one way or the other, within `timeout` s."""
         return self._tried.wait(timeout)
 
-    def _run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event) -> None:
         delay = RETRY_FIRST
         failed = False
         while not stop.is_set():

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from app.background import BackgroundThread
 from app.db import Database, read_transaction
 from app.readiness.mirror import BuildStopped, Mirror, publish
 
@@ -22,48 +23,32 @@ logger = logging.getLogger("app")
 # Seconds between failed builds: doubling from the first to the last, then staying there.
 RETRY_FIRST = 5.0
 RETRY_MAX = 300.0
-# How long shutdown waits for the thread; a build notices the stop within a buffer of rows.
 STOP_TIMEOUT = 30.0
 
 
-class MirrorWarmup:
+class MirrorWarmup(BackgroundThread):
     """Builds and publishes the mirror of `database` once, on a daemon thread."""
 
     def __init__(self, database: Database, clock: Callable[[], datetime]) -> None:
+        # Shutdown waits for it this long; a build notices the stop within a buffer of rows.
+        super().__init__("readiness-mirror-warmup", stop_timeout=STOP_TIMEOUT)
         self._database = database
         self._clock = clock
-        self._stop = threading.Event()
         self._built = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @property
     def built(self) -> bool:
         """Whether reports and /metrics read the mirror now."""
         return self._built.is_set()
 
-    def start(self) -> None:
-        if self._built.is_set() or (self._thread is not None and self._thread.is_alive()):
-            return
-        self._stop = threading.Event()  # a fresh one: an app may be started again
-        self._thread = threading.Thread(
-            target=self._run, args=(self._stop,), name="readiness-mirror-warmup", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop a build under way (or a wait to retry) and wait for the thread to end."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(STOP_TIMEOUT)
-            if self._thread.is_alive():
-                logger.warning("readiness mirror warm-up still running at shutdown")
-            self._thread = None
+    def needed(self) -> bool:
+        return not self._built.is_set()
 
     def wait(self, timeout: float) -> bool:
         """Whether the mirror was built within `timeout` seconds (for tests and tools)."""
         return self._built.wait(timeout)
 
-    def _run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event) -> None:
         delay = RETRY_FIRST
         while not stop.is_set():
             try:

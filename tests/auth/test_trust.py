@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from app.controls.catalogue import EVIDENCE_CONTROLS
 from app.policies.service import default_policy_document
 from tests.conftest import auth
-from tests.factories import make_system, record_evidence, transition
+from tests.factories import make_system, problem, record_evidence, transition
 
 Headers = dict[str, str]
 CLAIMS = "claims-platform"
@@ -32,14 +32,6 @@ def new_key(
 
 def owner(team: str) -> dict[str, str]:
     return {"team": team, "contact": f"{team}@example.com"}
-
-
-def problem(response: Any, status: int, slug: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert body["type"] == f"/problems/{slug}"
-    return body
 
 
 def events_of(client: TestClient, admin: Headers, key: str) -> list[dict[str, Any]]:
