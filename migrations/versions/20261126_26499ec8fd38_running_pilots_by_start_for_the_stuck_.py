@@ -7,11 +7,9 @@ Create Date: 2026-11-26 11:31:45.570384
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
 
-import app.models
 
 revision: str = '26499ec8fd38'
 down_revision: str | None = '56ae1901d1bc'

@@ -7,11 +7,9 @@ Create Date: 2026-11-26 06:19:59.287750
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
 
-import app.models
 
 revision: str = '28a535d50f3f'
 down_revision: str | None = '7c2d54ce8afd'
@@ -24,12 +22,12 @@ def upgrade() -> None:
     op.create_table('approvals',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('system_id', sa.Integer(), nullable=False),
-    sa.Column('target_stage', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
-    sa.Column('decision', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+    sa.Column('target_stage', sa.String(length=20), nullable=False),
+    sa.Column('decision', sa.String(length=10), nullable=False),
     sa.Column('comment', sa.Text(), nullable=True),
     sa.Column('approver_id', sa.Integer(), nullable=True),
-    sa.Column('approver_name', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-    sa.Column('created_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('approver_name', sa.String(length=100), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['system_id'], ['systems.id'], name=op.f('fk_approvals_system_id_systems'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_approvals'))
     )
@@ -39,17 +37,17 @@ def upgrade() -> None:
     op.create_table('gate_checks',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('system_id', sa.Integer(), nullable=False),
-    sa.Column('target_stage', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('target_stage', sa.String(length=20), nullable=False),
     sa.Column('allowed', sa.Boolean(), nullable=False),
     sa.Column('score', sa.Float(), nullable=False),
     sa.Column('required_score', sa.Float(), nullable=True),
     sa.Column('blocking', sa.JSON(), nullable=False),
     sa.Column('policy_version', sa.Integer(), nullable=False),
-    sa.Column('release_version', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
-    sa.Column('release_uri', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
+    sa.Column('release_version', sa.String(length=200), nullable=True),
+    sa.Column('release_uri', sa.String(length=2000), nullable=True),
     sa.Column('actor_id', sa.Integer(), nullable=True),
-    sa.Column('actor_name', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-    sa.Column('checked_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('actor_name', sa.String(length=100), nullable=False),
+    sa.Column('checked_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['system_id'], ['systems.id'], name=op.f('fk_gate_checks_system_id_systems'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_gate_checks'))
     )
@@ -59,19 +57,19 @@ def upgrade() -> None:
     op.create_table('transitions',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('system_id', sa.Integer(), nullable=False),
-    sa.Column('from_stage', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
-    sa.Column('to_stage', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('from_stage', sa.String(length=20), nullable=False),
+    sa.Column('to_stage', sa.String(length=20), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
-    sa.Column('release_version', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
-    sa.Column('release_uri', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
-    sa.Column('gate', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True),
+    sa.Column('release_version', sa.String(length=200), nullable=True),
+    sa.Column('release_uri', sa.String(length=2000), nullable=True),
+    sa.Column('gate', sa.String(length=20), nullable=True),
     sa.Column('score', sa.Float(), nullable=False),
     sa.Column('policy_version', sa.Integer(), nullable=False),
     sa.Column('blocking', sa.JSON(), nullable=False),
     sa.Column('override_justification', sa.Text(), nullable=True),
     sa.Column('actor_id', sa.Integer(), nullable=True),
-    sa.Column('actor_name', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-    sa.Column('occurred_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('actor_name', sa.String(length=100), nullable=False),
+    sa.Column('occurred_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['system_id'], ['systems.id'], name=op.f('fk_transitions_system_id_systems'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_transitions'))
     )
@@ -81,15 +79,15 @@ def upgrade() -> None:
     op.create_table('waivers',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('system_id', sa.Integer(), nullable=False),
-    sa.Column('control', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('control', sa.String(length=40), nullable=False),
     sa.Column('justification', sa.Text(), nullable=False),
-    sa.Column('expires_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('granted_by_id', sa.Integer(), nullable=True),
-    sa.Column('granted_by_name', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-    sa.Column('granted_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('revoked_at', app.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('granted_by_name', sa.String(length=100), nullable=False),
+    sa.Column('granted_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('revoked_by_id', sa.Integer(), nullable=True),
-    sa.Column('revoked_by_name', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
+    sa.Column('revoked_by_name', sa.String(length=100), nullable=True),
     sa.ForeignKeyConstraint(['system_id'], ['systems.id'], name=op.f('fk_waivers_system_id_systems'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_waivers'))
     )

@@ -7,11 +7,9 @@ Create Date: 2026-11-26 11:15:31.469334
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
 
-import app.models
 
 revision: str = '56ae1901d1bc'
 down_revision: str | None = '5e1d7c3b9a20'

@@ -7,11 +7,9 @@ Create Date: 2026-11-26 15:29:48.475621
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
 
-import app.models
 
 revision: str = '8dbff7ab82b4'
 down_revision: str | None = '26499ec8fd38'

@@ -7,11 +7,9 @@ Create Date: 2026-11-26 06:26:17.962272
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
 
-import app.models
 
 revision: str = '8faac09618a3'
 down_revision: str | None = '28a535d50f3f'
@@ -24,17 +22,17 @@ def upgrade() -> None:
     op.create_table('pilots',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('system_id', sa.Integer(), nullable=False),
-    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('objective', sa.Text(), nullable=True),
-    sa.Column('planned_end', app.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('planned_end', sa.DateTime(timezone=True), nullable=True),
     sa.Column('criteria', sa.JSON(), nullable=False),
-    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
-    sa.Column('outcome', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('outcome', sa.String(length=20), nullable=True),
     sa.Column('score', sa.Float(), nullable=True),
-    sa.Column('created_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('created_by_name', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-    sa.Column('concluded_at', app.models.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('concluded_by_name', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_by_name', sa.String(length=100), nullable=False),
+    sa.Column('concluded_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('concluded_by_name', sa.String(length=100), nullable=True),
     sa.ForeignKeyConstraint(['system_id'], ['systems.id'], name=op.f('fk_pilots_system_id_systems'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_pilots'))
     )
@@ -46,12 +44,12 @@ def upgrade() -> None:
     sa.Column('pilot_id', sa.Integer(), nullable=False),
     sa.Column('metrics', sa.JSON(), nullable=False),
     sa.Column('sample_size', sa.Integer(), nullable=True),
-    sa.Column('window_start', app.models.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('window_end', app.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('window_start', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('window_end', sa.DateTime(timezone=True), nullable=True),
     sa.Column('source', sa.JSON(), nullable=True),
     sa.Column('findings', sa.JSON(), nullable=False),
-    sa.Column('recorded_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('recorded_by_name', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('recorded_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('recorded_by_name', sa.String(length=100), nullable=False),
     sa.ForeignKeyConstraint(['pilot_id'], ['pilots.id'], name=op.f('fk_pilot_results_pilot_id_pilots'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_pilot_results'))
     )
@@ -59,7 +57,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_pilot_results_pilot_id_id', ['pilot_id', 'id'], unique=False)
 
     with op.batch_alter_table('systems', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('owner_updated_at', app.models.base.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('owner_updated_at', sa.DateTime(timezone=True), nullable=True))
 
     # ### end Alembic commands ###
 

@@ -9,11 +9,9 @@ Create Date: 2026-11-26 07:07:56.204966
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
 
-import app.models
 
 revision: str = 'c029c0a6a0b6'
 down_revision: str | None = 'ac1256fe1410'
@@ -26,9 +24,9 @@ def upgrade() -> None:
     op.create_table('readiness_blockers',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('system_id', sa.Integer(), nullable=False),
-    sa.Column('gate', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
-    sa.Column('code', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
-    sa.Column('control', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True),
+    sa.Column('gate', sa.String(length=20), nullable=False),
+    sa.Column('code', sa.String(length=40), nullable=False),
+    sa.Column('control', sa.String(length=40), nullable=True),
     sa.ForeignKeyConstraint(['system_id'], ['systems.id'], name=op.f('fk_readiness_blockers_system_id_systems'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_readiness_blockers'))
     )
