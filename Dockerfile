@@ -2,7 +2,7 @@
 # Build:   docker build -t readiness .
 # Migrate: docker run --rm -e DATABASE_URL=... readiness alembic upgrade head
 # Serve:   docker run -e DATABASE_URL=... -e WEB_CONCURRENCY=4 -p 8000:8000 readiness
-# (README, "Run it for real"; deploy/k8s/ runs the same two commands.)
+# (docs/operations.md; deploy/k8s/ runs the same two commands.)
 
 # Build stage: resolve dependencies from the lock file into a virtual environment.
 FROM python:3.11-slim-bookworm AS build

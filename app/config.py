@@ -17,7 +17,7 @@ def _split(origins: str) -> list[str]:
 
 
 class Settings(BaseSettings):
-    """Process settings, read once from the environment (see README, Configuration)."""
+    """Process settings, read once from the environment (see docs/operations.md, Configuration)."""
 
     # A refused value (a secret, a URL with a password) never appears in the error.
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", hide_input_in_errors=True)

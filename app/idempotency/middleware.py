@@ -1,4 +1,4 @@
-"""`Idempotency-Key` on POST (API.md): the same key and request replay the first response
+"""`Idempotency-Key` on POST (docs/api.md): the same key and request replay the first response
 without doing the work again; the same key with another request is a 422; a second request
 while the first still runs gets 409. Keys are scoped to the credentials that sent them and
 kept for IDEMPOTENCY_RETENTION_HOURS (48 by default): an older record counts as forgotten, and

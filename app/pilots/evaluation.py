@@ -1,4 +1,4 @@
-"""Pilot evaluation (DESIGN.md, Pilots): a pure function of the criteria and the latest
+"""Pilot evaluation (docs/domain.md, Pilots): a pure function of the criteria and the latest
 value of each metric."""
 
 import operator

@@ -12,7 +12,7 @@ from app.models import Pilot, PilotResult
 from app.models.queries import PerSystemQuery
 from app.readiness.scoring import EvidenceFact, FindingFact, PilotFact
 
-# DESIGN.md, Pilots: the control each organisational gap maps to.
+# docs/domain.md, Pilots: the control each organisational gap maps to.
 FINDING_CONTROL: dict[str, str] = {
     "poor_data": "data_quality",
     "weak_ownership": "owner",

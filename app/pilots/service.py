@@ -27,7 +27,7 @@ from app.pilots.schemas import (
 from app.readiness import service as readiness_service
 from app.readiness.scoring import EvidenceFact, EvidenceStatus
 
-# Concluding records the outcome as evidence for these controls (DESIGN.md, Pilots).
+# Concluding records the outcome as evidence for these controls (docs/domain.md, Pilots).
 OUTCOME_EVIDENCE: dict[Outcome, EvidenceStatus] = {
     Outcome.passed: EvidenceStatus.met,
     Outcome.warning: EvidenceStatus.partial,

@@ -1,4 +1,4 @@
-"""The scoring rule and the two gates (DESIGN.md, Scoring rule): pure, deterministic.
+"""The scoring rule and the two gates (docs/domain.md, Scoring rule): pure, deterministic.
 
 Everything here is a function of plain data, so it can be tested exhaustively; the service
 loads the facts, calls `evaluate`, and stores what comes back.

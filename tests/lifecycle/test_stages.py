@@ -3,7 +3,7 @@ import pytest
 from app.lifecycle.stages import ALLOWED, GateStage, InvalidMove, Stage, gate_for
 
 P, X = GateStage.pilot, GateStage.production
-# DESIGN.md, Lifecycle: every allowed move and its gate; None means no gate.
+# docs/domain.md, Lifecycle: every allowed move and its gate; None means no gate.
 EXPECTED: dict[tuple[Stage, Stage], GateStage | None] = {
     (Stage.proposed, Stage.pilot): P,
     (Stage.proposed, Stage.production): X,

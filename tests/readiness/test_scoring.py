@@ -1,6 +1,6 @@
-"""The scoring rule and the gates (DESIGN.md, "Scoring rule" and "Default policy").
+"""The scoring rule and the gates (docs/domain.md, "Scoring rule" and the default policy).
 
-Every expectation here is written out from DESIGN.md, not read back from the policy file or
+Every expectation here is written out from docs/domain.md, not read back from the policy file or
 the scoring module, so a drift in either one fails a test. `evaluate` is pure: facts are built
 directly with fixed, timezone-aware UTC datetimes.
 """
@@ -42,7 +42,7 @@ PRODUCTION = GateStage.production
 TIERS = [Tier.minimal, Tier.limited, Tier.high, Tier.critical]
 STAGES = [PILOT, PRODUCTION]
 
-# ---- DESIGN.md, "Controls" and "Default policy", written out ---------------------------------
+# ---- docs/domain.md, "Controls" and the default policy, written out --------------------------
 
 ALL_CONTROLS: tuple[str, ...] = (
     "purpose",

@@ -1,4 +1,4 @@
-"""Risk tier derivation (DESIGN.md, "Risk tiers"): a pure, table-driven check of `derive_tier`.
+"""Risk tier derivation (docs/domain.md, "Risk tiers"): a pure, table-driven check of `derive_tier`.
 
 The expected tiers are written out from DESIGN's table here, not read from the code's own
 mapping, so a wrong entry in `IMPACT_TIERS` fails these tests.
@@ -10,7 +10,7 @@ import pytest
 
 from app.readiness.tiers import Oversight, Tier, TierRule, derive_tier
 
-# DESIGN.md, "Risk tiers": impact area -> tier.
+# docs/domain.md, "Risk tiers": impact area -> tier.
 AREA_TIER: dict[str, Tier] = {
     "drafting": Tier.minimal,
     "tasks": Tier.limited,
