@@ -45,5 +45,5 @@ HEALTHCHECK --interval=30s --timeout=3s --start-period=30s --retries=3 \
 # --timeout-graceful-shutdown seconds to finish; deploy/k8s's terminationGracePeriodSeconds
 # leaves room for that and the preStop pause (tests/deploy check both). The app writes its
 # own JSON request log, so uvicorn's access log is off. app.protocol is uvicorn's httptools
-# protocol with a bound on request headers (431 past 16 KiB).
-CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "20", "--no-access-log", "--http", "app.protocol:BoundedHttpToolsProtocol"]
+# protocol with a bound on request headers (431 past 16 KiB). No WebSocket routes: --ws none.
+CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "20", "--no-access-log", "--http", "app.protocol:BoundedHttpToolsProtocol", "--ws", "none"]

@@ -25,10 +25,11 @@ install: $(VENV)/.installed
 
 # uvicorn's access log prints each path with its query string, where a key sent as
 # `?api_key=...` would land; the app's own request log names the route template instead.
-# app.protocol is uvicorn's httptools protocol with a bound on request headers (431).
+# app.protocol is uvicorn's httptools protocol with a bound on request headers (431). The
+# API has no WebSocket routes, so upgrades are not handed to a WebSocket implementation.
 run: install migrate
 	$(BIN)/uvicorn app.main:app --host 127.0.0.1 --port $(PORT) --log-level $(LOG_LEVEL) \
-		--no-access-log --http app.protocol:BoundedHttpToolsProtocol
+		--no-access-log --http app.protocol:BoundedHttpToolsProtocol --ws none
 
 # Contract tests need the Node tools of `make contract`; this target needs only Python.
 test: install

@@ -21,6 +21,7 @@ from app.outage import mark_connect_failures
 logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+PG_CONNECT_TIMEOUT_S = 5
 WAL_AUTOCHECKPOINT_PAGES = 10_000  # 40 MB at 4 kB pages
 # How often the checkpointer copies what writers have logged since into the database.
 WAL_CHECKPOINT_INTERVAL_S = 0.25
@@ -183,8 +184,10 @@ def _engines(url: str, *, pool_size: int, sqlite_busy_timeout_ms: int) -> Databa
         max_overflow=pool_size,
         pool_pre_ping=True,
         # JIT compiling pays off for long analytical queries, not for these: it added about
-        # 100 ms to each report aggregate at 100,000 systems (make bench-scale).
-        connect_args={"options": "-c jit=off"},
+        # 100 ms to each report aggregate at 100,000 systems (make bench-scale). A server
+        # that takes the connection but never answers fails it after connect_timeout
+        # seconds (a 503), rather than holding the request for good.
+        connect_args={"options": "-c jit=off", "connect_timeout": PG_CONNECT_TIMEOUT_S},
     )
     return Database(read_engine=engine, write_engine=engine, lookup_engine=engine)
 

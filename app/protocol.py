@@ -97,6 +97,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     A chunk where a body or the previous request ends and the next headers begin counts
     towards the upper bound only: it may hold a body's bytes, which are not headers'.
+
+    After the headers, what a message sends besides its body (chunk sizes, line ends and,
+    at the end of a chunked body, trailer fields) is bounded the same way: a client
+    streaming an endless trailer is refused like one streaming an endless header. Trailer
+    fields themselves are dropped: the app has its headers already, and a field arriving
+    after them (an Authorization, an Idempotency-Key) must not join them unchecked.
     """
 
     def __init__(
@@ -114,10 +120,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bound = 0  # at least as many bytes as those headers, read so far
         self._chunk_size = 0
         self._refused = False
+        # Of the message whose body is being read: body bytes, and all else it sent.
+        self._body_bytes = 0
+        self._framing_bytes = 0
+        self._messages_done = 0
 
     def data_received(self, data: bytes) -> None:
         reading_head = self._reading_head
         heads_read = self._heads_read
+        messages_done = self._messages_done
+        body_before = self._body_bytes
         self._chunk_size = len(data)
         self._unset_keepalive_if_required()
         try:
@@ -136,6 +148,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 self._unsupported_upgrade_warning()
             return
         if not self._reading_head:
+            # Counted only for chunks read whole within the body's message: one where the
+            # body begins or ends holds bytes of the headers or the next request too.
+            if not reading_head and self._messages_done == messages_done:
+                self._framing_bytes += len(data) - (self._body_bytes - body_before)
+                if self._framing_bytes > MAX_HEAD_BYTES:
+                    self._refuse()
             return
         self._head_bound += len(data)
         if reading_head and self._heads_read == heads_read:
@@ -143,11 +161,20 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             if self._head_received > MAX_HEAD_BYTES:
                 self._refuse()
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._reading_head:  # not a trailer field
+            super().on_header(name, value)
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        super().on_body(body)
+
     def on_headers_complete(self) -> None:
         within = self._head_bound + self._chunk_size <= MAX_HEAD_BYTES
         self._reading_head = False
         self._heads_read += 1
         self._head_received = self._head_bound = 0
+        self._body_bytes = self._framing_bytes = 0
         if not within and self._head_size() > MAX_HEAD_BYTES:
             self._refuse()
             raise _HeadTooLarge
@@ -155,6 +182,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._reading_head = True
+        self._messages_done += 1
         super().on_message_complete()
 
     def _head_size(self) -> int:
@@ -172,6 +200,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self) -> None:
         self._refused = True
         _refusals.note()
+        if self.cycle is not None and self.cycle.response_started:
+            # Too late for an answer of its own (the app answered before the trailer ended).
+            self.transport.close()
+            return
         content = [STATUS_LINE[431]]
         for name, value in self.server_state.default_headers:
             content.extend([name, b": ", value, b"\r\n"])

@@ -224,3 +224,33 @@ def test_the_bootstrap_key_works_once_the_database_is_migrated_without_a_restart
         assert client.get("/readyz").status_code == 200
     assert not bootstrap_threads()
     app.state.database.dispose()
+
+
+def test_a_database_that_takes_connections_but_never_answers_gets_503_not_a_hang() -> None:
+    import socket
+
+    from app.db import PG_CONNECT_TIMEOUT_S
+
+    # A listening socket nobody accepts from: the kernel completes the handshake, and then
+    # nothing ever answers, as with a frozen server or proxy.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    port = silent.getsockname()[1]
+    try:
+        url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/readiness"
+        app = create_app(Settings(database_url=url, readiness_mirror_warmup=False))
+        with TestClient(app, raise_server_exceptions=False) as client:
+            answers: list[httpx.Response] = []
+            asking = threading.Thread(
+                target=lambda: answers.append(
+                    client.get("/v1/systems", headers=auth(ADMIN_SECRET))
+                ),
+                daemon=True,
+            )
+            asking.start()
+            asking.join(PG_CONNECT_TIMEOUT_S * 3)
+            assert not asking.is_alive(), "the request still waits on a database that is silent"
+            assert_unavailable(answers[0])
+    finally:
+        silent.close()

@@ -271,6 +271,10 @@ def grant_waiver(
     session: Session, *, system: System, body: WaiverCreate, actor: Principal, now: datetime
 ) -> Waiver:
     rules = policy_service.active_rules(session).rules
+    # Waived counts as met: so waiving needs what recording the evidence needs.
+    scope.ensure_may_attest(
+        actor, control=body.control.value, needed=rules.attesting_role(body.control)
+    )
     if body.control in rules.tier(system.risk_tier).non_waivable:
         raise ControlNotWaivable(
             f"The policy does not let {body.control.value} be waived at {system.risk_tier} tier.",

@@ -12,6 +12,7 @@ from app.errors import AlreadyExists, NotFound, PreconditionFailed, Unprocessabl
 from app.events import service as events
 from app.events.service import EventType
 from app.models import System, SystemLabel
+from app.policies import service as policy_service
 from app.readiness import service as readiness_service
 from app.readiness.tiers import Tier, derive_tier
 from app.systems.schemas import MAX_LABELS, SystemCreate, SystemPatch
@@ -266,6 +267,16 @@ def patch_system(
     _apply_tier(system)
     if Tier(system.risk_tier).rank < Tier(from_tier).rank:
         scope.ensure_may_lower_tier(actor, from_tier=from_tier, to_tier=system.risk_tier)
+        # Lowering the tier is an approver's decision about the tier it leaves: where that
+        # tier needs independent approvals, the owner team may not take it alone.
+        scope.ensure_independent(
+            actor,
+            owner_team=system.owner_team,
+            tier=from_tier,
+            required=policy_service.active_rules(session)
+            .rules.tier(from_tier)
+            .independent_approval,
+        )
     system.version += 1
     system.updated_at = now
     if changes.keys() & {"owner_team", "owner_contact"}:

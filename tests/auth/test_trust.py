@@ -471,20 +471,34 @@ def test_an_insiders_approval_does_not_count_once_the_tier_is_raised(
     assert not approvals_missing(client, admin, "claims-triage")
 
 
+def test_the_owner_team_cannot_lower_a_tier_that_needs_outsiders(
+    client: TestClient, admin: Headers, approver: Headers
+) -> None:
+    make_system(client, admin, key="claims-triage", tier="high", owner=owner(CLAIMS))
+    inside = new_key(client, admin, role="approver", teams=[CLAIMS])
+    lower = {"impact_areas": ["customer_service"]}
+    refused = client.patch("/v1/systems/claims-triage", json=lower, headers=inside)
+    assert problem(refused, 403, "not-independent")["owner_team"] == CLAIMS
+    assert client.get("/v1/systems/claims-triage", headers=admin).json()["risk_tier"] == "high"
+    # A platform-wide approver may.
+    lowered = client.patch("/v1/systems/claims-triage", json=lower, headers=approver)
+    assert lowered.json()["risk_tier"] == "limited"
+
+
 def test_lowering_approving_and_raising_again_does_not_launder_an_approval(
-    client: TestClient, admin: Headers
+    client: TestClient, admin: Headers, approver: Headers, pipeline: Headers
 ) -> None:
     make_system(client, admin, key="claims-triage", tier="high", owner=owner(CLAIMS))
     inside = new_key(client, admin, role="approver", teams=[CLAIMS])
     url = "/v1/systems/claims-triage/approvals"
     problem(client.post(url, json=APPROVE, headers=inside), 403, "not-independent")
     lowered = client.patch(
-        "/v1/systems/claims-triage", json={"impact_areas": ["customer_service"]}, headers=inside
+        "/v1/systems/claims-triage", json={"impact_areas": ["customer_service"]}, headers=approver
     )
     assert lowered.json()["risk_tier"] == "limited"
     assert client.post(url, json=APPROVE, headers=inside).status_code == 201
     raised = client.patch(
-        "/v1/systems/claims-triage", json={"impact_areas": ["money"]}, headers=inside
+        "/v1/systems/claims-triage", json={"impact_areas": ["money"]}, headers=pipeline
     )
     assert raised.json()["risk_tier"] == "high"
     assert approvals_missing(client, admin, "claims-triage")
@@ -694,3 +708,20 @@ def test_a_scoped_identity_does_every_write_on_its_own_teams_system(
     assert [(name, response.status_code) for name, response, _ in steps] == [
         (name, status) for name, _, status in steps
     ]
+
+
+def test_waiving_a_control_needs_the_role_that_may_attest_it(
+    client: TestClient, admin: Headers, approver: Headers, clock: Any
+) -> None:
+    make_system(client, admin, key="claims-triage", tier="limited")
+    publish(client, admin, attested_by={"risk_review": "admin"})
+    body = {
+        "control": "risk_review",
+        "justification": "signed on paper",
+        "expires_at": (clock.now + timedelta(days=30)).isoformat(),
+    }
+    url = "/v1/systems/claims-triage/waivers"
+    refused = client.post(url, json=body, headers=approver)
+    assert problem(refused, 403, "attestation-role")["required_role"] == "admin"
+    assert client.get(url, headers=admin).json()["items"] == []
+    assert client.post(url, json=body, headers=admin).status_code == 201

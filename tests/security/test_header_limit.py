@@ -217,3 +217,92 @@ def test_oversized_headers_neither_grow_nor_slow_the_server(server: Server) -> N
     peak = max([*peaks, resident_kb(pid, "VmHWM")])
     assert peak - before < 10 * 1024, (before, peak)
     assert server.process.poll() is None
+
+
+def stream_trailer(server: Server, size: int) -> str:
+    """Streams a chunked request whose body ends at once and whose one trailer field is
+    `size` bytes long; says what became of it, as `stream_header` does."""
+    piece = b"a" * (64 * 1024)
+    head = f"POST /v1/controls HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with socket.create_connection((HOST, port_of(server)), timeout=20) as sock:
+        try:
+            sock.sendall(head.encode() + b"0\r\nX-Flood: ")
+            for _ in range(size // len(piece)):
+                sock.sendall(piece)
+            sock.sendall(b"\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            answer = sock.recv(4096)
+        except ConnectionResetError:
+            return "closed"
+        except TimeoutError:
+            return "no answer"
+    if not answer:
+        return "closed"
+    status_line = answer.split(b"\r\n", 1)[0].decode(errors="replace")
+    return "431" if status_line.startswith("HTTP/1.1 431 ") else status_line
+
+
+def test_an_endless_trailer_is_refused_like_an_endless_header(server: Server) -> None:
+    pid = server.pid
+    before = resident_kb(pid, "VmRSS")
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    outcome = stream_trailer(server, 40 * MB)
+    assert outcome in {"431", "closed"}, outcome
+    assert resident_kb(pid, "VmHWM") - before < 10 * 1024
+    assert get(server, "/healthz", {})[0] == 200
+
+
+def test_trailer_fields_never_join_the_headers(server: Server) -> None:
+    body = b'{"name": "smuggled", "role": "viewer"}'
+    request = (
+        (
+            f"POST /v1/api-keys HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            f"{len(body):x}\r\n"
+        ).encode()
+        + body
+        + f"\r\n0\r\nAuthorization: Bearer {ADMIN_SECRET}\r\n\r\n".encode()
+    )
+    assert status_of(raw_exchange(server, request)) == 401
+    # The same body with the key in the headers is served: only the trailer was ignored.
+    keyed = request.replace(
+        b"Content-Type:", f"Authorization: Bearer {ADMIN_SECRET}\r\nContent-Type:".encode()
+    )
+    assert status_of(raw_exchange(server, keyed)) == 201
+
+
+def test_a_chunked_body_in_small_chunks_is_served(server: Server) -> None:
+    body = json.dumps({"name": "chunky", "role": "viewer"}).encode()
+    chunks = b"".join(f"{1:x}\r\n".encode() + bytes([byte]) + b"\r\n" for byte in body)
+    request = (
+        (
+            f"POST /v1/api-keys HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {ADMIN_SECRET}\r\nTransfer-Encoding: chunked\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode()
+        + chunks
+        + b"0\r\n\r\n"
+    )
+    assert status_of(raw_exchange(server, request, piece=256)) == 201
+
+
+def test_an_upgrade_to_websocket_is_an_ordinary_request(server: Server) -> None:
+    # No WebSocket routes, so no WebSocket handling: the request is answered as HTTP.
+    answer = raw_exchange(
+        server,
+        request_with(
+            "/v1/controls",
+            ("Authorization", f"Bearer {ADMIN_SECRET}"),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("Sec-WebSocket-Version", "13"),
+            ("X-Pad", "p" * (10 * 1024)),
+            close=False,
+        ),
+    )
+    assert status_of(answer) == 200
+    assert b"application/json" in answer.split(b"\r\n\r\n", 1)[0].lower()
