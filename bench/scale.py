@@ -433,7 +433,9 @@ def store_readiness(database_url: str, count: int, evaluated_at: datetime) -> No
                     system.id: system
                     for system in session.exec(select(System).where(col(System.id).in_(ids)))
                 }
-                inputs = readiness_service._load_inputs(session, ids, rules, evaluated_at)
+                inputs = readiness_service._load_inputs(
+                    session, [systems[system_id] for system_id in ids], rules, evaluated_at
+                )
                 stored, blockers, snapshots = [], [], []
                 for system_id in ids:
                     system = systems[system_id]
