@@ -130,13 +130,14 @@ def test_headers_just_over_the_limit_get_431(server: Server, request_bytes: byte
     assert (problem["type"], problem["status"]) == ("/problems/headers-too-large", 431)
 
 
-def stream_header(server: Server, size: int) -> str:
-    """Streams a request whose one header is `size` bytes long, and says what became of
-    it: "431", "closed" (before or instead of an answer), or the status line it got."""
+def stream_field(server: Server, start: bytes, size: int) -> str:
+    """Sends `start`, then `size` bytes of one field's value and its end, and says what
+    became of it: "431", "closed" (before or instead of an answer), or the status line it
+    got."""
     piece = b"a" * (64 * 1024)
     with socket.create_connection((HOST, port_of(server)), timeout=20) as sock:
         try:
-            sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {HOST}\r\nX-Flood: ".encode())
+            sock.sendall(start)
             for _ in range(size // len(piece)):
                 sock.sendall(piece)
             sock.sendall(b"\r\n\r\n")
@@ -152,6 +153,12 @@ def stream_header(server: Server, size: int) -> str:
         return "closed"
     status_line = answer.split(b"\r\n", 1)[0].decode(errors="replace")
     return "431" if status_line.startswith("HTTP/1.1 431 ") else status_line
+
+
+def stream_header(server: Server, size: int) -> str:
+    """A request whose one header is `size` bytes long."""
+    start = f"GET /healthz HTTP/1.1\r\nHost: {HOST}\r\nX-Flood: ".encode()
+    return stream_field(server, start, size)
 
 
 def resident_kb(pid: int, field: str) -> int:
@@ -220,28 +227,10 @@ def test_oversized_headers_neither_grow_nor_slow_the_server(server: Server) -> N
 
 
 def stream_trailer(server: Server, size: int) -> str:
-    """Streams a chunked request whose body ends at once and whose one trailer field is
-    `size` bytes long; says what became of it, as `stream_header` does."""
-    piece = b"a" * (64 * 1024)
+    """A chunked request whose body ends at once and whose one trailer field is `size`
+    bytes long."""
     head = f"POST /v1/controls HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n"
-    with socket.create_connection((HOST, port_of(server)), timeout=20) as sock:
-        try:
-            sock.sendall(head.encode() + b"0\r\nX-Flood: ")
-            for _ in range(size // len(piece)):
-                sock.sendall(piece)
-            sock.sendall(b"\r\n\r\n")
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        try:
-            answer = sock.recv(4096)
-        except ConnectionResetError:
-            return "closed"
-        except TimeoutError:
-            return "no answer"
-    if not answer:
-        return "closed"
-    status_line = answer.split(b"\r\n", 1)[0].decode(errors="replace")
-    return "431" if status_line.startswith("HTTP/1.1 431 ") else status_line
+    return stream_field(server, head.encode() + b"0\r\nX-Flood: ", size)
 
 
 def test_an_endless_trailer_is_refused_like_an_endless_header(server: Server) -> None:
