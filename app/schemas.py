@@ -11,6 +11,7 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
+    StringConstraints,
     model_validator,
 )
 from pydantic.config import JsonDict
@@ -50,6 +51,10 @@ class RequestModel(BaseModel):
         # Runs before any field is validated, so the depth bound protects them all.
         _plain_data(data)
         return data
+
+
+# An owner team, as systems name it (`owner.team`), and as keys and identities are scoped.
+TeamName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 
 def _to_utc(value: datetime) -> datetime:

@@ -76,7 +76,9 @@ class Identities:
         cached = self.oidc.cached(secret, now=now)
         if cached is not None:
             return cached
-        return await run_in_threadpool(lambda: self._verify_token(secret, now=now))
+        return await run_in_threadpool(
+            lambda: self.identify(credentials, now=now, defer_touch=True)
+        )
 
     async def identify_async(
         self, request: Request, credentials: HTTPAuthorizationCredentials | None, *, now: datetime
@@ -104,14 +106,6 @@ class Identities:
             await run_in_threadpool(
                 auth_service.touch, self.database, key_id=principal.key_id, now=now
             )
-
-    def _verify_token(self, secret: str, *, now: datetime) -> Principal:
-        assert self.oidc is not None
-        principal = self.oidc.verify(secret, now=now)
-        if principal is not None:
-            return principal
-        # Dots, yet no JWT: only an API key can be meant.
-        return self._api_key(secret, now=now, connection=None, defer_touch=True)
 
     def _api_key(
         self, secret: str, *, now: datetime, connection: Connection | None, defer_touch: bool

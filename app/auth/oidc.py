@@ -14,7 +14,7 @@ import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import httpx
@@ -24,7 +24,6 @@ from pydantic import (
     ConfigDict,
     Field,
     FilePath,
-    StringConstraints,
     TypeAdapter,
     ValidationError,
     field_validator,
@@ -33,6 +32,7 @@ from pydantic import (
 
 from app.auth.roles import ActorKind, Principal, Role
 from app.errors import DomainError, NoRoleForIdentity, Unauthorized
+from app.schemas import TeamName
 
 logger = logging.getLogger("app.auth.oidc")
 
@@ -59,8 +59,6 @@ MAX_ISSUER = 500
 MAX_SUBJECT = 500
 # Values from an unverified token are quoted in answers only this far.
 MAX_QUOTED = 100
-
-TeamName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 
 class IdentityProviderUnavailable(DomainError):

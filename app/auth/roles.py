@@ -43,10 +43,6 @@ class Principal:
     # Set when the caller asked `authenticate` to leave a due last_used_at refresh to it.
     touch_due: bool = False
 
-    @property
-    def scoped(self) -> bool:
-        return self.teams is not None
-
     def acts_for(self, team: str | None) -> bool:
         """Whether it may write to a system owned by `team` (None: a system without owner,
         which only platform-wide identities may write to)."""

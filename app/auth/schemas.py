@@ -5,18 +5,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StringConstraints,
     field_validator,
     model_validator,
 )
 
 from app.auth.roles import Role
 from app.auth.service import SHOWN_PREFIX_MAX
-from app.schemas import RequestModel
+from app.schemas import RequestModel, TeamName
 
 MAX_TEAMS = 50
-# An owner team, as systems name it (`owner.team`).
-TeamName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Teams = Annotated[
     list[TeamName],
     Field(

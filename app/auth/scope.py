@@ -5,6 +5,7 @@ from collections.abc import Iterable
 
 from app.auth.roles import Principal, Role
 from app.errors import AttestationRole, NotIndependent, OutOfScope, TierLoweringNeedsApprover
+from app.policies.document import PolicyRules
 
 
 def _teams(principal: Principal) -> str:
@@ -39,9 +40,11 @@ def ensure_may_own(principal: Principal, *, team: str | None) -> None:
     )
 
 
-def ensure_may_attest(principal: Principal, *, control: str, needed: Role | None) -> None:
+def ensure_may_attest(principal: Principal, *, control: str, rules: PolicyRules) -> None:
     """403 attestation-role unless the principal's role is the one the policy names for
-    recording this control's evidence (`attested_by`), or above."""
+    recording this control's evidence (`attested_by`), or above. Recording it, concluding
+    a pilot that records it and waiving it (waived counts as met) all need that role."""
+    needed = rules.attesting_role(control)
     if needed is None or principal.role.allows(needed):
         return
     raise AttestationRole(
@@ -63,10 +66,11 @@ def independent_of(teams: Iterable[str] | None, owner_team: str | None) -> bool:
 
 
 def ensure_independent(
-    principal: Principal, *, owner_team: str | None, tier: str, required: bool
+    principal: Principal, *, owner_team: str | None, tier: str, rules: PolicyRules
 ) -> None:
-    """403 not-independent when the tier needs an independent approval and the approver is
-    scoped to the system's owner team. Platform-wide approvers are independent."""
+    """403 not-independent when the policy has the tier need independent approval and the
+    approver is scoped to the system's owner team. Platform-wide approvers are independent."""
+    required = rules.tier(tier).independent_approval
     if required and not independent_of(principal.teams, owner_team):
         raise NotIndependent(
             f"Approvals of {tier}-tier systems must come from outside the owner team"

@@ -209,12 +209,6 @@ def record(
     return _record_versions(session, [recording], now=now, source=source)[0]
 
 
-def ensure_may_attest(session: Session, actor: Principal, control: str) -> None:
-    """403 attestation-role unless the active policy lets `actor` record `control`."""
-    needed = policy_service.active_rules(session).rules.attesting_role(control)
-    scope.ensure_may_attest(actor, control=control, needed=needed)
-
-
 def _refusal(session: Session, write: NewEvidence, system: System | None) -> Exception | None:
     """Why the write may not happen, if it may not: no such system (404), a system of a team
     the writer does not act for, or a control the policy lets only a higher role attest
@@ -223,7 +217,8 @@ def _refusal(session: Session, write: NewEvidence, system: System | None) -> Exc
         return system_service.no_such_system(write.system_key)
     try:
         scope.ensure_acts_for(write.actor, system_key=system.key, owner_team=system.owner_team)
-        ensure_may_attest(session, write.actor, write.control)
+        rules = policy_service.active_rules(session).rules
+        scope.ensure_may_attest(write.actor, control=write.control, rules=rules)
     except Forbidden as refused:
         return refused
     return None

@@ -4,6 +4,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from app.auth import scope
 from app.auth.roles import Principal
 from app.errors import Conflict, NotFound
 from app.events import service as events
@@ -24,6 +25,7 @@ from app.pilots.schemas import (
     ResultCreate,
     ResultRead,
 )
+from app.policies import service as policy_service
 from app.readiness import service as readiness_service
 from app.readiness.scoring import EvidenceFact, EvidenceStatus
 
@@ -200,8 +202,9 @@ def conclude(
         raise PilotConcluded(f"Pilot {pilot.id} is already concluded.")
     # The outcome is evidence the caller records, from results it may have posted itself:
     # the policy's attestation rights apply as to a PUT of that evidence.
+    rules = policy_service.active_rules(session).rules
     for control in PILOT_EVIDENCE_CONTROLS:
-        evidence_service.ensure_may_attest(session, actor, control)
+        scope.ensure_may_attest(actor, control=control, rules=rules)
     pilot.status = "concluded"
     pilot.concluded_at = now
     pilot.concluded_by_name = actor.name

@@ -273,9 +273,7 @@ def patch_system(
             actor,
             owner_team=system.owner_team,
             tier=from_tier,
-            required=policy_service.active_rules(session)
-            .rules.tier(from_tier)
-            .independent_approval,
+            rules=policy_service.active_rules(session).rules,
         )
     system.version += 1
     system.updated_at = now
