@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from app.controls.catalogue import EVIDENCE_CONTROLS
 from app.policies.service import default_policy_document
 from tests.conftest import auth
-from tests.factories import make_system, problem, record_evidence, transition
+from tests.factories import make_system, problem, record_evidence, system_body, transition
 
 Headers = dict[str, str]
 CLAIMS = "claims-platform"
@@ -71,28 +71,11 @@ def test_a_scoped_key_creates_systems_only_for_its_teams(
 ) -> None:
     scoped = new_key(client, admin, role="pipeline", teams=[CLAIMS])
     make_system(client, scoped, key="claims-triage", owner=owner(CLAIMS))
-    outside = client.post(
-        "/v1/systems",
-        json={
-            "key": "fraud",
-            "name": "Fraud",
-            "impact_areas": ["money"],
-            "oversight": "human_reviews_all",
-            "owner": owner(PAYMENTS),
-        },
-        headers=scoped,
-    )
+    fraud = system_body(key="fraud", owner=owner(PAYMENTS))
+    outside = client.post("/v1/systems", json=fraud, headers=scoped)
     assert problem(outside, 403, "out-of-scope")["teams"] == [CLAIMS]
-    ownerless = client.post(
-        "/v1/systems",
-        json={
-            "key": "fraud",
-            "name": "Fraud",
-            "impact_areas": ["money"],
-            "oversight": "human_reviews_all",
-        },
-        headers=scoped,
-    )
+    without_owner = {name: value for name, value in fraud.items() if name != "owner"}
+    ownerless = client.post("/v1/systems", json=without_owner, headers=scoped)
     problem(ownerless, 403, "out-of-scope")
     assert client.get("/v1/systems/fraud", headers=admin).status_code == 404
 
@@ -627,14 +610,7 @@ def test_a_scoped_identity_does_every_write_on_its_own_teams_system(
     key = "claims-triage"
     created = client.post(
         "/v1/systems",
-        json={
-            "key": key,
-            "name": "Claims",
-            "purpose": "Rank claims",
-            "impact_areas": ["customer_service"],
-            "oversight": "human_reviews_all",
-            "owner": owner(CLAIMS),
-        },
+        json=system_body(key=key, tier="limited", owner=owner(CLAIMS)),
         headers=pipeline,
     )
     steps = [("create", created, 201)]
