@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install run test lint docker-lint fmt migrate revision openapi contract bench bench-scale
+.PHONY: install run test lint docker-lint fmt migrate reevaluate revision openapi contract bench bench-scale
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -51,6 +51,11 @@ fmt: install
 
 migrate: install
 	$(BIN)/alembic upgrade head
+
+# Store anew every readiness answer evaluated by other rules than this code's (after an
+# upgrade that changed them); `make reevaluate args=--all` re-evaluates every system.
+reevaluate: install
+	$(BIN)/python -m app.readiness.reevaluation $(args)
 
 # make revision m="what changed"
 revision: install

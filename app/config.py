@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     # start-up (app.readiness.warmup). Off: it is never built and they always run their
     # aggregate queries.
     readiness_mirror_warmup: bool = True
+    # Store anew, on a background thread at start-up, the readiness answers evaluated by
+    # other rules than this code's (app.readiness.reevaluation; `make reevaluate` does the
+    # same from the command line). Off: they stay stale, evaluated afresh on every read,
+    # until their system is written or re-evaluated.
+    readiness_reevaluate_on_start: bool = True
     # How long a POST's Idempotency-Key is remembered (its answer replayed); older ones are
     # deleted.
     idempotency_retention_hours: int = Field(default=48, ge=1, le=24 * 366)

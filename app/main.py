@@ -38,6 +38,7 @@ from app.middleware import (
 from app.openapi_docs import CONTACT, LICENSE, SERVERS, TAGS, install_openapi
 from app.pilots.router import router as pilots_router
 from app.policies.router import router as policies_router
+from app.readiness.reevaluation import StaleRulesReevaluation
 from app.readiness.router import router as readiness_router
 from app.readiness.warmup import MirrorWarmup
 from app.reports.router import router as reports_router
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     # Reads the clock from app.state when it builds, as requests do (tests swap it).
     warmup = MirrorWarmup(database, clock=lambda: app.state.clock())
     checkpointer = WalCheckpointer(database)
+    reevaluation = StaleRulesReevaluation(database, clock=lambda: app.state.clock())
 
     secret = settings.readiness_bootstrap_admin_key
     bootstrap = (
@@ -119,8 +121,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         if settings.readiness_mirror_warmup:
             warmup.start()  # in the background: start-up and the probes never wait for it
         checkpointer.start()
+        if settings.readiness_reevaluate_on_start:
+            reevaluation.start()  # in the background too: stale answers are never served
         yield
         # Before the engines go: no build may go on reading from a disposed pool.
+        reevaluation.stop()
         warmup.stop()
         checkpointer.stop()
         if bootstrap is not None:

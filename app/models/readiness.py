@@ -19,6 +19,8 @@ class ReadinessSnapshot(SQLModel, table=True):
     pilot_ready: bool
     production_ready: bool
     policy_version: int
+    # None for snapshots taken before rules versions were recorded.
+    rules_version: int | None = None
     recorded_at: datetime = Field(sa_type=UTCDateTime)
 
 

@@ -60,6 +60,9 @@ class System(SQLModel, table=True):
     production_ready: bool = Field(default=False, index=True)
     readiness_document: str = Field(default="{}", sa_type=Text)
     readiness_policy_version: int = Field(default=1)
+    # The rules version (app.readiness.rules_version) the answer was evaluated by; 0 for
+    # answers stored before versions were recorded. An answer of other rules is stale.
+    readiness_rules_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     readiness_valid_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # Set by every store of the answer to a value no snapshot taken before that store's
     # commit can have passed (app.readiness.mirror.horizon): per-process mirrors read the

@@ -53,6 +53,10 @@ class ReadinessRead(BaseModel):
     score: float = Field(ge=0, le=100)
     level: Level
     policy_version: int
+    rules_version: int = Field(
+        description="The version of the service's readiness rules (how controls score, tiers"
+        " derive and gates decide) this answer was evaluated by."
+    )
     evaluated_at: datetime
     valid_until: datetime | None = Field(
         description="When time alone (evidence going stale) next changes this answer."
@@ -71,4 +75,8 @@ class ReadinessSnapshotRead(BaseModel):
     pilot_ready: bool
     production_ready: bool
     policy_version: int
+    rules_version: int | None = Field(
+        description="The rules version the answer was evaluated by; null for snapshots taken"
+        " before rules versions were recorded."
+    )
     recorded_at: datetime

@@ -5,7 +5,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, bindparam, delete, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
@@ -18,7 +29,7 @@ from app.pilots import facts as pilot_facts
 from app.pilots.facts import RecordedFinding
 from app.policies import service as policy_service
 from app.policies.service import ActiveRules
-from app.readiness import marker
+from app.readiness import marker, rules_version
 from app.readiness.schemas import (
     ReadinessRead,
 )
@@ -168,6 +179,7 @@ def render(
             "score": evaluation.score,
             "level": evaluation.level,
             "policy_version": policy_version,
+            "rules_version": rules_version.RULES_VERSION,
             "evaluated_at": now,
             "valid_until": evaluation.valid_until,
             "controls": [
@@ -204,6 +216,7 @@ def _snapshot(system_id: int, evaluation: Evaluation, readiness: ReadinessRead) 
         "system_id": system_id,
         **_summary(evaluation),
         "policy_version": readiness.policy_version,
+        "rules_version": readiness.rules_version,
         "recorded_at": readiness.evaluated_at,
     }
 
@@ -222,6 +235,7 @@ def _store(session: Session, answers: list[Answer], snapshots: list[dict[str, An
             **_summary(evaluation),
             "readiness_document": readiness.model_dump_json(),
             "readiness_policy_version": readiness.policy_version,
+            "readiness_rules_version": readiness.rules_version,
             "readiness_valid_until": evaluation.valid_until,
         }
         stored_rows.append({"of_system": system.id, **stored})
@@ -300,52 +314,98 @@ class EvidenceRefresh:
 
 
 def reevaluate_all(session: Session, *, policy: Policy, now: datetime) -> None:
+    """Re-evaluate and store every system under `policy`, in this unit of work."""
     active = ActiveRules(version=policy.version, rules=policy_service.rules_of(policy))
-    after = 0
-    while True:
-        systems = list(
-            session.execute(
-                select(System)
-                .where(col(System.id) > after)
-                .order_by(col(System.id))
-                .limit(REEVALUATE_BATCH)
-                # Writers to these systems wait, so none stores an answer this overwrites.
-                .with_for_update()
-            ).scalars()
-        )
-        if not systems:
-            return
-        inputs = _load_inputs(session, systems, active, now)
-        answers: list[Answer] = []
-        snapshots = []
-        for system in systems:
-            assert system.id is not None
-            evaluation, readiness = _evaluate(system, inputs[system.id], active, now)
-            answers.append((system, evaluation, readiness))
-            snapshots.append(_snapshot(system.id, evaluation, readiness))
-        _store(session, answers, snapshots)
-        session.flush()
-        after = systems[-1].id or after
+    done = reevaluate_batch(session, after=0, now=now, policy=active)
+    while done:
+        done = reevaluate_batch(session, after=done[-1], now=now, policy=active)
+
+
+def reevaluate_batch(
+    session: Session,
+    *,
+    after: int,
+    now: datetime,
+    policy: ActiveRules | None = None,
+    only_other_rules: bool = False,
+    size: int = REEVALUATE_BATCH,
+) -> list[int]:
+    """Re-evaluate and store the next `size` systems by id after `after` (only those whose
+    answer is of other rules, if asked), under the active policy unless one is given.
+    Returns their ids in order: none once there are none left."""
+    active = policy or policy_service.active_rules(session)
+    query = select(System).where(col(System.id) > after)
+    if only_other_rules:
+        query = query.where(other_rules())
+    # Writers to these systems wait, so none stores an answer this overwrites. Re-evaluating
+    # only the stale ones, a system another writer holds is skipped: that writer stores an
+    # answer of these rules anyway.
+    locked = (
+        query.order_by(col(System.id)).limit(size).with_for_update(skip_locked=only_other_rules)
+    )
+    systems = list(session.execute(locked).scalars())
+    if not systems:
+        return []
+    inputs = _load_inputs(session, systems, active, now)
+    answers: list[Answer] = []
+    snapshots = []
+    for system in systems:
+        assert system.id is not None
+        evaluation, readiness = _evaluate(system, inputs[system.id], active, now)
+        answers.append((system, evaluation, readiness))
+        snapshots.append(_snapshot(system.id, evaluation, readiness))
+    _store(session, answers, snapshots)
+    session.flush()
+    return [system.id for system in systems if system.id is not None]
+
+
+def count_to_reevaluate(session: Session, *, only_other_rules: bool) -> int:
+    """How many systems there are, or how many have an answer of other rules than this
+    code's."""
+    query = select(func.count()).select_from(System)
+    if only_other_rules:
+        query = query.where(other_rules())
+    count: int = session.execute(query).scalar_one()
+    return count
 
 
 _systems = System.__table__  # type: ignore[attr-defined]
 # Built once and run on the connection, bypassing the ORM: the hottest read of the service.
 _STORED_READINESS = select(
-    _systems.c.id, _systems.c.readiness_document, _systems.c.readiness_valid_until
+    _systems.c.id,
+    _systems.c.readiness_document,
+    _systems.c.readiness_valid_until,
+    _systems.c.readiness_rules_version,
 ).where(_systems.c.key == bindparam("key"))
 
 
+def is_current(valid_until: datetime | None, evaluated_by: int, now: datetime) -> bool:
+    """Whether a stored answer is still true at `now`: evaluated by this code's rules, and
+    not yet changed by time."""
+    return evaluated_by == rules_version.RULES_VERSION and (
+        valid_until is None or valid_until > now
+    )
+
+
 def stored_answer_valid(now: datetime) -> ColumnElement[bool]:
-    """Systems whose stored readiness is still true at `now`: reports and metrics read
-    those as stored and evaluate the rest afresh."""
+    """Systems whose stored readiness is still true at `now` (`is_current` in SQL): reports
+    and metrics read those as stored and evaluate the rest afresh."""
     valid_until = col(System.readiness_valid_until)
-    return or_(valid_until.is_(None), valid_until > now)
+    return and_(
+        col(System.readiness_rules_version) == rules_version.RULES_VERSION,
+        or_(valid_until.is_(None), valid_until > now),
+    )
+
+
+def other_rules() -> ColumnElement[bool]:
+    """Systems whose stored answer was evaluated by other rules than this code's."""
+    return col(System.readiness_rules_version) != rules_version.RULES_VERSION
 
 
 @dataclass(frozen=True)
 class StoredDocument:
     system_id: int
-    document: str | None  # None once time has made the stored answer stale
+    document: str | None  # None once the stored answer is stale (time, or other rules)
 
 
 def stored_document(connection: Connection, system_key: str, *, now: datetime) -> StoredDocument:
@@ -354,8 +414,8 @@ def stored_document(connection: Connection, system_key: str, *, now: datetime) -
     row = connection.execute(_STORED_READINESS, {"key": system_key}).one_or_none()
     if row is None:
         raise NotFound(f"No system with key '{system_key}'.")
-    system_id, document, valid_until = row
-    still_true = valid_until is None or valid_until > now
+    system_id, document, valid_until, evaluated_by = row
+    still_true = is_current(valid_until, evaluated_by, now)
     return StoredDocument(system_id=system_id, document=str(document) if still_true else None)
 
 
@@ -378,8 +438,7 @@ class Summary:
 
 def summary(session: Session, system: System, *, now: datetime) -> Summary:
     """The system's readiness in brief: the stored one while valid, else evaluated now."""
-    valid_until = system.readiness_valid_until
-    if valid_until is None or valid_until > now:
+    if is_current(system.readiness_valid_until, system.readiness_rules_version, now):
         return Summary(system.score, system.level, system.pilot_ready, system.production_ready)
     evaluation, _ = evaluate_now(session, system, now=now)
     return Summary(

@@ -342,7 +342,7 @@ def drift(
     stale (evidence expired, an approval lapsed without any write): only those are evaluated
     afresh, so the cost follows the drifted and the stale, not the portfolio.
     """
-    stale = col(System.readiness_valid_until) <= now
+    stale = ~readiness_service.stored_answer_valid(now)
     query = (
         select(System)
         .where(
