@@ -16,11 +16,11 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from app.background import BackgroundThread
+from app.config import SQLITE_BUSY_TIMEOUT_MS
 from app.outage import mark_connect_failures
 
 logger = logging.getLogger(__name__)
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_CONNECT_TIMEOUT_S = 5
 WAL_AUTOCHECKPOINT_PAGES = 10_000  # 40 MB at 4 kB pages
 # How often the checkpointer copies what writers have logged since into the database.
