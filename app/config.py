@@ -8,7 +8,7 @@ _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 # The bootstrap key is an admin key chosen by a person: long enough that it cannot be guessed
 # (the generated keys carry 43 random characters).
 BOOTSTRAP_KEY_MIN_LENGTH = 32
-# The default of `sqlite_busy_timeout_ms`, and so of `app.db.create_database`.
+# The default of `sqlite_busy_timeout_ms`, and so of `app.db.engines.create_database`.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 

@@ -4,7 +4,8 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 
 from app.auth.dependencies import TEAM_SCOPED, Pipeline, Viewer
 from app.clock import Now, get_now
-from app.db import Database, DatabaseDep, read_transaction, run_batched_write
+from app.db import Database, DatabaseDep, read_transaction
+from app.db.group_commit import run_batched_write
 from app.evidence import service as evidence_service
 from app.evidence.schemas import EvidenceRead, EvidenceWrite
 from app.openapi_docs import errors

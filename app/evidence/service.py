@@ -8,7 +8,7 @@ from sqlmodel import Session, col
 from app.auth import scope
 from app.auth.roles import Principal
 from app.controls.catalogue import CONTROLS_BY_KEY, SYSTEM_FIELD_CONTROLS
-from app.db import BatchedWrite, ItemOutcome
+from app.db.group_commit import BatchedWrite, ItemOutcome
 from app.errors import Forbidden, NotFound, Unprocessable
 from app.events import service as events
 from app.events.service import EventType
