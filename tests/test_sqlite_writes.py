@@ -22,7 +22,7 @@ from sqlalchemy import event
 
 from app.config import Settings
 from app.db import Database
-from app.evidence.service import RECORD_EVIDENCE
+from app.evidence.router import RECORD_EVIDENCE
 from app.main import create_app
 from tests.conftest import ADMIN_SECRET, FakeClock, alembic_config, auth
 
