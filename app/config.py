@@ -4,12 +4,12 @@ from functools import lru_cache
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.db import SQLITE_BUSY_TIMEOUT_MS
-
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 # The bootstrap key is an admin key chosen by a person: long enough that it cannot be guessed
 # (the generated keys carry 43 random characters).
 BOOTSTRAP_KEY_MIN_LENGTH = 32
+# The default of `sqlite_busy_timeout_ms`, and so of `app.db.engines.create_database`.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def _split(origins: str) -> list[str]:

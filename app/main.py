@@ -20,7 +20,8 @@ from app.badges.router import router as badges_router
 from app.clock import Clock, system_clock
 from app.config import Settings, get_settings
 from app.controls.router import router as controls_router
-from app.db import WalCheckpointer, create_database
+from app.db.engines import create_database
+from app.db.sqlite_wal import WalCheckpointer
 from app.errors import install_error_handlers
 from app.events.router import router as events_router
 from app.evidence.router import router as evidence_router

@@ -229,7 +229,7 @@ def test_the_bootstrap_key_works_once_the_database_is_migrated_without_a_restart
 def test_a_database_that_takes_connections_but_never_answers_gets_503_not_a_hang() -> None:
     import socket
 
-    from app.db import PG_CONNECT_TIMEOUT_S
+    from app.db.engines import PG_CONNECT_TIMEOUT_S
 
     # A listening socket nobody accepts from: the kernel completes the handshake, and then
     # nothing ever answers, as with a frozen server or proxy.

@@ -1,7 +1,7 @@
 """On SQLite, evidence writes that arrive together share one transaction
-(app.db.run_batched_write), run on the event loop when the write lock is free at once. When
-another process holds the lock, the write must wait its turn in a worker thread, never fail
-and never stall the other requests of the process.
+(app.db.group_commit.run_batched_write), run on the event loop when the write lock is free
+at once. When another process holds the lock, the write must wait its turn in a worker
+thread, never fail and never stall the other requests of the process.
 
 SQLite's lock is the subject, so these tests use a SQLite file of their own whichever
 back-end the suite runs on."""
@@ -22,7 +22,7 @@ from sqlalchemy import event
 
 from app.config import Settings
 from app.db import Database
-from app.evidence.service import RECORD_EVIDENCE
+from app.evidence.router import RECORD_EVIDENCE
 from app.main import create_app
 from tests.conftest import ADMIN_SECRET, FakeClock, alembic_config, auth
 
@@ -126,7 +126,7 @@ def _pending_evidence_writes(database: Database) -> int:
     # The queue is per event loop; the test client's app runs on one.
     return sum(
         len(pending.items)
-        for writers in list(database._inline_writers.values())
+        for writers in list(database.inline_writers.values())
         for kind, pending in list(writers.pending.items())
         if kind is RECORD_EVIDENCE
     )

@@ -4,7 +4,8 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 
 from app.auth.dependencies import TEAM_SCOPED, Pipeline, Viewer
 from app.clock import Now, get_now
-from app.db import Database, DatabaseDep, read_transaction, run_batched_write
+from app.db import Database, DatabaseDep, read_transaction
+from app.db.group_commit import BatchedWrite, run_batched_write
 from app.evidence import service as evidence_service
 from app.evidence.schemas import EvidenceRead, EvidenceWrite
 from app.openapi_docs import errors
@@ -21,6 +22,13 @@ from app.systems import service as system_service
 from app.systems.dependencies import KeyPath
 
 router = APIRouter(prefix="/v1/systems/{key}/evidence", tags=["evidence"])
+
+# Evidence PUTs that arrive together share a transaction on SQLite (`run_batched_write`):
+# `record_many` writes them in order as if each were alone, and refuses a write that may
+# not happen without failing the others.
+RECORD_EVIDENCE: BatchedWrite[evidence_service.NewEvidence, EvidenceRead] = BatchedWrite(
+    evidence_service.record_many
+)
 
 ControlPath = Annotated[
     str, Path(max_length=40, description="A control key from GET /v1/controls.")
@@ -61,7 +69,7 @@ async def record_evidence(
     # database and the clock come from the app's state, without a dependency each.
     new = evidence_service.NewEvidence(key, control, body, actor, get_now(request))
     database: Database = request.app.state.database
-    written = await run_batched_write(database, evidence_service.RECORD_EVIDENCE, new)
+    written = await run_batched_write(database, RECORD_EVIDENCE, new)
     # Serialized here, once: returned as a model, it would be validated again first.
     return Response(content=written.model_dump_json(), media_type="application/json")
 

@@ -8,8 +8,7 @@ from sqlmodel import Session, col
 from app.auth import scope
 from app.auth.roles import Principal
 from app.controls.catalogue import CONTROLS_BY_KEY, SYSTEM_FIELD_CONTROLS
-from app.db import BatchedWrite, ItemOutcome
-from app.errors import Forbidden, NotFound, Unprocessable
+from app.errors import DomainError, Forbidden, NotFound, Unprocessable
 from app.events import service as events
 from app.events.service import EventType
 from app.evidence.schemas import EvidenceRead, EvidenceWrite
@@ -209,7 +208,7 @@ def record(
     return _record_versions(session, [recording], now=now, source=source)[0]
 
 
-def _refusal(session: Session, write: NewEvidence, system: System | None) -> Exception | None:
+def _refusal(session: Session, write: NewEvidence, system: System | None) -> DomainError | None:
     """Why the write may not happen, if it may not: no such system (404), a system of a team
     the writer does not act for, or a control the policy lets only a higher role attest
     (403)."""
@@ -224,10 +223,10 @@ def _refusal(session: Session, write: NewEvidence, system: System | None) -> Exc
     return None
 
 
-def record_many(session: Session, writes: list[NewEvidence]) -> list[ItemOutcome[EvidenceRead]]:
+def record_many(session: Session, writes: list[NewEvidence]) -> list[EvidenceRead | DomainError]:
     """Records each write as `record` would, one after another, in the caller's
     transaction: the new version for each write that may happen, and for the others the
-    error their request answers with (`_refusal`).
+    error their request answers with (`_refusal`), which leaves nothing of it written.
 
     The writes share one time, the latest they were sent at: they commit together.
     """
@@ -253,7 +252,7 @@ def record_many(session: Session, writes: list[NewEvidence]) -> list[ItemOutcome
         else []
     )
     readers: dict[str, EvidenceReader] = {}
-    outcomes: list[ItemOutcome[EvidenceRead]] = []
+    outcomes: list[EvidenceRead | DomainError] = []
     for index, write in enumerate(writes):
         if index in refused:
             outcomes.append(refused[index])
@@ -266,10 +265,6 @@ def record_many(session: Session, writes: list[NewEvidence]) -> list[ItemOutcome
         # had it been written alone: a later write of the batch may have replaced it.
         outcomes.append(reader.read(next(versions)._replace(is_current=True)))
     return outcomes
-
-
-# Evidence PUTs that arrive together share a transaction on SQLite (`run_batched_write`).
-RECORD_EVIDENCE: BatchedWrite[NewEvidence, EvidenceRead] = BatchedWrite(record_many)
 
 
 def current(
