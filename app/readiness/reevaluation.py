@@ -25,7 +25,8 @@ from rich.progress import (
 from app.background import BackgroundThread
 from app.clock import system_clock
 from app.config import get_settings
-from app.db import Database, create_database, read_transaction, write_transaction
+from app.db import Database, read_transaction, write_transaction
+from app.db.engines import create_database
 from app.outage import reason
 from app.readiness import rules_version
 from app.readiness import service as readiness_service
