@@ -18,7 +18,6 @@ from app.errors import (
 )
 from app.events import service as events
 from app.events.service import EventType
-from app.lifecycle import facts as lifecycle_facts
 from app.lifecycle.schemas import (
     MIN_OVERRIDE_JUSTIFICATION,
     ApprovalCreate,
@@ -31,6 +30,7 @@ from app.lifecycle.stages import InvalidMove, Stage, gate_for
 from app.models import Approval, GateCheck, System, Transition, Waiver
 from app.models.queries import newest_first
 from app.policies import service as policy_service
+from app.readiness import inputs as readiness_inputs
 from app.readiness import service as readiness_service
 from app.readiness.scoring import BlockingItem, Evaluation
 
@@ -138,7 +138,7 @@ def transition(
     override = body.override if blocking else None
     # Stamped no earlier than the last move, so time order agrees with commit order even
     # when replicas' clocks differ a little.
-    last = lifecycle_facts.last_transitions(session, [system.id or 0]).get(system.id or 0)
+    last = readiness_inputs.last_transitions(session, [system.id or 0]).get(system.id or 0)
     now = max(now, last) if last else now
 
     # The row is locked, so this cannot miss; the version condition keeps the move safe

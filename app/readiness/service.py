@@ -1,7 +1,6 @@
 """Loads the facts a readiness evaluation needs, evaluates, and stores the answer."""
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -10,45 +9,22 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
 from app.errors import NotFound
-from app.lifecycle import facts as lifecycle_facts
 from app.lifecycle.stages import GateStage
-from app.models import Evidence, Policy, ReadinessBlocker, ReadinessSnapshot, System
-from app.models.queries import PerSystemQuery, newest_first
-from app.pilots import facts as pilot_facts
-from app.pilots.facts import RecordedFinding
+from app.models import Policy, ReadinessBlocker, ReadinessSnapshot, System
+from app.models.queries import newest_first
 from app.policies import service as policy_service
 from app.policies.service import ActiveRules
 from app.readiness import marker
+from app.readiness.inputs import Inputs, facts_for, load_inputs
 from app.readiness.schemas import (
     ReadinessRead,
 )
-from app.readiness.scoring import (
-    ApprovalFacts,
-    Evaluation,
-    EvidenceFact,
-    EvidenceStatus,
-    PilotFact,
-    ReadinessFacts,
-    evaluate,
-)
-from app.readiness.tiers import Tier
+from app.readiness.scoring import Evaluation, EvidenceFact, evaluate
 
 REEVALUATE_BATCH = 500
 
 
-# Every write re-evaluates and stores readiness, so these statements are built once and
-# run on the session's connection: through the ORM, building and running them cost several
-# times what SQLite spends on the queries.
-_CURRENT_EVIDENCE = PerSystemQuery(
-    lambda of_systems: select(
-        col(Evidence.system_id),
-        col(Evidence.control),
-        col(Evidence.status),
-        col(Evidence.recorded_at),
-        col(Evidence.expires_at),
-        col(Evidence.source),
-    ).where(of_systems(col(Evidence.system_id)), col(Evidence.is_current))
-)
+# Built once and run on the session's connection: every write stores readiness.
 # SET takes the columns its parameters name, and the marker of the store.
 _STORE_READINESS = (
     update(System)
@@ -60,87 +36,6 @@ _CLEAR_BLOCKERS = delete(ReadinessBlocker).where(
 )
 _ADD_BLOCKERS = insert(ReadinessBlocker)
 _ADD_SNAPSHOT = insert(ReadinessSnapshot)
-
-
-_EVIDENCE_STATUS = {status.value: status for status in EvidenceStatus}
-
-
-def _current_evidence(
-    session: Session, system_ids: list[int]
-) -> dict[int, dict[str, EvidenceFact]]:
-    found: dict[int, dict[str, EvidenceFact]] = {system_id: {} for system_id in system_ids}
-    # All rows at once: fetched one by one, fetching cost more than the facts.
-    rows = _CURRENT_EVIDENCE.rows(session.connection(), system_ids).all()
-    for system_id, control, status, recorded_at, expires_at, source in rows:
-        found[system_id][control] = EvidenceFact(
-            _EVIDENCE_STATUS[status], recorded_at, expires_at, source
-        )
-    return found
-
-
-@dataclass
-class Inputs:
-    """What a system's evaluation reads besides the system row."""
-
-    evidence: dict[str, EvidenceFact]
-    waivers: dict[str, datetime] = field(default_factory=dict)
-    approvals: Mapping[GateStage, ApprovalFacts] = field(default_factory=dict)
-    pilot: PilotFact | None = None
-    findings: list[RecordedFinding] = field(default_factory=list)
-
-
-def _load_inputs(
-    session: Session, systems: list[System], policy: ActiveRules, now: datetime
-) -> dict[int, Inputs]:
-    system_ids = [system.id for system in systems if system.id is not None]
-    # Judged from the rows as they stand in this unit of work, a change not yet flushed
-    # included: whose approvals count depends on the tier and owner team now.
-    independent_of = {
-        system.id: system.owner_team
-        for system in systems
-        if system.id is not None and policy.rules.tier(system.risk_tier).independent_approval
-    }
-    with session.no_autoflush:
-        evidence = _current_evidence(session, system_ids)
-        waivers = lifecycle_facts.active_waivers(session, system_ids, now=now)
-        approvals = lifecycle_facts.approval_facts(
-            session,
-            system_ids,
-            now=now,
-            validity_days=policy.rules.approval_validity_days,
-            independent_of=independent_of,
-        )
-        pilots = pilot_facts.concluded_pilots(session, system_ids)
-        findings = pilot_facts.recorded_findings(session, system_ids)
-    return {
-        system_id: Inputs(
-            evidence=evidence[system_id],
-            waivers=waivers.get(system_id, {}),
-            approvals=approvals[system_id],
-            pilot=pilots.get(system_id),
-            findings=findings.get(system_id, []),
-        )
-        for system_id in system_ids
-    }
-
-
-def facts_for(system: System, inputs: Inputs, now: datetime) -> ReadinessFacts:
-    return ReadinessFacts(
-        tier=Tier(system.risk_tier),
-        system_fields={
-            "purpose": bool(system.purpose and system.purpose.strip()),
-            "owner": bool(system.owner_team and system.owner_contact),
-            "scope": bool(system.scope and system.scope.strip()),
-        },
-        evidence=inputs.evidence,
-        waivers=inputs.waivers,
-        approvals=inputs.approvals,
-        pilot=inputs.pilot,
-        open_findings=pilot_facts.open_findings(
-            inputs.findings, inputs.evidence, system.owner_updated_at
-        ),
-        now=now,
-    )
 
 
 def render(
@@ -263,7 +158,7 @@ def refresh(session: Session, system: System, *, now: datetime) -> ReadinessRead
     """Re-evaluate after an input changed; store the answer and a history snapshot."""
     assert system.id is not None
     policy = policy_service.active_rules(session)
-    inputs = _load_inputs(session, [system], policy, now)[system.id]
+    inputs = load_inputs(session, [system], policy, now)[system.id]
     evaluation, readiness = _evaluate(system, inputs, policy, now)
     snapshot = _snapshot(system.id, evaluation, readiness)
     _store(session, [(system, evaluation, readiness)], [snapshot])
@@ -284,7 +179,7 @@ class EvidenceRefresh:
         self._session = session
         self._now = now
         self._policy = policy_service.active_rules(session)
-        self._inputs = _load_inputs(session, systems, self._policy, now)
+        self._inputs = load_inputs(session, systems, self._policy, now)
 
     def store(self, recorded: list[tuple[System, str, EvidenceFact]]) -> None:
         answers: dict[int, Answer] = {}
@@ -315,7 +210,7 @@ def reevaluate_all(session: Session, *, policy: Policy, now: datetime) -> None:
         )
         if not systems:
             return
-        inputs = _load_inputs(session, systems, active, now)
+        inputs = load_inputs(session, systems, active, now)
         answers: list[Answer] = []
         snapshots = []
         for system in systems:
@@ -396,7 +291,7 @@ def evaluate_now(
     """A fresh evaluation, not stored: what gate checks and transitions decide on."""
     assert system.id is not None
     policy = policy_service.active_rules(session)
-    inputs = _load_inputs(session, [system], policy, now)[system.id]
+    inputs = load_inputs(session, [system], policy, now)[system.id]
     return _evaluate(system, inputs, policy, now)
 
 
@@ -409,7 +304,7 @@ def evaluate_many(
     evaluated = []
     for first in range(0, len(systems), REEVALUATE_BATCH):
         batch = systems[first : first + REEVALUATE_BATCH]
-        inputs = _load_inputs(session, batch, policy, now)
+        inputs = load_inputs(session, batch, policy, now)
         for system in batch:
             assert system.id is not None
             evaluated.append(_evaluate(system, inputs[system.id], policy, now))
