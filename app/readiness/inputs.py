@@ -140,7 +140,7 @@ def _active_waivers(
 # Approvals
 
 
-def last_transitions(session: Session, system_ids: list[int]) -> dict[int, datetime]:
+def _last_transitions(session: Session, system_ids: list[int]) -> dict[int, datetime]:
     """When each system last moved: the time of its newest transition by commit order."""
     rows = _LAST_TRANSITIONS.rows(session.connection(), system_ids)
     return dict(rows.all())
@@ -353,7 +353,7 @@ def load_inputs(
     with session.no_autoflush:
         evidence = _current_evidence(session, system_ids)
         waivers = _active_waivers(session, system_ids, now=now)
-        moved_at = last_transitions(session, system_ids)
+        moved_at = _last_transitions(session, system_ids)
         decisions = _latest_decisions(session, system_ids, independent_of=independent_of)
         pilots = _concluded_pilots(session, system_ids)
         findings = recorded_findings(session, system_ids)

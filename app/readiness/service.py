@@ -159,10 +159,51 @@ def refresh(session: Session, system: System, *, now: datetime) -> ReadinessRead
     assert system.id is not None
     policy = policy_service.active_rules(session)
     inputs = load_inputs(session, [system], policy, now)[system.id]
+    return _refresh(session, system, inputs, policy, now)
+
+
+def _refresh(
+    session: Session, system: System, inputs: Inputs, policy: ActiveRules, now: datetime
+) -> ReadinessRead:
+    assert system.id is not None
     evaluation, readiness = _evaluate(system, inputs, policy, now)
     snapshot = _snapshot(system.id, evaluation, readiness)
     _store(session, [(system, evaluation, readiness)], [snapshot])
     return readiness
+
+
+class StageMove:
+    """Readiness around one system's stage change, on inputs loaded once: the gate is
+    judged before the move and the answer stored after it, from the same inputs. A move
+    changes no input but the time of the last transition (`Inputs.moved`); the stage
+    itself is read from the system row."""
+
+    def __init__(self, session: Session, system: System, *, now: datetime) -> None:
+        assert system.id is not None
+        self._session = session
+        self._system = system
+        self._now = now
+        self._policy = policy_service.active_rules(session)
+        self._inputs = load_inputs(session, [system], self._policy, now)[system.id]
+
+    @property
+    def last_moved_at(self) -> datetime | None:
+        """When the system last moved before this move, if ever."""
+        return self._inputs.moved_at
+
+    def evaluate(self) -> tuple[Evaluation, ReadinessRead]:
+        """A fresh evaluation of the system as it stands, not stored: what the gate decides
+        on, as `evaluate_now` would answer."""
+        return _evaluate(self._system, self._inputs, self._policy, self._now)
+
+    def store_moved(self, *, at: datetime) -> ReadinessRead:
+        """Store the answer and a history snapshot once the system row has its new stage,
+        moved at `at` (no earlier than this object's `now`): what `refresh` at `at` would
+        store, without loading the inputs again."""
+        inputs = self._inputs.moved(
+            at=at, approval_validity_days=self._policy.rules.approval_validity_days
+        )
+        return _refresh(self._session, self._system, inputs, self._policy, at)
 
 
 class EvidenceRefresh:
