@@ -19,7 +19,6 @@ from sqlalchemy import bindparam, func, select
 from sqlmodel import Session, col
 
 from app.auth import scope
-from app.lifecycle.stages import GateStage
 from app.models import Approval, Evidence, Pilot, PilotResult, System, Transition, Waiver
 from app.models.queries import PerSystemQuery
 from app.policies.service import ActiveRules
@@ -32,6 +31,7 @@ from app.readiness.scoring import (
     ReadinessFacts,
 )
 from app.readiness.tiers import Tier
+from app.vocabulary import GateStage
 
 # Every write re-evaluates and stores readiness, so these statements are built once and
 # run on the session's connection: through the ORM, building and running them cost several

@@ -9,7 +9,6 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
 from app.errors import NotFound
-from app.lifecycle.stages import GateStage
 from app.models import Policy, ReadinessBlocker, ReadinessSnapshot, System
 from app.models.queries import newest_first
 from app.policies import service as policy_service
@@ -20,6 +19,7 @@ from app.readiness.schemas import (
     ReadinessRead,
 )
 from app.readiness.scoring import Evaluation, EvidenceFact, evaluate
+from app.vocabulary import GateStage
 
 REEVALUATE_BATCH = 500
 
