@@ -1,4 +1,4 @@
-"""Loads the facts a readiness evaluation needs, evaluates, and stores the answer."""
+"""Evaluates readiness from the inputs `app.readiness.inputs` loads, and stores the answer."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -329,7 +329,8 @@ def summary(session: Session, system: System, *, now: datetime) -> Summary:
 def evaluate_now(
     session: Session, system: System, *, now: datetime
 ) -> tuple[Evaluation, ReadinessRead]:
-    """A fresh evaluation, not stored: what gate checks and transitions decide on."""
+    """A fresh evaluation, not stored: what gate checks decide on (transitions use
+    `StageMove`)."""
     assert system.id is not None
     policy = policy_service.active_rules(session)
     inputs = load_inputs(session, [system], policy, now)[system.id]
