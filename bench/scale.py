@@ -61,6 +61,7 @@ from app.controls.catalogue import EVIDENCE_CONTROLS  # noqa: E402
 from app.lifecycle.stages import GateStage  # noqa: E402
 from app.models import System  # noqa: E402
 from app.policies import service as policy_service  # noqa: E402
+from app.readiness import inputs as readiness_inputs  # noqa: E402
 from app.readiness import service as readiness_service  # noqa: E402
 from app.readiness.tiers import derive_tier  # noqa: E402
 
@@ -412,7 +413,7 @@ def seed_keys(connection: psycopg.Connection[Any], now: datetime) -> Keys:
 
 
 def store_readiness(database_url: str, count: int, evaluated_at: datetime) -> None:
-    """Every system's readiness, evaluated by the app's own functions (`_load_inputs` and
+    """Every system's readiness, evaluated by the app's own functions (`load_inputs` and
     `_evaluate`, what `reevaluate_all` and every write run) and stored in the columns and
     rows `_store` writes, but with COPY and one UPDATE instead of ORM statements per
     system: `reevaluate_all` takes minutes at 100,000 systems."""
@@ -433,7 +434,7 @@ def store_readiness(database_url: str, count: int, evaluated_at: datetime) -> No
                     system.id: system
                     for system in session.exec(select(System).where(col(System.id).in_(ids)))
                 }
-                inputs = readiness_service._load_inputs(
+                inputs = readiness_inputs.load_inputs(
                     session, [systems[system_id] for system_id in ids], rules, evaluated_at
                 )
                 stored, blockers, snapshots = [], [], []

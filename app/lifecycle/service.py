@@ -18,7 +18,6 @@ from app.errors import (
 )
 from app.events import service as events
 from app.events.service import EventType
-from app.lifecycle import facts as lifecycle_facts
 from app.lifecycle.schemas import (
     MIN_OVERRIDE_JUSTIFICATION,
     ApprovalCreate,
@@ -120,8 +119,11 @@ def transition(
     except InvalidMove as exc:
         raise InvalidTransition(str(exc), current_stage=from_stage.value) from exc
 
+    # The inputs are loaded once: the gate is judged on them, and the answer stored after
+    # the move is evaluated from them too.
+    move = readiness_service.StageMove(session, system, now=now)
     evaluation: Evaluation
-    evaluation, readiness = readiness_service.evaluate_now(session, system, now=now)
+    evaluation, readiness = move.evaluate()
     blocking = evaluation.gates[gate].blocking if gate else ()
     if blocking and body.override is None:
         result = evaluation.gates[gate] if gate else None
@@ -138,7 +140,7 @@ def transition(
     override = body.override if blocking else None
     # Stamped no earlier than the last move, so time order agrees with commit order even
     # when replicas' clocks differ a little.
-    last = lifecycle_facts.last_transitions(session, [system.id or 0]).get(system.id or 0)
+    last = move.last_moved_at
     now = max(now, last) if last else now
 
     # The row is locked, so this cannot miss; the version condition keeps the move safe
@@ -173,7 +175,7 @@ def transition(
     session.add(record)
     session.flush()
     # The stage is part of the stored answer, and approvals older than this move lapse.
-    readiness_service.refresh(session, system, now=now)
+    move.store_moved(at=now)
     events.append(
         session,
         type=EventType.transition_recorded,

@@ -1,20 +1,9 @@
-from enum import StrEnum
+"""The lifecycle's stage table: the moves allowed between stages and the gate each passes."""
 
-
-class Stage(StrEnum):
-    proposed = "proposed"
-    pilot = "pilot"
-    production = "production"
-    suspended = "suspended"
-    retired = "retired"
-
-
-class GateStage(StrEnum):
-    """The stages that have a readiness gate."""
-
-    pilot = "pilot"
-    production = "production"
-
+# Defined in app.vocabulary, where readiness can name them without depending on the
+# lifecycle; named here too, beside the moves between them.
+from app.vocabulary import GateStage as GateStage
+from app.vocabulary import Stage as Stage
 
 # Each allowed move and the gate it must pass (None: no gate). Everything else is invalid.
 ALLOWED: dict[Stage, dict[Stage, GateStage | None]] = {

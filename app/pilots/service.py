@@ -14,7 +14,6 @@ from app.evidence.schemas import EvidenceWrite
 from app.lifecycle.stages import Stage
 from app.models import Evidence, Pilot, PilotResult, System
 from app.models.queries import newest_first
-from app.pilots import facts as pilot_facts
 from app.pilots.evaluation import Criterion, Evaluation, Op, Outcome, evaluate
 from app.pilots.schemas import (
     CriterionRead,
@@ -26,6 +25,7 @@ from app.pilots.schemas import (
     ResultRead,
 )
 from app.policies import service as policy_service
+from app.readiness import inputs as readiness_inputs
 from app.readiness import service as readiness_service
 from app.readiness.scoring import EvidenceFact, EvidenceStatus
 
@@ -256,9 +256,9 @@ def read(session: Session, pilot: Pilot, *, system_key: str, now: datetime) -> P
             pilot_id=item.pilot_id,
             result_id=item.result_id,
             recorded_at=item.recorded_at,
-            open=pilot_facts.is_open(item, current, system.owner_updated_at),
+            open=readiness_inputs.is_open(item, current, system.owner_updated_at),
         )
-        for item in pilot_facts.recorded_findings(session, [pilot.system_id]).get(
+        for item in readiness_inputs.recorded_findings(session, [pilot.system_id]).get(
             pilot.system_id, []
         )
         if item.pilot_id == pilot.id

@@ -15,8 +15,8 @@ from pydantic import (
 
 from app.auth.roles import Role
 from app.controls.catalogue import SYSTEM_FIELD_CONTROLS, ControlKey
-from app.readiness.tiers import TIER_ORDER, Tier
 from app.schemas import JsonInt, RequestModel, WholeNumber
+from app.vocabulary import TIER_ORDER, Tier
 
 # Statements a pipeline cannot make about itself: a risk review is signed by someone
 # accountable, an approval path confirmed by an approver.

@@ -3,6 +3,7 @@ from fastapi import APIRouter, Response, status
 from app.auth.dependencies import Admin, Viewer
 from app.clock import Now
 from app.db import DatabaseDep, read_transaction, write_transaction
+from app.flows import policy_publication
 from app.models import Policy
 from app.openapi_docs import errors
 from app.pagination import IdPath
@@ -59,7 +60,7 @@ def publish_policy(
 ) -> PolicyRead:
     rules = PolicyRules.model_validate(body.model_dump(exclude={"activate"}))
     with write_transaction(database) as session:
-        policy = policy_service.publish(
+        policy = policy_publication.publish(
             session, rules=rules, activate=body.activate, actor=actor, now=now
         )
     response.headers["Location"] = f"/v1/policies/{policy.version}"

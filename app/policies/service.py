@@ -100,14 +100,15 @@ def active_policy(session: Session) -> Policy:
     return policy
 
 
-def publish(
+def add_version(
     session: Session, *, rules: PolicyRules, activate: bool, actor: Principal, now: datetime
 ) -> Policy:
-    """Publish a new immutable version; activating it re-evaluates every system."""
-    # Imported here: readiness depends on policies, and re-evaluation on publish is the
-    # one place the dependency runs the other way.
-    from app.readiness import service as readiness_service
+    """Add a new immutable version, made the active one if `activate`.
 
+    One step of publishing: against an activated version every system's readiness is then
+    re-evaluated, and the `policy.published` event appended last (`published`), all in the
+    caller's transaction. `app.flows.policy_publication.publish` runs the three in order.
+    """
     latest = session.execute(select(func.max(col(Policy.version)))).scalar_one()
     policy = new_policy(
         version=(latest or 0) + 1, rules=rules, active=False, now=now, created_by=actor.key_id
@@ -124,12 +125,16 @@ def publish(
         session.info.pop(_ACTIVE_RULES_KEY, None)
         session.add(policy)
         session.flush()
-        readiness_service.reevaluate_all(session, policy=policy, now=now)
+    return policy
+
+
+def published(session: Session, *, policy: Policy, actor: Principal, now: datetime) -> None:
+    """The `policy.published` event, appended once everything the publication changed is
+    written."""
     events.append(
         session,
         type=EventType.policy_published,
         actor=actor,
         now=now,
-        data={"version": policy.version, "activated": activate},
+        data={"version": policy.version, "activated": policy.is_active},
     )
-    return policy

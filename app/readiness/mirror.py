@@ -48,12 +48,12 @@ from sqlalchemy import Engine, Executable, and_, func, select
 from sqlmodel import Session, col
 
 from app.events.service import EventType
-from app.lifecycle.stages import GateStage, Stage
 from app.models import Event, Evidence, Pilot, PilotResult, ReadinessBlocker, System
 from app.policies import service as policy_service
 from app.readiness import service as readiness_service
 from app.readiness.marker import horizon as _horizon
 from app.readiness.tiers import Tier
+from app.vocabulary import GateStage, Stage
 
 _CHUNK = 1000
 _BUFFER = 5000

@@ -2,9 +2,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from app.lifecycle.stages import GateStage, Stage
 from app.readiness.scoring import BlockingCode, ControlStatus, Level
 from app.readiness.tiers import Tier, TierRule
+from app.vocabulary import GateStage, Stage
 
 
 class BlockingItemRead(BaseModel):

@@ -11,9 +11,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
 from app.controls.catalogue import CONTROL_KEYS, SYSTEM_FIELD_CONTROLS
-from app.lifecycle.stages import GateStage
 from app.policies.document import PolicyRules, TierPolicy
 from app.readiness.tiers import Tier
+from app.vocabulary import GateStage
 
 
 class EvidenceStatus(StrEnum):

@@ -1,7 +1,6 @@
-"""Loads the facts a readiness evaluation needs, evaluates, and stores the answer."""
+"""Evaluates readiness from the inputs `app.readiness.inputs` loads, and stores the answer."""
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,45 +20,22 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
 from app.errors import NotFound
-from app.lifecycle import facts as lifecycle_facts
-from app.lifecycle.stages import GateStage
-from app.models import Evidence, Policy, ReadinessBlocker, ReadinessSnapshot, System
-from app.models.queries import PerSystemQuery, newest_first
-from app.pilots import facts as pilot_facts
-from app.pilots.facts import RecordedFinding
+from app.models import Policy, ReadinessBlocker, ReadinessSnapshot, System
+from app.models.queries import newest_first
 from app.policies import service as policy_service
 from app.policies.service import ActiveRules
 from app.readiness import marker, rules_version
+from app.readiness.inputs import Inputs, facts_for, load_inputs
 from app.readiness.schemas import (
     ReadinessRead,
 )
-from app.readiness.scoring import (
-    ApprovalFacts,
-    Evaluation,
-    EvidenceFact,
-    EvidenceStatus,
-    PilotFact,
-    ReadinessFacts,
-    evaluate,
-)
-from app.readiness.tiers import Tier
+from app.readiness.scoring import Evaluation, EvidenceFact, evaluate
+from app.vocabulary import GateStage
 
 REEVALUATE_BATCH = 500
 
 
-# Every write re-evaluates and stores readiness, so these statements are built once and
-# run on the session's connection: through the ORM, building and running them cost several
-# times what SQLite spends on the queries.
-_CURRENT_EVIDENCE = PerSystemQuery(
-    lambda of_systems: select(
-        col(Evidence.system_id),
-        col(Evidence.control),
-        col(Evidence.status),
-        col(Evidence.recorded_at),
-        col(Evidence.expires_at),
-        col(Evidence.source),
-    ).where(of_systems(col(Evidence.system_id)), col(Evidence.is_current))
-)
+# Built once and run on the session's connection: every write stores readiness.
 # SET takes the columns its parameters name, and the marker of the store.
 _STORE_READINESS = (
     update(System)
@@ -71,87 +47,6 @@ _CLEAR_BLOCKERS = delete(ReadinessBlocker).where(
 )
 _ADD_BLOCKERS = insert(ReadinessBlocker)
 _ADD_SNAPSHOT = insert(ReadinessSnapshot)
-
-
-_EVIDENCE_STATUS = {status.value: status for status in EvidenceStatus}
-
-
-def _current_evidence(
-    session: Session, system_ids: list[int]
-) -> dict[int, dict[str, EvidenceFact]]:
-    found: dict[int, dict[str, EvidenceFact]] = {system_id: {} for system_id in system_ids}
-    # All rows at once: fetched one by one, fetching cost more than the facts.
-    rows = _CURRENT_EVIDENCE.rows(session.connection(), system_ids).all()
-    for system_id, control, status, recorded_at, expires_at, source in rows:
-        found[system_id][control] = EvidenceFact(
-            _EVIDENCE_STATUS[status], recorded_at, expires_at, source
-        )
-    return found
-
-
-@dataclass
-class Inputs:
-    """What a system's evaluation reads besides the system row."""
-
-    evidence: dict[str, EvidenceFact]
-    waivers: dict[str, datetime] = field(default_factory=dict)
-    approvals: Mapping[GateStage, ApprovalFacts] = field(default_factory=dict)
-    pilot: PilotFact | None = None
-    findings: list[RecordedFinding] = field(default_factory=list)
-
-
-def _load_inputs(
-    session: Session, systems: list[System], policy: ActiveRules, now: datetime
-) -> dict[int, Inputs]:
-    system_ids = [system.id for system in systems if system.id is not None]
-    # Judged from the rows as they stand in this unit of work, a change not yet flushed
-    # included: whose approvals count depends on the tier and owner team now.
-    independent_of = {
-        system.id: system.owner_team
-        for system in systems
-        if system.id is not None and policy.rules.tier(system.risk_tier).independent_approval
-    }
-    with session.no_autoflush:
-        evidence = _current_evidence(session, system_ids)
-        waivers = lifecycle_facts.active_waivers(session, system_ids, now=now)
-        approvals = lifecycle_facts.approval_facts(
-            session,
-            system_ids,
-            now=now,
-            validity_days=policy.rules.approval_validity_days,
-            independent_of=independent_of,
-        )
-        pilots = pilot_facts.concluded_pilots(session, system_ids)
-        findings = pilot_facts.recorded_findings(session, system_ids)
-    return {
-        system_id: Inputs(
-            evidence=evidence[system_id],
-            waivers=waivers.get(system_id, {}),
-            approvals=approvals[system_id],
-            pilot=pilots.get(system_id),
-            findings=findings.get(system_id, []),
-        )
-        for system_id in system_ids
-    }
-
-
-def facts_for(system: System, inputs: Inputs, now: datetime) -> ReadinessFacts:
-    return ReadinessFacts(
-        tier=Tier(system.risk_tier),
-        system_fields={
-            "purpose": bool(system.purpose and system.purpose.strip()),
-            "owner": bool(system.owner_team and system.owner_contact),
-            "scope": bool(system.scope and system.scope.strip()),
-        },
-        evidence=inputs.evidence,
-        waivers=inputs.waivers,
-        approvals=inputs.approvals,
-        pilot=inputs.pilot,
-        open_findings=pilot_facts.open_findings(
-            inputs.findings, inputs.evidence, system.owner_updated_at
-        ),
-        now=now,
-    )
 
 
 def render(
@@ -277,11 +172,52 @@ def refresh(session: Session, system: System, *, now: datetime) -> ReadinessRead
     """Re-evaluate after an input changed; store the answer and a history snapshot."""
     assert system.id is not None
     policy = policy_service.active_rules(session)
-    inputs = _load_inputs(session, [system], policy, now)[system.id]
+    inputs = load_inputs(session, [system], policy, now)[system.id]
+    return _refresh(session, system, inputs, policy, now)
+
+
+def _refresh(
+    session: Session, system: System, inputs: Inputs, policy: ActiveRules, now: datetime
+) -> ReadinessRead:
+    assert system.id is not None
     evaluation, readiness = _evaluate(system, inputs, policy, now)
     snapshot = _snapshot(system.id, evaluation, readiness)
     _store(session, [(system, evaluation, readiness)], [snapshot])
     return readiness
+
+
+class StageMove:
+    """Readiness around one system's stage change, on inputs loaded once: the gate is
+    judged before the move and the answer stored after it, from the same inputs. A move
+    changes no input but the time of the last transition (`Inputs.moved`); the stage
+    itself is read from the system row."""
+
+    def __init__(self, session: Session, system: System, *, now: datetime) -> None:
+        assert system.id is not None
+        self._session = session
+        self._system = system
+        self._now = now
+        self._policy = policy_service.active_rules(session)
+        self._inputs = load_inputs(session, [system], self._policy, now)[system.id]
+
+    @property
+    def last_moved_at(self) -> datetime | None:
+        """When the system last moved before this move, if ever."""
+        return self._inputs.moved_at
+
+    def evaluate(self) -> tuple[Evaluation, ReadinessRead]:
+        """A fresh evaluation of the system as it stands, not stored: what the gate decides
+        on, as `evaluate_now` would answer."""
+        return _evaluate(self._system, self._inputs, self._policy, self._now)
+
+    def store_moved(self, *, at: datetime) -> ReadinessRead:
+        """Store the answer and a history snapshot once the system row has its new stage,
+        moved at `at` (no earlier than this object's `now`): what `refresh` at `at` would
+        store, without loading the inputs again."""
+        inputs = self._inputs.moved(
+            at=at, approval_validity_days=self._policy.rules.approval_validity_days
+        )
+        return _refresh(self._session, self._system, inputs, self._policy, at)
 
 
 class EvidenceRefresh:
@@ -298,7 +234,7 @@ class EvidenceRefresh:
         self._session = session
         self._now = now
         self._policy = policy_service.active_rules(session)
-        self._inputs = _load_inputs(session, systems, self._policy, now)
+        self._inputs = load_inputs(session, systems, self._policy, now)
 
     def store(self, recorded: list[tuple[System, str, EvidenceFact]]) -> None:
         answers: dict[int, Answer] = {}
@@ -346,7 +282,7 @@ def reevaluate_batch(
     systems = list(session.execute(locked).scalars())
     if not systems:
         return []
-    inputs = _load_inputs(session, systems, active, now)
+    inputs = load_inputs(session, systems, active, now)
     answers: list[Answer] = []
     snapshots = []
     for system in systems:
@@ -452,10 +388,11 @@ def summary(session: Session, system: System, *, now: datetime) -> Summary:
 def evaluate_now(
     session: Session, system: System, *, now: datetime
 ) -> tuple[Evaluation, ReadinessRead]:
-    """A fresh evaluation, not stored: what gate checks and transitions decide on."""
+    """A fresh evaluation, not stored: what gate checks decide on (transitions use
+    `StageMove`)."""
     assert system.id is not None
     policy = policy_service.active_rules(session)
-    inputs = _load_inputs(session, [system], policy, now)[system.id]
+    inputs = load_inputs(session, [system], policy, now)[system.id]
     return _evaluate(system, inputs, policy, now)
 
 
@@ -468,7 +405,7 @@ def evaluate_many(
     evaluated = []
     for first in range(0, len(systems), REEVALUATE_BATCH):
         batch = systems[first : first + REEVALUATE_BATCH]
-        inputs = _load_inputs(session, batch, policy, now)
+        inputs = load_inputs(session, batch, policy, now)
         for system in batch:
             assert system.id is not None
             evaluated.append(_evaluate(system, inputs[system.id], policy, now))

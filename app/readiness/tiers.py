@@ -3,19 +3,10 @@
 from dataclasses import dataclass
 from enum import StrEnum
 
-
-class Tier(StrEnum):
-    minimal = "minimal"
-    limited = "limited"
-    high = "high"
-    critical = "critical"
-
-    @property
-    def rank(self) -> int:
-        return TIER_ORDER.index(self)
-
-
-TIER_ORDER: tuple[Tier, ...] = (Tier.minimal, Tier.limited, Tier.high, Tier.critical)
+# Defined in app.vocabulary, where the policy document can name tiers without depending on
+# readiness; named here too, beside the rule that derives them.
+from app.vocabulary import TIER_ORDER as TIER_ORDER
+from app.vocabulary import Tier as Tier
 
 
 class ImpactArea(StrEnum):

@@ -1,8 +1,11 @@
 import copy
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
+from app.events import service as events
+from app.flows import policy_publication
 from app.policies.service import default_policy_document
 from tests.factories import make_system, readiness
 
@@ -67,6 +70,48 @@ def test_activating_a_policy_reevaluates_every_system(
     assert answer["score"] == round(100 * 5 / 19, 1)
     history = client.get("/v1/systems/sys-a/readiness/history", headers=admin).json()["items"]
     assert history[0]["policy_version"] == 2
+
+
+def test_activation_reevaluates_before_the_event_in_one_transaction(
+    client: TestClient, admin: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event comes last (it takes PostgreSQL's event-order lock, held to commit), and a
+    re-evaluation that fails leaves neither the version nor its event behind."""
+    make_system(client, admin, key="sys-a", tier="minimal")
+    steps: list[str] = []
+    reevaluate_all = policy_publication.readiness_service.reevaluate_all
+    append = events.append
+
+    def reevaluating(*args: Any, **kwargs: Any) -> None:
+        steps.append("reevaluate")
+        reevaluate_all(*args, **kwargs)
+
+    def appending(*args: Any, **kwargs: Any) -> None:
+        steps.append(kwargs["type"].value)
+        append(*args, **kwargs)
+
+    monkeypatch.setattr(policy_publication.readiness_service, "reevaluate_all", reevaluating)
+    monkeypatch.setattr(events, "append", appending)
+    assert (
+        client.post("/v1/policies", json=new_policy(activate=True), headers=admin).status_code
+        == 201
+    )
+    assert steps == ["reevaluate", "policy.published"]
+
+    def failing(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("re-evaluation failed")
+
+    monkeypatch.setattr(policy_publication.readiness_service, "reevaluate_all", failing)
+    assert (
+        client.post("/v1/policies", json=new_policy(activate=True), headers=admin).status_code
+        == 500
+    )
+    assert client.get("/v1/policies/3", headers=admin).status_code == 404
+    assert client.get("/v1/policies/active", headers=admin).json()["version"] == 2
+    published = client.get("/v1/events", params={"type": "policy.published"}, headers=admin)
+    assert [event["data"] for event in published.json()["items"]] == [
+        {"version": 2, "activated": True}
+    ]
 
 
 def test_invalid_policies_are_422_and_nothing_is_published(
