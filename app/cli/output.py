@@ -2,10 +2,13 @@
 JSON, or for GitHub Actions the text plus `::error::` workflow commands and a Markdown job
 summary. Everything the service sent is shown as plain text, never as rich markup."""
 
+import io
 import json
 import os
+import shutil
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -22,10 +25,25 @@ STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
 LOG_WIDTH = 160
 
 
-def console(file: TextIO | None = None) -> Console:
+@contextmanager
+def console(file: TextIO | None = None) -> Iterator[Console]:
+    """A rich console whose output reaches `file` (standard output) when the block ends, each
+    line without the trailing blanks that pad table cells."""
     stream = file or sys.stdout
-    width = None if "COLUMNS" in os.environ or stream.isatty() else LOG_WIDTH
-    return Console(file=stream, width=width, highlight=False, markup=False, emoji=False)
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        width = int(columns)
+    elif stream.isatty():
+        width = shutil.get_terminal_size().columns
+    else:
+        width = LOG_WIDTH
+    buffer = io.StringIO()
+    yield Console(
+        file=buffer, width=width, color_system=None, highlight=False, markup=False, emoji=False
+    )
+    for line in buffer.getvalue().splitlines():
+        stream.write(line.rstrip() + "\n")
+    stream.flush()
 
 
 def print_json(answer: Any, file: TextIO | None = None) -> None:
@@ -79,18 +97,18 @@ def gate_facts(check: Answer) -> str:
 
 
 def print_gate(check: Answer, transition: Answer | None = None, file: TextIO | None = None) -> None:
-    out = console(file)
-    out.print(gate_headline(check))
-    out.print(gate_facts(check))
-    blocking = check.get("blocking") or []
-    if blocking:
-        out.print()
-        out.print(blocking_table(blocking, title=f"Blocking items ({len(blocking)})"))
-    if transition is not None:
-        out.print(
-            f"RECORDED: {transition['system_key']} moved {transition['from_stage']} ->"
-            f" {transition['to_stage']} (transition {transition['id']})"
-        )
+    with console(file) as out:
+        out.print(gate_headline(check))
+        out.print(gate_facts(check))
+        blocking = check.get("blocking") or []
+        if blocking:
+            out.print()
+            out.print(blocking_table(blocking, title=f"Blocking items ({len(blocking)})"))
+        if transition is not None:
+            out.print(
+                f"RECORDED: {transition['system_key']} moved {transition['from_stage']} ->"
+                f" {transition['to_stage']} (transition {transition['id']})"
+            )
 
 
 def _escape_data(value: str) -> str:
@@ -110,7 +128,8 @@ def workflow_command(kind: str, message: str, title: str | None = None) -> str:
 
 def _cell(value: Any) -> str:
     text = " ".join(str(value).split())
-    return text.replace("\\", "\\\\").replace("|", "\\|") if text else "-"
+    text = text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
+    return text or "-"
 
 
 def gate_summary(check: Answer, transition: Answer | None = None) -> str:
@@ -164,54 +183,58 @@ def append_step_summary(markdown: str) -> None:
 
 
 def print_readiness(answer: Answer, file: TextIO | None = None) -> None:
-    out = console(file)
-    out.print(
-        f"{answer['system_key']}: stage {answer['stage']}, risk tier {answer['risk_tier']},"
-        f" score {_number(answer['score'])} ({answer['level']}), policy"
-        f" v{answer['policy_version']}"
-    )
-    for name, gate in (answer.get("gates") or {}).items():
-        blocking = gate.get("blocking") or []
-        if gate.get("ready"):
-            out.print(f"{name} gate: ready")
-            continue
-        out.print(f"{name} gate: blocked by {len(blocking)} item(s)")
-        if blocking:
-            out.print(blocking_table(blocking))
-    findings = answer.get("open_findings") or []
-    if findings:
-        named = ", ".join(f"{f['finding']} ({f['control']})" for f in findings)
-        out.print(f"open findings: {named}")
+    with console(file) as out:
+        out.print(
+            f"{answer['system_key']}: stage {answer['stage']}, risk tier {answer['risk_tier']},"
+            f" score {_number(answer['score'])} ({answer['level']}), policy"
+            f" v{answer['policy_version']}"
+        )
+        for name, gate in (answer.get("gates") or {}).items():
+            blocking = gate.get("blocking") or []
+            if gate.get("ready"):
+                out.print(f"{name} gate: ready")
+                continue
+            out.print(f"{name} gate: blocked by {len(blocking)} item(s)")
+            if blocking:
+                out.print(blocking_table(blocking))
+        findings = answer.get("open_findings") or []
+        if findings:
+            named = ", ".join(f"{f['finding']} ({f['control']})" for f in findings)
+            out.print(f"open findings: {named}")
 
 
 def print_evidence(answer: Answer, file: TextIO | None = None) -> None:
     stale = ", stale" if answer.get("stale") else ""
-    console(file).print(
-        f"Recorded {answer['system_key']} {answer['control']}: {answer['status']}"
-        f" (version {answer['version']}{stale})"
-    )
+    with console(file) as out:
+        out.print(
+            f"Recorded {answer['system_key']} {answer['control']}: {answer['status']}"
+            f" (version {answer['version']}{stale})"
+        )
+
+
+def _criteria_table(criteria: Iterable[Answer]) -> Table:
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("metric", "criterion", "value", "result"):
+        table.add_column(column, no_wrap=column != "metric", overflow="fold")
+    for criterion in criteria:
+        table.add_row(
+            Text(str(criterion["metric"])),
+            Text(f"{criterion['op']} {_number(criterion['target'])}"),
+            Text(_number(criterion.get("value"))),
+            Text(str(criterion.get("result"))),
+        )
+    return table
 
 
 def print_pilot_result(answer: Answer, file: TextIO | None = None) -> None:
-    out = console(file)
     result, evaluation = answer["result"], answer["evaluation"]
     outcome = evaluation.get("outcome") or "not yet judged"
-    out.print(
-        f"Recorded result {result['id']} of pilot {result['pilot_id']}: pilot score"
-        f" {_number(evaluation.get('score'))}, outcome {outcome}"
-    )
-    criteria = evaluation.get("criteria") or []
-    if criteria:
-        table = Table(show_edge=False, pad_edge=False)
-        for column in ("metric", "criterion", "value", "result"):
-            table.add_column(column, no_wrap=column != "metric", overflow="fold")
-        for criterion in criteria:
-            table.add_row(
-                Text(str(criterion["metric"])),
-                Text(f"{criterion['op']} {_number(criterion['target'])}"),
-                Text(_number(criterion.get("value"))),
-                Text(str(criterion.get("result"))),
-            )
-        out.print(table)
-    if result.get("unknown_metrics"):
-        out.print(f"metrics no criterion uses: {', '.join(result['unknown_metrics'])}")
+    with console(file) as out:
+        out.print(
+            f"Recorded result {result['id']} of pilot {result['pilot_id']}: pilot score"
+            f" {_number(evaluation.get('score'))}, outcome {outcome}"
+        )
+        if evaluation.get("criteria"):
+            out.print(_criteria_table(evaluation["criteria"]))
+        if result.get("unknown_metrics"):
+            out.print(f"metrics no criterion uses: {', '.join(result['unknown_metrics'])}")
