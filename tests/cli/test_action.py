@@ -26,19 +26,28 @@ def _action() -> dict[str, Any]:
     return loaded
 
 
-def test_the_action_is_valid_action_metadata() -> None:
+def _check_schema(schema: str, document: Path) -> None:
+    """check-jsonschema with a schema it carries (no network)."""
     checked = subprocess.run(
-        [
-            str(Path(sys.prefix) / "bin" / "check-jsonschema"),
-            "--builtin-schema",
-            "vendor.github-actions",
-            str(ACTION),
-        ],
+        [str(Path(sys.prefix) / "bin" / "check-jsonschema"), "--builtin-schema", schema, document],
         capture_output=True,
         text=True,
         check=False,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_action_is_valid_action_metadata() -> None:
+    _check_schema("vendor.github-actions", ACTION)
+
+
+def test_the_documented_workflow_is_a_valid_workflow(tmp_path: Path) -> None:
+    page = project_path("docs", "integrations", "github-action.md").read_text()
+    workflow = re.findall(r"```yaml\n(.*?)```", page, re.S)[0]
+    assert "uses: acme/readiness/integrations/github-action@" in workflow
+    path = tmp_path / "deploy.yml"
+    path.write_text(workflow)
+    _check_schema("vendor.github-workflows", path)
 
 
 def test_inputs_reach_the_scripts_only_through_the_environment() -> None:
