@@ -100,6 +100,9 @@ def _client() -> Client:
     token = os.environ.get("READINESS_TOKEN", "").strip()
     if not token:
         raise UsageError("READINESS_TOKEN is not set: an API key or OIDC token for the service")
+    if not all("!" <= char <= "~" for char in token):
+        # Said without the value: a header could not carry it, and an error would show it.
+        raise UsageError("READINESS_TOKEN holds spaces or characters a header cannot carry")
     policy = RetryPolicy(
         retries=int(_setting("READINESS_RETRIES", 4, minimum=0, whole=True)),
         base_wait=_setting("READINESS_RETRY_WAIT", 1.0, minimum=0),
@@ -461,11 +464,15 @@ def _format_option(args: list[str]) -> str | None:
 
 def _report(error: CliError, args: list[str]) -> None:
     form = _format_option(args)
+    message = _one_line(error.message)
+    token = os.environ.get("READINESS_TOKEN", "").strip()
+    if token:
+        message = message.replace(token, "[READINESS_TOKEN]")  # never shown, whatever failed
     if form == "json" and error.problem is not None:
         output.print_json(error.problem)
     elif form == "github" and error.exit_code != USAGE:
-        print(output.workflow_command("error", error.message, "readiness"), flush=True)
-    print(f"readiness: {_one_line(error.message)}", file=sys.stderr)
+        print(output.workflow_command("error", message, "readiness"), flush=True)
+    print(f"readiness: {message}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,6 +56,7 @@ def test_bad_command_lines_exit_2(offline: CliRunner, args: list[str], reason: s
         ({"READINESS_URL": " "}, "readiness: READINESS_URL is not set"),
         ({"READINESS_URL": "readiness.example.com"}, "READINESS_URL must be an http"),
         ({"READINESS_TOKEN": None}, "readiness: READINESS_TOKEN is not set"),
+        ({"READINESS_TOKEN": "rdy_one two"}, "READINESS_TOKEN holds spaces or characters"),
         ({"READINESS_RETRIES": "lots"}, "READINESS_RETRIES must be a number, not 'lots'"),
         ({"READINESS_RETRIES": "1.5"}, "READINESS_RETRIES must be a whole number"),
         ({"READINESS_TIMEOUT": "-1"}, "READINESS_TIMEOUT must be a number of at least 0.1"),
