@@ -16,7 +16,7 @@ from app.lifecycle.service import ControlNotWaivable
 from app.pilots.service import PilotConcluded, SystemNotInPilot
 from tests.conftest import project_path
 
-DOCS = [project_path("README.md"), *sorted(project_path("docs").glob("*.md"))]
+DOCS = [project_path("README.md"), *sorted(project_path("docs").rglob("*.md"))]
 # Set by the image or read by uvicorn, not by app/config.py.
 PROCESS_VARIABLES = ("PROMETHEUS_MULTIPROC_DIR", "WEB_CONCURRENCY")
 
