@@ -2,7 +2,7 @@
 
 `render` (GET /metrics): portfolio gauges and the request metrics of app.metrics.http. Its
 series are bounded by stages, tiers, gates, controls and routes, never by systems. Once the
-process's mirror of stored readiness (app.readiness.mirror) is built, the gauges are its
+process's mirror of stored readiness (app.reports.mirror) is built, the gauges are its
 counts, kept up to date by reading only what changed since its last look, so a scrape costs
 what changed, not the portfolio; until then, aggregate queries give the same numbers.
 
@@ -21,8 +21,8 @@ from app.metrics import http as http_metrics
 from app.models import Pilot, System
 from app.policies import service as policy_service
 from app.readiness import service as readiness_service
-from app.readiness.mirror import metrics_body, mirror_for, system_lines
 from app.reports import service as reports_service
+from app.reports.mirror import metrics_body, mirror_for, system_lines
 from app.reports.schemas import GateBlockers
 from app.systems.service import SystemFilters
 

@@ -24,8 +24,8 @@ from app.models import (
 )
 from app.policies import service as policy_service
 from app.readiness import service as readiness_service
-from app.readiness.mirror import Mirror, mirror_for
 from app.readiness.tiers import TIER_ORDER
+from app.reports.mirror import Mirror, mirror_for
 from app.reports.schemas import (
     BlockingControl,
     ControlGap,
@@ -105,7 +105,7 @@ def top_blocking_controls(session: Session, *, filters: SystemFilters) -> list[G
 def _mirrored(session: Session, filters: SystemFilters) -> Mirror | None:
     """The process's mirror of stored readiness if it answers for this scope: it keeps
     counts by stage and tier, not by owner or label, and answers only once built (until
-    then the aggregate queries do; see app.readiness.warmup)."""
+    then the aggregate queries do; see app.reports.warmup)."""
     if filters.owner_team or filters.labels:
         return None
     return mirror_for(session)

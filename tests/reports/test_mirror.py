@@ -16,8 +16,8 @@ from sqlalchemy import Engine, event
 from app.controls.catalogue import EVIDENCE_CONTROLS
 from app.db import write_transaction
 from app.policies.service import default_policy_document
-from app.readiness import mirror
 from app.readiness import service as readiness_service
+from app.reports import mirror
 from app.systems.service import get_system
 from tests.conftest import FakeClock
 from tests.factories import make_system, meet_every_control, record_evidence, transition

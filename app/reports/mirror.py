@@ -19,7 +19,7 @@ the system afresh (as the drift report does) and keeps that answer until its own
 ends or the system is stored again, so each stale system is evaluated once per process, not
 on every call.
 
-Warm-up. Nothing reads from a mirror until its first look is done: `app.readiness.warmup`
+Warm-up. Nothing reads from a mirror until its first look is done: `app.reports.warmup`
 builds it on a background thread at start-up (`Mirror.build`, which a shutdown can stop) and
 then `publish`es it; until then `mirror_for` finds none and the callers run their aggregate
 queries, so no request ever waits for, or reads from, a mirror half built.
