@@ -15,10 +15,11 @@ order sequence numbers or commits came in, has an id at or past it, so no change
 marker is one more than the largest stored marker and the horizon one more than the largest
 a snapshot sees.
 
-Time. A stored answer is true until its `readiness_valid_until`; past it the mirror judges
-the system afresh (as the drift report does) and keeps that answer until its own validity
-ends or the system is stored again, so each stale system is evaluated once per process, not
-on every call.
+Time. A stored answer is true while `readiness_service.stored_answer_valid` says so when it
+is read, and then until its `readiness_valid_until`; past that the mirror judges the system
+afresh (as the drift report does) and keeps that answer until its own validity ends or the
+system is stored again, so each stale system is evaluated once per process, not on every
+call.
 
 Warm-up. Nothing reads from a mirror until its first look is done: `app.reports.warmup`
 builds it on a background thread at start-up (`Mirror.build`, which a shutdown can stop) and
@@ -145,6 +146,8 @@ class Mirror:
         # The counts of the systems of each (stage, tier), kept as entries change.
         self._tallies: dict[tuple[str, str], _Tally] = {}
         self._staling: list[tuple[datetime, int, int]] = []  # (when, system id, seq)
+        # Systems whose stored answer was no longer valid when read: judged next.
+        self._invalid: set[int] = set()
         self.pilots = RunningPilots()
 
     def build(self, session: Session, *, now: datetime, stop: threading.Event) -> None:
@@ -267,6 +270,7 @@ class Mirror:
                 col(ReadinessBlocker.gate),
                 col(ReadinessBlocker.control),
                 col(ReadinessBlocker.code),
+                readiness_service.stored_answer_valid(now),
             )
             # One statement, so a system and its blocking rows come from one snapshot.
             .outerjoin(
@@ -286,6 +290,7 @@ class Mirror:
                 return
         rows: dict[int, tuple[Any, ...]] = {}
         blocking: dict[int, set[tuple[str, str, str]]] = {}
+        invalid: set[int] = set()
         # By id as well, so the blocking rows are found through their index whatever the
         # planner guesses of the marker; a system stored after the first read has a marker
         # at or past `horizon` and is read next time.
@@ -297,6 +302,8 @@ class Mirror:
                 if system_id not in rows:
                     rows[system_id] = tuple(row[1:9])
                     blocking[system_id] = set()
+                    if not row[12]:
+                        invalid.add(system_id)
                 if row[9] is not None:
                     blocking[system_id].add(self._blocker(row[9], row[10], row[11]))
         everything = self._horizon is None
@@ -323,6 +330,8 @@ class Mirror:
                 findings=self._counted(findings.get(system_id)),
             )
             self._put(system_id, entry)
+            if system_id in invalid:
+                self._invalid.add(system_id)
         self._horizon = horizon
 
     def _share(self, value: Any) -> Any:
@@ -373,16 +382,18 @@ class Mirror:
         return found
 
     def _judge(self, session: Session, now: datetime) -> None:
-        """Judge afresh the systems whose answer time has made stale since the last look."""
-        due: list[int] = []
+        """Judge afresh the systems whose stored answer was read no longer valid, and those
+        whose answer time has made stale since the last look."""
+        due, self._invalid = self._invalid, set()
         while self._deadlines and self._deadlines[0][0] <= now:
             when, system_id, seq = heapq.heappop(self._deadlines)
             entry = self.entries.get(system_id)
             if entry is not None and entry.seq == seq and entry.deadline() == when:
-                due.append(system_id)
-        for first in range(0, len(due), readiness_service.REEVALUATE_BATCH):
+                due.add(system_id)
+        in_order = sorted(due)
+        for first in range(0, len(in_order), readiness_service.REEVALUATE_BATCH):
             _check(self._stop)
-            ids = due[first : first + readiness_service.REEVALUATE_BATCH]
+            ids = in_order[first : first + readiness_service.REEVALUATE_BATCH]
             systems = list(session.execute(select(System).where(col(System.id).in_(ids))).scalars())
             evaluations = readiness_service.evaluate_many(session, systems, now=now)
             for system, (evaluation, _) in zip(systems, evaluations, strict=True):

@@ -21,10 +21,13 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlmodel import Session
+from sqlalchemy import Engine, and_, update
+from sqlmodel import Session, col
 
 from app.db import read_transaction
 from app.lifecycle.stages import Stage
+from app.models import System
+from app.readiness import service as readiness_service
 from app.readiness.tiers import Tier
 from app.reports import mirror as mirror_module
 from app.reports import queries
@@ -321,3 +324,38 @@ def test_the_mirror_counts_the_scopes_it_keeps_and_the_queries_the_rest(
         queries.counts(
             session, filters=SystemFilters(ready_for="pilot"), now=clock.now, needs=EVERYTHING
         )
+
+
+@pytest.mark.parametrize("mirror_warmup", [False])
+def test_a_stored_answer_the_validity_rule_rejects_is_judged_afresh_by_both(
+    client: TestClient,
+    admin: Headers,
+    clock: FakeClock,
+    session: Session,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both producers take `stored_answer_valid` for which stored answers still hold, not
+    only `readiness_valid_until`: one it rejects is judged afresh, whatever it says."""
+    system(client, admin, "care", "critical", "claims-platform", "dev", "eu")
+    assert transition(client, admin, key="care", to="production", override=OVERRIDE).status_code
+    with engine.begin() as connection:  # a stored answer that no longer holds says "ready"
+        connection.execute(
+            update(System).where(col(System.key) == "care").values(production_ready=True)
+        )
+    session.rollback()
+    valid = readiness_service.stored_answer_valid
+    assert queries.counts(session, filters=SystemFilters(), now=clock.now, needs=Need.DRIFT) == (
+        PortfolioCounts(needs=Need.DRIFT, drifted=0)
+    )
+
+    def rejecting_care(now: datetime) -> Any:
+        return and_(valid(now), col(System.key) != "care")
+
+    monkeypatch.setattr(readiness_service, "stored_answer_valid", rejecting_care)
+    by_queries = queries.counts(session, filters=SystemFilters(), now=clock.now, needs=Need.DRIFT)
+    assert by_queries.drifted == 1
+    by_mirror = built(session, clock.now).counts(
+        session, filters=SystemFilters(), now=clock.now, needs=Need.DRIFT
+    )
+    assert by_mirror == by_queries
