@@ -145,11 +145,12 @@ def drift(
 ) -> tuple[list[DriftedSystem], int | None]:
     """Systems in production whose production gate fails now, by registration order.
 
-    Candidates are the ones stored as failing, plus those whose stored answer time has made
-    stale (evidence expired, an approval lapsed without any write): only those are evaluated
-    afresh, so the cost follows the drifted and the stale, not the portfolio.
+    Candidates are the ones stored as failing, plus those whose stored answer no longer
+    holds (`stored_answer_valid`: time made it stale, evidence expired, an approval lapsed
+    without any write): only those are evaluated afresh, so the cost follows the drifted and
+    the stale, not the portfolio.
     """
-    stale = col(System.readiness_valid_until) <= now
+    stale = ~readiness_service.stored_answer_valid(now)
     query = (
         select(System)
         .where(
