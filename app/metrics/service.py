@@ -22,7 +22,7 @@ from app.metrics import http as http_metrics
 from app.models import System
 from app.readiness import service as readiness_service
 from app.reports import service as reports_service
-from app.reports.counts import METRICS, PortfolioCounts
+from app.reports.counts import METRICS_NEEDS, PortfolioCounts
 from app.reports.mirror import metrics_body, mirror_for, system_lines
 from app.systems.service import SystemFilters
 
@@ -39,7 +39,7 @@ def _labels(**labels: str) -> str:
 
 def render(session: Session, *, now: datetime) -> str:
     counts = reports_service.portfolio_counts(
-        session, filters=SystemFilters(), now=now, needs=METRICS
+        session, filters=SystemFilters(), now=now, needs=METRICS_NEEDS
     )
     lines = [
         "# HELP readiness_systems Registered AI systems by lifecycle stage and risk tier.",

@@ -18,7 +18,7 @@ from app.policies import service as policy_service
 from app.readiness import service as readiness_service
 from app.readiness.tiers import TIER_ORDER
 from app.reports import queries
-from app.reports.counts import GAPS, HEADING_FOR, PORTFOLIO, Need, PortfolioCounts
+from app.reports.counts import GAPS_NEEDS, HEADING_FOR, PORTFOLIO_NEEDS, Need, PortfolioCounts
 from app.reports.mirror import mirror_for
 from app.reports.queries import stuck_pilot, within
 from app.reports.schemas import (
@@ -66,7 +66,7 @@ def top_blocking_controls(counts: PortfolioCounts) -> list[GateBlockers]:
 
 
 def portfolio(session: Session, *, filters: SystemFilters, now: datetime) -> Portfolio:
-    counts = portfolio_counts(session, filters=filters, now=now, needs=PORTFOLIO)
+    counts = portfolio_counts(session, filters=filters, now=now, needs=PORTFOLIO_NEEDS)
     in_scope = within(System.id, filters)
     rules = policy_service.active_rules(session).rules
 
@@ -187,7 +187,7 @@ def gaps(session: Session, *, filters: SystemFilters, now: datetime) -> GapsRepo
     Counts over the stored blocking items, like the portfolio's blocking controls: a
     system whose stored answer time has since made stale counts as stored.
     """
-    counts = portfolio_counts(session, filters=filters, now=now, needs=GAPS)
+    counts = portfolio_counts(session, filters=filters, now=now, needs=GAPS_NEEDS)
     tiers = [tier.value for tier in TIER_ORDER]
     report = []
     for gate, stages in HEADING_FOR.items():
