@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     # `scheme://host[:port]`. Empty: CORS stays off. No wildcard: it is an allow-list.
     readiness_cors_origins: str = ""
     # Build the readiness mirror behind reports and /metrics on a background thread at
-    # start-up (app.readiness.warmup). Off: it is never built and they always run their
+    # start-up (app.reports.warmup). Off: it is never built and they always run their
     # aggregate queries.
     readiness_mirror_warmup: bool = True
     # Store anew, on a background thread at start-up, the readiness answers evaluated by

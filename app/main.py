@@ -41,8 +41,8 @@ from app.pilots.router import router as pilots_router
 from app.policies.router import router as policies_router
 from app.readiness.reevaluation import StaleRulesReevaluation
 from app.readiness.router import router as readiness_router
-from app.readiness.warmup import MirrorWarmup
 from app.reports.router import router as reports_router
+from app.reports.warmup import MirrorWarmup
 from app.systems.router import router as systems_router
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

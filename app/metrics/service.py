@@ -1,10 +1,11 @@
 """Prometheus metrics, in two scrapes.
 
 `render` (GET /metrics): portfolio gauges and the request metrics of app.metrics.http. Its
-series are bounded by stages, tiers, gates, controls and routes, never by systems. Once the
-process's mirror of stored readiness (app.readiness.mirror) is built, the gauges are its
-counts, kept up to date by reading only what changed since its last look, so a scrape costs
-what changed, not the portfolio; until then, aggregate queries give the same numbers.
+series are bounded by stages, tiers, gates, controls and routes, never by systems. The
+gauges render the portfolio's counts (`app.reports.service.portfolio_counts`): once the
+process's mirror of stored readiness (app.reports.mirror) is built, its counts, kept up to
+date by reading only what changed since its last look, so a scrape costs what changed, not
+the portfolio; until then, aggregate queries give the same numbers.
 
 `render_systems` (GET /metrics/systems): each system's score and gate readiness, one line
 per system and gate, from the same mirror (or, until it is built, every system read).
@@ -13,17 +14,16 @@ Both read the database, not the process, so every worker process answers the sam
 
 from datetime import datetime
 
-from sqlalchemy import func, select, true
+from sqlalchemy import select
 from sqlmodel import Session, col
 
 from app.lifecycle.stages import GateStage
 from app.metrics import http as http_metrics
-from app.models import Pilot, System
-from app.policies import service as policy_service
+from app.models import System
 from app.readiness import service as readiness_service
-from app.readiness.mirror import metrics_body, mirror_for, system_lines
 from app.reports import service as reports_service
-from app.reports.schemas import GateBlockers
+from app.reports.counts import METRICS_NEEDS, PortfolioCounts
+from app.reports.mirror import metrics_body, mirror_for, system_lines
 from app.systems.service import SystemFilters
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -38,27 +38,16 @@ def _labels(**labels: str) -> str:
 
 
 def render(session: Session, *, now: datetime) -> str:
-    mirror = mirror_for(session)
-    if mirror is None:  # not built yet: the same numbers from the database
-        systems, drifted, blocking, stale, stuck = _from_queries(session, now=now)
-    else:
-        with mirror.synced(session, now=now) as synced:
-            systems = sorted(synced.systems.items())
-            # Drift as the drift report judges it, from the answers now (stored or fresh).
-            drifted = sum(synced.drifted.values())
-            blocking = reports_service.top_blocking_in(synced, tier=None)
-            stale = (
-                sum(synced.stale_evidence.values()),
-                sum(synced.systems_with_stale_evidence.values()),
-            )
-            stuck = synced.pilots.stuck
+    counts = reports_service.portfolio_counts(
+        session, filters=SystemFilters(), now=now, needs=METRICS_NEEDS
+    )
     lines = [
         "# HELP readiness_systems Registered AI systems by lifecycle stage and risk tier.",
         "# TYPE readiness_systems gauge",
     ]
-    for (stage, tier), count in systems:
+    for (stage, tier), count in counts.systems.items():
         lines.append(f"readiness_systems{{{_labels(stage=stage, tier=tier)}}} {count}")
-    lines += _portfolio_gauges(drifted=drifted, stale=stale, stuck=stuck, blocking=blocking)
+    lines += _portfolio_gauges(counts)
     return "\n".join(lines) + "\n" + http_metrics.exposition()
 
 
@@ -68,33 +57,6 @@ def render_systems(session: Session, *, now: datetime) -> str:
         return _system_lines_from_queries(session, now=now)
     with mirror.synced(session, now=now) as synced:
         return synced.metric_lines()
-
-
-def _from_queries(
-    session: Session, *, now: datetime
-) -> tuple[list[tuple[tuple[str, str], int]], int, list[GateBlockers], tuple[int, int], int]:
-    """What the mirror gives `render`, by aggregate queries: (systems by stage and tier,
-    drifted, top blocking controls, stale evidence, stuck pilots)."""
-    systems = [
-        ((stage, tier), count)
-        for stage, tier, count in session.execute(
-            select(col(System.stage), col(System.risk_tier), func.count()).group_by(
-                col(System.stage), col(System.risk_tier)
-            )
-        )
-    ]
-    everything = SystemFilters()
-    drifted = reports_service.drifted_count(session, true(), now=now)
-    blocking = reports_service.top_blocking_controls(session, filters=everything)
-    stale = reports_service.stale_evidence(session, filters=everything, now=now)
-    max_pilot_days = policy_service.active_rules(session).rules.max_pilot_days
-    # The portfolio lists the first stuck pilots; the gauge counts them all.
-    stuck = session.execute(
-        select(func.count())
-        .select_from(Pilot)
-        .where(reports_service.stuck_pilot(now, max_pilot_days=max_pilot_days))
-    ).scalar_one()
-    return sorted(systems), drifted, blocking, stale, stuck
 
 
 def _system_lines_from_queries(session: Session, *, now: datetime) -> str:
@@ -139,18 +101,16 @@ def _answers_now(
     return answers
 
 
-def _portfolio_gauges(
-    *, drifted: int, stale: tuple[int, int], stuck: int, blocking: list[GateBlockers]
-) -> list[str]:
-    stale_rows, stale_systems = stale
+def _portfolio_gauges(counts: PortfolioCounts) -> list[str]:
     gauges = (
         ("readiness_drifted_systems", "Systems in production whose production gate fails now.",
-         drifted),
+         counts.drifted),
         ("readiness_stale_evidence", "Current evidence past its expiry or its tier's freshness.",
-         stale_rows),
+         counts.stale_evidence),
         ("readiness_systems_with_stale_evidence", "Systems with any stale current evidence.",
-         stale_systems),
-        ("readiness_stuck_pilots", "Pilots running past planned_end or max_pilot_days.", stuck),
+         counts.systems_with_stale_evidence),
+        ("readiness_stuck_pilots", "Pilots running past planned_end or max_pilot_days.",
+         counts.stuck_pilots),
     )  # fmt: skip
     lines = []
     for name, help_text, value in gauges:
@@ -160,7 +120,7 @@ def _portfolio_gauges(
         f" (the top {reports_service.TOP_CONTROLS} per gate).",
         "# TYPE readiness_blocking_control_systems gauge",
     ]
-    for gate in blocking:
+    for gate in reports_service.top_blocking_controls(counts):
         for control in gate.controls:
             labels = _labels(gate=gate.gate.value, control=control.control)
             lines.append(f"readiness_blocking_control_systems{{{labels}}} {control.systems}")

@@ -65,7 +65,7 @@ class System(SQLModel, table=True):
     readiness_rules_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     readiness_valid_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # Set by every store of the answer to a value no snapshot taken before that store's
-    # commit can have passed (app.readiness.mirror.horizon): per-process mirrors read the
+    # commit can have passed (app.readiness.marker.horizon): per-process mirrors read the
     # systems changed since their last look by this column.
     readiness_seq: int = Field(
         default=0, sa_type=BigInteger, index=True, sa_column_kwargs={"server_default": "0"}

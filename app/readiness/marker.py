@@ -1,5 +1,5 @@
 """Markers of stored answers, so a reader can tell which systems were stored since it
-last looked (see app.readiness.mirror)."""
+last looked (see app.reports.mirror)."""
 
 from typing import Any
 

@@ -1,29 +1,24 @@
-"""The unfiltered and tier-filtered reports and both metrics scrapes count from a per-process
-mirror of stored readiness (built at start-up, before each test here unless said otherwise)
-that reads only what was stored since its last look: it must follow every write and the
-passing of time exactly as the aggregate queries do (the reports filtered by
-owner team still run those queries, so the two are compared)."""
+"""Both metrics scrapes and the reports read a per-process mirror of stored readiness (built
+at start-up, before each test here unless said otherwise) that reads only what was stored
+since its last look: through the API, it follows writes, concurrent writers, pilots and
+time. Its counts are compared with the aggregate queries' in test_counts.py."""
 
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, event
 
-from app.controls.catalogue import EVIDENCE_CONTROLS
 from app.db import write_transaction
 from app.policies.service import default_policy_document
-from app.readiness import mirror
 from app.readiness import service as readiness_service
 from app.systems.service import get_system
 from tests.conftest import FakeClock
-from tests.factories import make_system, meet_every_control, record_evidence, transition
+from tests.factories import make_system, meet_every_control, transition
 
 Headers = dict[str, str]
-TEAM = "claims-platform"  # every system of system_body's has this owner
 OVERRIDE = {"justification": "Board decision, minute 7: ship before the audit"}
 
 
@@ -35,15 +30,6 @@ def reports(client: TestClient, headers: Headers, **params: Any) -> dict[str, An
         assert response.status_code == 200, response.text
         body[name] = {k: v for k, v in response.json().items() if k != "generated_at"}
     return body
-
-
-def assert_mirror_matches_queries(client: TestClient, headers: Headers) -> dict[str, Any]:
-    mirrored = reports(client, headers)
-    assert mirrored == reports(client, headers, owner_team=TEAM)  # aggregate queries
-    for tier in ("minimal", "limited", "high", "critical"):
-        by_tier = reports(client, headers, risk_tier=tier)
-        assert by_tier == reports(client, headers, risk_tier=tier, owner_team=TEAM)
-    return mirrored
 
 
 def gauges(
@@ -70,71 +56,6 @@ def warm(app: FastAPI) -> None:
     """Build the app's mirror now (apps started with the warm-up off have none)."""
     app.state.mirror_warmup.start()
     assert app.state.mirror_warmup.wait(timeout=30)
-
-
-@pytest.mark.parametrize("mirror_warmup", [False])
-def test_reports_follow_writes_and_time_after_the_first_look(
-    app: FastAPI, client: TestClient, admin: Headers, viewer: Headers, clock: FakeClock
-) -> None:
-    make_system(client, admin, key="drafty", tier="minimal")
-    make_system(client, admin, key="lender", tier="high")
-    warm(app)  # the mirror's first look, with systems to read
-    first = assert_mirror_matches_queries(client, viewer)
-    assert first["portfolio"]["systems"] == 2
-
-    # Writes after it: new systems, evidence, stage moves, an override into production.
-    make_system(client, admin, key="care", tier="critical")
-    meet_every_control(client, admin, key="lender")
-    assert transition(client, admin, key="lender", to="pilot").status_code == 201
-    pilot = client.post(
-        "/v1/systems/lender/pilots",
-        json={
-            "name": "branch trial",
-            "planned_end": (clock.now + timedelta(days=1)).isoformat(),
-            "criteria": [{"metric": "precision", "op": ">=", "target": 0.9}],
-        },
-        headers=admin,
-    ).json()
-    result = client.post(
-        f"/v1/pilots/{pilot['id']}/results",
-        json={"metrics": {"precision": 0.95}, "findings": ["missing_training", "poor_data"]},
-        headers=admin,
-    )
-    assert result.status_code == 201, result.text
-    concluded = client.post(f"/v1/pilots/{pilot['id']}/conclude", headers=admin)
-    assert concluded.status_code == 200, concluded.text
-    in_a_week = (clock.now + timedelta(days=7)).isoformat()
-    for control in ("data_rules", "access_boundaries", "support_plan"):
-        record_evidence(client, admin, key="drafty", control=control, expires_at=in_a_week)
-    for control in ("monitoring", "training", "workflow"):
-        record_evidence(client, admin, key="drafty", control=control)
-    assert transition(client, admin, key="drafty", to="production").status_code == 201
-    assert transition(client, admin, key="care", to="production", override=OVERRIDE).status_code
-    after = assert_mirror_matches_queries(client, viewer)
-    portfolio = after["portfolio"]
-    assert portfolio["systems"] == 3
-    assert portfolio["drifted"] == 1  # care
-    assert portfolio["findings"] == {"missing_training": 1, "poor_data": 1}
-    assert sum(portfolio["pilot_outcomes"].values()) == 1
-    assert after != first
-
-    # Time alone: drafty's evidence expires, it drifts; no write at all.
-    clock.advance(days=8)
-    later = assert_mirror_matches_queries(client, viewer)
-    assert later["portfolio"]["drifted"] == 2
-    assert "\nreadiness_drifted_systems 2\n" in client.get("/metrics").text
-
-    # A write that fixes it is seen at once.
-    for control in ("data_rules", "access_boundaries", "support_plan"):
-        record_evidence(client, admin, key="drafty", control=control)
-    fixed = assert_mirror_matches_queries(client, viewer)["portfolio"]
-    assert fixed["drifted"] == 1
-
-    # Past the high tier's freshness limit every piece of lender's evidence is stale.
-    clock.advance(days=200)
-    aged = assert_mirror_matches_queries(client, viewer)["portfolio"]
-    assert aged["stale_evidence"] >= fixed["stale_evidence"] + len(EVIDENCE_CONTROLS)
-    assert aged["systems_with_stale_evidence"] > fixed["systems_with_stale_evidence"]
 
 
 def test_metrics_follow_writes_after_the_first_scrape(
@@ -182,20 +103,6 @@ def test_a_store_committed_after_a_look_is_seen_by_the_next(
         if concurrent:
             assert score(scrape, "second") == 17.6
     assert score(gauges(client, admin), "first") == 11.8
-
-
-def test_many_systems_stored_at_once_are_read_in_batches(
-    client: TestClient, admin: Headers, viewer: Headers, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(mirror, "_CHUNK", 2)  # as a policy change storing every system would
-    keys = ("sys-a", "sys-b", "sys-c", "sys-d")
-    for key, tier in zip(keys, ("minimal", "limited", "high", "critical"), strict=True):
-        make_system(client, admin, key=key, tier=tier)
-    assert_mirror_matches_queries(client, viewer)
-    for key in keys:
-        meet_every_control(client, admin, key=key)
-    after = assert_mirror_matches_queries(client, viewer)
-    assert after["portfolio"]["ready_for_next_stage"] == 3  # critical: approval still missing
 
 
 def test_stuck_pilots_follow_pilots_policy_and_time_after_the_first_look(

@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.db import read_transaction
 from app.main import create_app
-from app.readiness import warmup as warmup_module
-from app.readiness.mirror import BuildStopped, Mirror, mirror_for
+from app.reports import warmup as warmup_module
+from app.reports.mirror import BuildStopped, Mirror, mirror_for
 from tests.conftest import FakeClock, alembic_config, warmup_threads
 from tests.factories import make_system, meet_every_control, record_evidence, transition
 from tests.reports.test_mirror import OVERRIDE, reports, warm

@@ -1,8 +1,9 @@
 """Every system's stored readiness mirrored in the process, kept in step with the database
-by reading only the systems stored since the last look, with counts maintained as entries
-change: the /metrics gauges and the unfiltered (or tier-filtered) reports then cost what
-changed, not the portfolio (/metrics/systems, one line per system, keeps its rendered lines
-until a system changes).
+by reading only the systems stored since the last look, with the portfolio's counts kept
+per stage and tier as entries change: `Mirror.counts`, the second producer of
+`PortfolioCounts`, then costs what changed, not the portfolio, for any scope of stages and
+tiers (/metrics/systems, one line per system, keeps its rendered lines until a system
+changes).
 
 Change tracking. Every store of an answer sets `systems.readiness_seq` to a marker of its
 transaction (`marker.StoreMarker`); a look first takes a horizon (`_horizon`) and then reads, and
@@ -14,12 +15,13 @@ order sequence numbers or commits came in, has an id at or past it, so no change
 marker is one more than the largest stored marker and the horizon one more than the largest
 a snapshot sees.
 
-Time. A stored answer is true until its `readiness_valid_until`; past it the mirror judges
-the system afresh (as the drift report does) and keeps that answer until its own validity
-ends or the system is stored again, so each stale system is evaluated once per process, not
-on every call.
+Time. A stored answer is true while `readiness_service.stored_answer_valid` says so when it
+is read, and then until its `readiness_valid_until`; past that the mirror judges the system
+afresh (as the drift report does) and keeps that answer until its own validity ends or the
+system is stored again, so each stale system is evaluated once per process, not on every
+call.
 
-Warm-up. Nothing reads from a mirror until its first look is done: `app.readiness.warmup`
+Warm-up. Nothing reads from a mirror until its first look is done: `app.reports.warmup`
 builds it on a background thread at start-up (`Mirror.build`, which a shutdown can stop) and
 then `publish`es it; until then `mirror_for` finds none and the callers run their aggregate
 queries, so no request ever waits for, or reads from, a mirror half built.
@@ -39,7 +41,7 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
@@ -53,6 +55,8 @@ from app.policies import service as policy_service
 from app.readiness import service as readiness_service
 from app.readiness.marker import horizon as _horizon
 from app.readiness.tiers import Tier
+from app.reports.counts import GATE_AHEAD, Need, PortfolioCounts, nonzero
+from app.systems.service import SystemFilters
 from app.vocabulary import GateStage, Stage
 
 _CHUNK = 1000
@@ -103,6 +107,22 @@ class Entry:
         return self.valid_until if self.fresh is None else self.fresh_until
 
 
+@dataclass(slots=True)
+class _Tally:
+    """The counts of the systems of one stage and tier, as `PortfolioCounts` has them."""
+
+    systems: int = 0
+    score_tenths: int = 0  # stored scores
+    ready_next: int = 0  # stored answers
+    drifted: int = 0  # judged now
+    blocked_systems: Counter[tuple[str, str]] = field(default_factory=Counter)  # gate, control
+    blocked: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # ..., code
+    stale_evidence: int = 0  # rows
+    systems_with_stale_evidence: int = 0
+    pilot_outcomes: Counter[str] = field(default_factory=Counter)
+    findings: Counter[str] = field(default_factory=Counter)
+
+
 class BuildStopped(Exception):
     """A first look given up because the process is shutting down."""
 
@@ -123,18 +143,11 @@ class Mirror:
         self._order: list[str] = []  # keys, sorted
         self._ids: dict[str, int] = {}
         self._body: str | None = None
-        # Counts over every system, kept as entries change.
-        self.systems: Counter[tuple[str, str]] = Counter()  # (stage, tier)
-        self.score_tenths: Counter[tuple[str, str]] = Counter()  # stored scores
-        self.ready_next: Counter[str] = Counter()  # by tier, stored answers
-        self.drifted: Counter[str] = Counter()  # by tier, judged now
-        self.blocked: Counter[tuple[str, str, str, str, str]] = Counter()
-        self.stale_evidence: Counter[str] = Counter()  # by tier, rows
-        self.systems_with_stale_evidence: Counter[str] = Counter()  # by tier
+        # The counts of the systems of each (stage, tier), kept as entries change.
+        self._tallies: dict[tuple[str, str], _Tally] = {}
         self._staling: list[tuple[datetime, int, int]] = []  # (when, system id, seq)
-        self.pilot_outcomes: Counter[tuple[str, str]] = Counter()  # (outcome, tier)
-        self.findings: Counter[tuple[str, str]] = Counter()  # (finding, tier)
-        self.blocked_systems: Counter[tuple[str, str, str, str]] = Counter()
+        # Systems whose stored answer was no longer valid when read: judged next.
+        self._invalid: set[int] = set()
         self.pilots = RunningPilots()
 
     def build(self, session: Session, *, now: datetime, stop: threading.Event) -> None:
@@ -165,26 +178,29 @@ class Mirror:
 
     def _count(self, entry: Entry, sign: int) -> None:
         place = (entry.stage, entry.tier)
-        self._bump(self.systems, place, sign)
-        self._bump(self.score_tenths, place, sign * round(entry.score * 10))
+        tally = self._tallies.get(place)
+        if tally is None:
+            tally = self._tallies[place] = _Tally()
+        tally.systems += sign
+        tally.score_tenths += sign * round(entry.score * 10)
         ready = (entry.stage == _PROPOSED and entry.pilot_ready) or (
             entry.stage in _BEFORE_PRODUCTION and entry.production_ready
         )
         if ready:
-            self._bump(self.ready_next, entry.tier, sign)
+            tally.ready_next += sign
         if entry.stage == _PRODUCTION and not entry.now()[2]:
-            self._bump(self.drifted, entry.tier, sign)
+            tally.drifted += sign
         for gate, control in {(gate, control) for gate, control, _ in entry.blocking}:
-            self._bump(self.blocked_systems, (gate, control, *place), sign)
-        for gate, control, code in entry.blocking:
-            self._bump(self.blocked, (gate, control, code, *place), sign)
+            self._bump(tally.blocked_systems, (gate, control), sign)
+        for triple in entry.blocking:
+            self._bump(tally.blocked, triple, sign)
         for outcome, n in entry.outcomes:
-            self._bump(self.pilot_outcomes, (outcome, entry.tier), sign * n)
+            self._bump(tally.pilot_outcomes, outcome, sign * n)
         for finding, n in entry.findings:
-            self._bump(self.findings, (finding, entry.tier), sign * n)
+            self._bump(tally.findings, finding, sign * n)
         if entry.stale:
-            self._bump(self.stale_evidence, entry.tier, sign * entry.stale)
-            self._bump(self.systems_with_stale_evidence, entry.tier, sign)
+            tally.stale_evidence += sign * entry.stale
+            tally.systems_with_stale_evidence += sign
         self._body = None
         entry.lines = None
 
@@ -254,6 +270,7 @@ class Mirror:
                 col(ReadinessBlocker.gate),
                 col(ReadinessBlocker.control),
                 col(ReadinessBlocker.code),
+                readiness_service.stored_answer_valid(now),
             )
             # One statement, so a system and its blocking rows come from one snapshot.
             .outerjoin(
@@ -273,6 +290,7 @@ class Mirror:
                 return
         rows: dict[int, tuple[Any, ...]] = {}
         blocking: dict[int, set[tuple[str, str, str]]] = {}
+        invalid: set[int] = set()
         # By id as well, so the blocking rows are found through their index whatever the
         # planner guesses of the marker; a system stored after the first read has a marker
         # at or past `horizon` and is read next time.
@@ -284,6 +302,8 @@ class Mirror:
                 if system_id not in rows:
                     rows[system_id] = tuple(row[1:9])
                     blocking[system_id] = set()
+                    if not row[12]:
+                        invalid.add(system_id)
                 if row[9] is not None:
                     blocking[system_id].add(self._blocker(row[9], row[10], row[11]))
         everything = self._horizon is None
@@ -310,6 +330,8 @@ class Mirror:
                 findings=self._counted(findings.get(system_id)),
             )
             self._put(system_id, entry)
+            if system_id in invalid:
+                self._invalid.add(system_id)
         self._horizon = horizon
 
     def _share(self, value: Any) -> Any:
@@ -360,16 +382,18 @@ class Mirror:
         return found
 
     def _judge(self, session: Session, now: datetime) -> None:
-        """Judge afresh the systems whose answer time has made stale since the last look."""
-        due: list[int] = []
+        """Judge afresh the systems whose stored answer was read no longer valid, and those
+        whose answer time has made stale since the last look."""
+        due, self._invalid = self._invalid, set()
         while self._deadlines and self._deadlines[0][0] <= now:
             when, system_id, seq = heapq.heappop(self._deadlines)
             entry = self.entries.get(system_id)
             if entry is not None and entry.seq == seq and entry.deadline() == when:
-                due.append(system_id)
-        for first in range(0, len(due), readiness_service.REEVALUATE_BATCH):
+                due.add(system_id)
+        in_order = sorted(due)
+        for first in range(0, len(in_order), readiness_service.REEVALUATE_BATCH):
             _check(self._stop)
-            ids = due[first : first + readiness_service.REEVALUATE_BATCH]
+            ids = in_order[first : first + readiness_service.REEVALUATE_BATCH]
             systems = list(session.execute(select(System).where(col(System.id).in_(ids))).scalars())
             evaluations = readiness_service.evaluate_many(session, systems, now=now)
             for system, (evaluation, _) in zip(systems, evaluations, strict=True):
@@ -390,6 +414,77 @@ class Mirror:
 
     # --- reading -------------------------------------------------------------------------
 
+    @staticmethod
+    def answers(filters: SystemFilters, needs: Need) -> bool:
+        """Whether `counts` counts this scope: the mirror keeps its counts by stage and tier,
+        not by owner or label, and the stuck pilots only of every system."""
+        if filters.owner_team or filters.labels or filters.ready_for:
+            return False
+        return Need.STUCK not in needs or not (filters.stage or filters.risk_tier)
+
+    def counts(
+        self, session: Session, *, filters: SystemFilters, now: datetime, needs: Need
+    ) -> PortfolioCounts:
+        """What `app.reports.queries.counts` gives for the same scope (one that `answers`
+        says it counts), from the mirror once in step with `session`'s database and judged
+        at `now`: the cost of what changed since the last look, then of the (stage, tier)
+        counts, not of the systems."""
+        if not self.answers(filters, needs):
+            raise ValueError(f"the mirror does not count {filters}")
+        with self.synced(session, now=now):
+            return self._counts(filters, needs)
+
+    def _counts(self, filters: SystemFilters, needs: Need) -> PortfolioCounts:
+        tallies = [
+            (place, tally)
+            for place, tally in self._tallies.items()
+            if tally.systems
+            and filters.stage in (None, place[0])
+            and filters.risk_tier in (None, place[1])
+        ]
+        found: dict[str, Any] = {}
+        if Need.SYSTEMS in needs:
+            found["systems"] = nonzero((place, tally.systems) for place, tally in tallies)
+            found["score_tenths"] = sum(tally.score_tenths for _, tally in tallies)
+        if Need.READY in needs:
+            found["ready_for_next_stage"] = sum(tally.ready_next for _, tally in tallies)
+        if Need.DRIFT in needs:
+            found["drifted"] = sum(tally.drifted for _, tally in tallies)
+        if Need.BLOCKING in needs:
+            blocking: Counter[tuple[str, str]] = Counter()
+            for _, tally in tallies:
+                blocking.update(tally.blocked_systems)
+            found["blocking"] = nonzero(blocking.items())
+        if Need.GAPS in needs:
+            by_tier: Counter[tuple[str, str, str]] = Counter()
+            by_reason: Counter[tuple[str, str, str]] = Counter()
+            for (stage, tier), tally in tallies:
+                gate = GATE_AHEAD.get(stage)
+                for (at, control), n in tally.blocked_systems.items():
+                    if at == gate:
+                        by_tier[(at, control, tier)] += n
+                for (at, control, code), n in tally.blocked.items():
+                    if at == gate:
+                        by_reason[(at, control, code)] += n
+            found["heading_blocked"] = nonzero(by_tier.items())
+            found["heading_reasons"] = nonzero(by_reason.items())
+        if Need.STALE in needs:
+            found["stale_evidence"] = sum(tally.stale_evidence for _, tally in tallies)
+            found["systems_with_stale_evidence"] = sum(
+                tally.systems_with_stale_evidence for _, tally in tallies
+            )
+        if Need.PILOT_RESULTS in needs:
+            outcomes: Counter[str] = Counter()
+            findings: Counter[str] = Counter()
+            for _, tally in tallies:
+                outcomes.update(tally.pilot_outcomes)
+                findings.update(tally.findings)
+            found["pilot_outcomes"] = nonzero(outcomes.items())
+            found["findings"] = nonzero(findings.items())
+        if Need.STUCK in needs:
+            found["stuck_pilots"] = self.pilots.stuck
+        return PortfolioCounts(needs=needs, **found)
+
     def metric_lines(self) -> str:
         """readiness_score and readiness_gate_ready for every system, by key."""
         if self._body is None:
@@ -407,7 +502,7 @@ class Mirror:
 
 class RunningPilots:
     """The running pilots and how many are stuck (running past their planned end or the
-    policy's max_pilot_days, as `reports.service.stuck_pilot` judges), kept in step through
+    policy's max_pilot_days, as `app.reports.queries.stuck_pilot` judges), kept in step through
     the pilot events: each pilot is created and concluded with one, in the same
     transaction, and event ids become visible in commit order (`events.append_many`), so
     the events past the last one read name every pilot changed since. Those are read again

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from app.background import BackgroundThread
 from app.db import Database, read_transaction
-from app.readiness.mirror import BuildStopped, Mirror, publish
+from app.reports.mirror import BuildStopped, Mirror, publish
 
 logger = logging.getLogger("app")
 
