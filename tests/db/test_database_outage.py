@@ -86,6 +86,7 @@ def scratch_url(database_url: str, tmp_path: Path) -> Iterator[str]:
         server.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["postgresql on a closed port", "sqlite in a directory gone"])
 def test_a_database_out_of_reach_answers_503_and_the_process_stays_up(
     where: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -122,6 +123,7 @@ def test_a_database_out_of_reach_answers_503_and_the_process_stays_up(
     app.state.database.dispose()
 
 
+@pytest.mark.slow
 def test_the_server_starts_and_stays_up_without_its_database(tmp_path: Path) -> None:
     env = {"DATABASE_URL": unreachable_postgresql(), "READINESS_BOOTSTRAP_ADMIN_KEY": ADMIN_SECRET}
     with make_run_server(env, tmp_path) as server:
@@ -226,6 +228,7 @@ def test_the_bootstrap_key_works_once_the_database_is_migrated_without_a_restart
     app.state.database.dispose()
 
 
+@pytest.mark.slow
 def test_a_database_that_takes_connections_but_never_answers_gets_503_not_a_hang() -> None:
     import socket
 

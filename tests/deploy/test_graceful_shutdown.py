@@ -18,6 +18,8 @@ from tests.deploy.dockerfile import PROJECT_ROOT, Dockerfile
 
 SECRET = "rdy_graceful_shutdown_admin_0123456789"
 
+pytestmark = pytest.mark.slow
+
 
 def free_port() -> int:
     with socket.socket() as probe:

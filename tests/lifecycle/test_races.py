@@ -149,6 +149,7 @@ def two_worker_server(app: FastAPI, database_url: str) -> Iterator[str]:
         server.wait(30)
 
 
+@pytest.mark.slow
 def test_sixteen_concurrent_transitions_across_two_worker_processes(
     two_worker_server: str,
 ) -> None:

@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -73,6 +74,7 @@ def _get(url: str) -> str:
         return str(response.read().decode())
 
 
+@pytest.mark.slow
 def test_two_worker_processes_report_one_sum(tmp_path: Path) -> None:
     # Metrics only: a SQLite file of its own serves, whichever back-end the suite runs on.
     database_url = f"sqlite:///{tmp_path / 'workers.db'}"

@@ -23,6 +23,8 @@ CHECKS = [
     schemathesis.checks.response_schema_conformance,
 ]
 
+pytestmark = pytest.mark.slow
+
 
 # schemathesis.toml authenticates the CLI run with ${SCHEMATHESIS_ADMIN_KEY}; here it is the
 # suite's bootstrap admin key (cases below also send it themselves).

@@ -249,6 +249,7 @@ def _nested(depth: int) -> bytes:
     return b"[" * depth + b"]" * depth
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("method", "path"), list(BASE_BODIES))
 def test_deeply_nested_bodies_are_client_errors(
     client: TestClient, admin: dict[str, str], method: str, path: str
@@ -357,6 +358,7 @@ def test_forged_cursors_are_client_errors(
             assert [error["field"] for error in problem["errors"]] == [cursor_name]
 
 
+@pytest.mark.slow
 def test_cursors_of_another_kind_of_list_are_400(client: TestClient, admin: dict[str, str]) -> None:
     # Evidence pages by control name, every other list by a number: each kind's cursor is
     # refused by the other, and a cursor with a character changed never fails the server.

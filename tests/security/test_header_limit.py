@@ -21,6 +21,8 @@ from tests.serving import Server, make_run_server
 HOST = "127.0.0.1"
 MB = 1024 * 1024
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:

@@ -53,6 +53,7 @@ def test_create_app_from_the_environment_stops_with_the_reason() -> None:
     assert SHORT not in reason
 
 
+@pytest.mark.slow
 def test_the_server_does_not_start_with_a_short_bootstrap_key(tmp_path: Path) -> None:
     env = {
         **os.environ,

@@ -6,12 +6,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 from alembic import command
 
 from tests.conftest import ADMIN_SECRET, alembic_config
 from tests.serving import make_run_server
 
 SECRET = "rdy_sent_in_a_query_string_0123456789"
+
+pytestmark = pytest.mark.slow
 
 
 def call(url: str, *, method: str = "GET", data: bytes | None = None) -> int:
