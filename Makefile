@@ -11,7 +11,8 @@ BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install run test lint docker-lint fmt migrate reevaluate revision openapi contract bench bench-scale
+.PHONY: install run test test-fast lint docker-lint fmt migrate reevaluate revision openapi contract \
+	bench bench-scale
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -34,6 +35,11 @@ run: install migrate
 # Contract tests need the Node tools of `make contract`; this target needs only Python.
 test: install
 	$(BIN)/pytest -m "not contract"
+
+# The quick loop while editing: everything but the contract tests and the `slow` ones (those
+# that start a server or another process, wait on real time, or sweep hundreds of requests).
+test-fast: install
+	$(BIN)/pytest -m "not slow and not contract"
 
 lint: install
 	$(BIN)/ruff check .
