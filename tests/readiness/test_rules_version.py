@@ -329,6 +329,7 @@ def _command(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_the_reevaluate_command_restamps_answers_from_before_versions(
     client: TestClient, pipeline: dict[str, str], database_url: str, engine: Engine
 ) -> None:
@@ -348,6 +349,7 @@ def test_the_reevaluate_command_restamps_answers_from_before_versions(
     assert "2 answers stored" in again.stdout
 
 
+@pytest.mark.slow
 def test_the_reevaluate_command_refuses_a_batch_of_nothing(database_url: str) -> None:
     finished = _command(database_url, "--batch", "0")
     assert finished.returncode == 2
