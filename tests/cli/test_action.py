@@ -37,10 +37,12 @@ def _check_schema(schema: str, document: Path) -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+@pytest.mark.slow
 def test_the_action_is_valid_action_metadata() -> None:
     _check_schema("vendor.github-actions", ACTION)
 
 
+@pytest.mark.slow
 def test_the_documented_workflow_is_a_valid_workflow(tmp_path: Path) -> None:
     page = project_path("docs", "integrations", "github-action.md").read_text()
     workflow = re.findall(r"```yaml\n(.*?)```", page, re.S)[0]
@@ -132,6 +134,7 @@ def inputs(service: Service) -> dict[str, str]:
     return {"url": service.url, "token": service.tokens["pipeline"], "system": "drafter"}
 
 
+@pytest.mark.slow
 def test_the_gate_step_fails_a_denied_move(
     service: Service, inputs: dict[str, str], tmp_path: Path
 ) -> None:
@@ -146,6 +149,7 @@ def test_the_gate_step_fails_a_denied_move(
     assert "release 2.0.0" in summary.read_text()
 
 
+@pytest.mark.slow
 def test_the_gate_step_records_an_allowed_move(
     service: Service, inputs: dict[str, str], tmp_path: Path
 ) -> None:
@@ -160,12 +164,14 @@ def test_the_gate_step_records_an_allowed_move(
     assert "allowed" in summary.read_text()
 
 
+@pytest.mark.slow
 def test_the_gate_step_refuses_a_bad_record_input(inputs: dict[str, str], tmp_path: Path) -> None:
     run = run_gate_step({**inputs, "record": "yes"}, tmp_path, tmp_path / "summary.md")
     assert run.code == 2
     assert "record must be true or false, not yes" in run.stdout
 
 
+@pytest.mark.slow
 def test_the_gate_step_passes_a_bad_stage_to_the_tool(
     inputs: dict[str, str], tmp_path: Path
 ) -> None:

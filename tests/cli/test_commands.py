@@ -5,7 +5,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.cli.conftest import CliRunner, Service
+
+pytestmark = pytest.mark.slow
 
 
 def test_status_summarises_readiness(service: Service, cli: CliRunner) -> None:

@@ -5,12 +5,14 @@ a job summary, 5 for an unknown system or a move that lost a race."""
 from pathlib import Path
 
 import httpx
+import pytest
 from werkzeug import Request, Response
 
 from app.cli.output import workflow_command
 from tests.cli.conftest import CliRunner, Proxy, Service
 
 
+@pytest.mark.slow
 def test_an_allowed_gate_exits_0_and_records_nothing(service: Service, cli: CliRunner) -> None:
     service.make_system("drafter")  # minimal tier: the pilot gate passes at once
     run = cli("gate", "drafter", "--stage", "pilot", "--release", "1.0.0")
@@ -22,6 +24,7 @@ def test_an_allowed_gate_exits_0_and_records_nothing(service: Service, cli: CliR
     assert len(checks) == 1
 
 
+@pytest.mark.slow
 def test_json_prints_the_gate_check(service: Service, cli: CliRunner) -> None:
     service.make_system("drafter")
     run = cli("gate", "drafter", "--stage", "pilot", "--format", "json")
@@ -36,6 +39,7 @@ def test_json_prints_the_gate_check(service: Service, cli: CliRunner) -> None:
     )
 
 
+@pytest.mark.slow
 def test_record_moves_the_system_from_the_stage_the_gate_saw(
     service: Service, cli: CliRunner, proxy: Proxy
 ) -> None:
@@ -73,6 +77,7 @@ def test_record_moves_the_system_from_the_stage_the_gate_saw(
     assert len(set(keys)) == 2, "each POST of the command has its own key"
 
 
+@pytest.mark.slow
 def test_record_text_says_what_was_recorded(service: Service, cli: CliRunner) -> None:
     service.make_system("drafter")
     run = cli("gate", "drafter", "--stage", "pilot", "--record")
@@ -90,6 +95,7 @@ def _blocking(service: Service, key: str, gate: str) -> list[dict[str, str]]:
     return items
 
 
+@pytest.mark.slow
 def test_a_denied_gate_exits_1_with_a_table_of_every_blocking_item(
     service: Service, cli: CliRunner
 ) -> None:
@@ -108,6 +114,7 @@ def test_a_denied_gate_exits_1_with_a_table_of_every_blocking_item(
     assert service.get("/v1/systems/drafter/transitions")["items"] == []
 
 
+@pytest.mark.slow
 def test_a_denied_gate_as_json(service: Service, cli: CliRunner) -> None:
     service.make_system("drafter")
     blocking = _blocking(service, "drafter", "production")
@@ -119,6 +126,7 @@ def test_a_denied_gate_as_json(service: Service, cli: CliRunner) -> None:
     assert check["blocking"] == blocking
 
 
+@pytest.mark.slow
 def test_a_denied_gate_for_github_annotates_and_writes_the_job_summary(
     service: Service, cli: CliRunner, tmp_path: Path
 ) -> None:
@@ -152,6 +160,7 @@ def test_a_denied_gate_for_github_annotates_and_writes_the_job_summary(
         assert f"| {item['code']} | {item.get('control') or '-'} |" in text
 
 
+@pytest.mark.slow
 def test_an_invalid_move_is_denied(service: Service, cli: CliRunner) -> None:
     service.make_system("drafter")
     service.move("drafter", "retired")
@@ -164,6 +173,7 @@ def test_an_invalid_move_is_denied(service: Service, cli: CliRunner) -> None:
     assert "::error title=Readiness gate%3A drafter to pilot::DENIED" in run.stdout
 
 
+@pytest.mark.slow
 def test_an_unknown_system_exits_5(service: Service, cli: CliRunner) -> None:
     run = cli("gate", "nobody", "--stage", "pilot")
     assert run.code == 5
@@ -176,6 +186,7 @@ def test_an_unknown_system_exits_5(service: Service, cli: CliRunner) -> None:
     assert as_json.json()["status"] == 404  # the service's problem document
 
 
+@pytest.mark.slow
 def test_record_racing_a_stage_change_exits_5(
     service: Service, cli: CliRunner, proxy: Proxy
 ) -> None:

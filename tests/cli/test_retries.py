@@ -16,6 +16,7 @@ from app.cli.http import Client, RetryPolicy, Unreachable, retry_after_seconds
 from tests.cli.conftest import CliRunner, Proxy, Service
 
 
+@pytest.mark.slow
 def test_nothing_listening_exits_3(offline: CliRunner) -> None:
     run = offline("status", "drafter", READINESS_RETRIES="2")
     assert run.code == 3
@@ -36,6 +37,7 @@ def _always(httpserver: HTTPServer, status: int, **headers: str) -> None:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("status", [503, 429])
 def test_a_service_that_keeps_refusing_exits_3_after_the_retries(
     httpserver: HTTPServer, offline: CliRunner, status: int
@@ -58,6 +60,7 @@ def test_a_service_that_keeps_refusing_exits_3_after_the_retries(
     assert all(request.headers["Authorization"].startswith("Bearer ") for request in requests)
 
 
+@pytest.mark.slow
 def test_another_5xx_is_not_retried(httpserver: HTTPServer, offline: CliRunner) -> None:
     _always(httpserver, 500)
     run = offline(
@@ -73,6 +76,7 @@ def test_another_5xx_is_not_retried(httpserver: HTTPServer, offline: CliRunner) 
     assert len(httpserver.log) == 1
 
 
+@pytest.mark.slow
 def test_retry_after_is_honoured(httpserver: HTTPServer, offline: CliRunner) -> None:
     answers = iter(
         [
@@ -113,6 +117,7 @@ def _lose_first_answer(proxy: Proxy, suffix: str) -> None:
     proxy.hooks.append(hook)
 
 
+@pytest.mark.slow
 def test_a_retried_pilot_result_is_recorded_once(
     service: Service, cli: CliRunner, proxy: Proxy, tmp_path: Path
 ) -> None:
@@ -137,6 +142,7 @@ def test_a_retried_pilot_result_is_recorded_once(
     assert len(service.events("drafter", "pilot.result_recorded")) == 1
 
 
+@pytest.mark.slow
 def test_a_retried_move_is_recorded_once(service: Service, cli: CliRunner, proxy: Proxy) -> None:
     service.make_system("drafter")
     _lose_first_answer(proxy, "/transitions")

@@ -18,6 +18,7 @@ def _usage(run: Run, reason: str) -> None:
     assert reason in run.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "reason"),
     [
@@ -49,6 +50,7 @@ def test_bad_command_lines_exit_2(offline: CliRunner, args: list[str], reason: s
     _usage(offline(*args), reason)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("env", "reason"),
     [
@@ -66,6 +68,7 @@ def test_bad_settings_exit_2(offline: CliRunner, env: dict[str, str | None], rea
     _usage(offline("status", "s", **env), reason)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
@@ -94,11 +97,13 @@ def test_bad_metrics_files_exit_2(
     assert reason in run.stderr
 
 
+@pytest.mark.slow
 def test_metrics_on_standard_input_are_checked_too(offline: CliRunner) -> None:
     run = offline("pilot", "result", "1", "--metrics-file", "-", stdin='["x"]')
     _usage(run, "readiness: standard input must hold a JSON object")
 
 
+@pytest.mark.slow
 def test_help_exits_0(offline: CliRunner) -> None:
     run = offline("gate", "--help")
     assert run.code == 0
