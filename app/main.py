@@ -2,6 +2,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
 from pathlib import Path
 
 import anyio.to_thread
@@ -61,6 +62,7 @@ CORS_RESPONSE_HEADERS = ["ETag", "Location", "X-Request-ID", "Idempotent-Replaye
 GC_YOUNG_THRESHOLD = 10_000
 
 
+@cache  # the migrations a process ships with do not change while it runs
 def migration_head() -> str:
     config = Config(str(PROJECT_ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))

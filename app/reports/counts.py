@@ -9,8 +9,9 @@ and two producers can be compared number for number. What a report shows of them
 controls, the average score, every tier named) is derived at rendering.
 
 Stored readiness is as of each system's last evaluation; systems whose answer time has
-made stale since are counted as stored, except for drift, which judges them afresh (as
-the drift report does).
+made stale since, or that a release of other rules left to re-evaluate
+(app.readiness.reevaluation), are counted as stored, except for drift, which judges them
+afresh (as the drift report does).
 """
 
 from collections.abc import Iterable, Mapping

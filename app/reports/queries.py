@@ -10,12 +10,12 @@ from sqlalchemy import ColumnElement, Select, and_, func, or_, select, true
 from sqlmodel import Session, col
 
 from app.lifecycle.stages import GateStage, Stage
-from app.models import Evidence, Pilot, PilotResult, ReadinessBlocker, System, SystemLabel
+from app.models import Evidence, Pilot, PilotResult, ReadinessBlocker, System
 from app.policies import service as policy_service
 from app.readiness import service as readiness_service
 from app.readiness.tiers import TIER_ORDER
 from app.reports.counts import HEADING_FOR, Need, PortfolioCounts, nonzero
-from app.systems.service import SystemFilters
+from app.systems.service import SystemFilters, matching
 
 
 def _scope(filters: SystemFilters) -> Select[int | None]:
@@ -23,19 +23,7 @@ def _scope(filters: SystemFilters) -> Select[int | None]:
     if filters.ready_for:
         # Reports count stored gate readiness themselves; no report takes this filter.
         raise ValueError("reports do not filter by ready_for")
-    query = select(col(System.id))
-    if filters.stage:
-        query = query.where(col(System.stage) == filters.stage)
-    if filters.risk_tier:
-        query = query.where(col(System.risk_tier) == filters.risk_tier)
-    if filters.owner_team:
-        query = query.where(col(System.owner_team) == filters.owner_team)
-    for name, value in filters.labels:
-        labelled = select(col(SystemLabel.system_id)).where(
-            col(SystemLabel.name) == name, col(SystemLabel.value) == value
-        )
-        query = query.where(col(System.id).in_(labelled))
-    return query
+    return matching(select(col(System.id)), filters)
 
 
 def within(column: Any, filters: SystemFilters) -> ColumnElement[bool]:

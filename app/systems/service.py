@@ -1,8 +1,8 @@
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, delete
+from sqlalchemy import Select, bindparam, delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -16,6 +16,8 @@ from app.policies import service as policy_service
 from app.readiness import service as readiness_service
 from app.readiness.tiers import Tier, derive_tier
 from app.systems.schemas import MAX_LABELS, SystemCreate, SystemPatch
+
+Narrowed = TypeVar("Narrowed", bound=Select[Any])
 
 # Fields a merge patch may name that map one-to-one onto a column.
 _PLAIN_FIELDS = ("name", "description", "purpose", "scope", "oversight", "external_ref")
@@ -154,12 +156,9 @@ class SystemFilters:
     ready_for: str | None = None
 
 
-def list_systems(
-    session: Session, *, filters: SystemFilters, after: int | None, limit: int
-) -> list[System]:
-    query = select(System).order_by(col(System.id)).limit(limit + 1)
-    if after is not None:
-        query = query.where(col(System.id) > after)
+def matching(query: Narrowed, filters: SystemFilters) -> Narrowed:
+    """`query` narrowed to the systems of the filters' stage, tier, owner team and labels
+    (`ready_for` is left to the caller)."""
     if filters.stage:
         query = query.where(col(System.stage) == filters.stage)
     if filters.risk_tier:
@@ -168,10 +167,19 @@ def list_systems(
         query = query.where(col(System.owner_team) == filters.owner_team)
     for name, value in filters.labels:
         labelled = select(col(SystemLabel.system_id)).where(
-            col(SystemLabel.name) == name,
-            col(SystemLabel.value) == value,
+            col(SystemLabel.name) == name, col(SystemLabel.value) == value
         )
         query = query.where(col(System.id).in_(labelled))
+    return query
+
+
+def list_systems(
+    session: Session, *, filters: SystemFilters, after: int | None, limit: int
+) -> list[System]:
+    query = select(System).order_by(col(System.id)).limit(limit + 1)
+    if after is not None:
+        query = query.where(col(System.id) > after)
+    query = matching(query, filters)
     if filters.ready_for == "pilot":
         query = query.where(col(System.pilot_ready))
     elif filters.ready_for == "production":

@@ -257,6 +257,19 @@ def test_make_reevaluate_stores_the_answers_of_other_rules_anew(
     assert history[1]["rules_version"] == new_version - 1
 
 
+def _another_worker(database_url: str, clock: FakeClock, **settings: Any) -> FastAPI:
+    """An app on the same database, as a worker of the upgraded release starts."""
+    return create_app(
+        Settings(
+            database_url=database_url,
+            readiness_bootstrap_admin_key=ADMIN_SECRET,  # type: ignore[arg-type]
+            readiness_mirror_warmup=False,
+            **settings,
+        ),
+        clock=clock,
+    )
+
+
 def test_each_worker_reevaluates_answers_of_other_rules_at_start_up(
     client: TestClient,
     pipeline: dict[str, str],
@@ -270,14 +283,7 @@ def test_each_worker_reevaluates_answers_of_other_rules_at_start_up(
 
     monkeypatch.setitem(scoring.POINTS, ControlStatus.partial, 0.0)
     monkeypatch.setattr(rules_version, "RULES_VERSION", rules_version.RULES_VERSION + 1)
-    upgraded = create_app(
-        Settings(
-            database_url=database_url,
-            readiness_bootstrap_admin_key=ADMIN_SECRET,  # type: ignore[arg-type]
-            readiness_mirror_warmup=False,
-        ),
-        clock=clock,
-    )
+    upgraded = _another_worker(database_url, clock)
     try:
         with TestClient(upgraded):
             deadline = time.monotonic() + 10
@@ -299,15 +305,7 @@ def test_reevaluation_at_start_up_can_be_turned_off(
 ) -> None:
     _partly_ready(client, pipeline, "sys-off")
     monkeypatch.setattr(rules_version, "RULES_VERSION", rules_version.RULES_VERSION + 1)
-    upgraded = create_app(
-        Settings(
-            database_url=database_url,
-            readiness_bootstrap_admin_key=ADMIN_SECRET,  # type: ignore[arg-type]
-            readiness_mirror_warmup=False,
-            readiness_reevaluate_on_start=False,
-        ),
-        clock=clock,
-    )
+    upgraded = _another_worker(database_url, clock, readiness_reevaluate_on_start=False)
     try:
         with TestClient(upgraded) as upgraded_client:
             assert upgraded_client.get("/healthz").status_code == 200
