@@ -15,20 +15,10 @@ from sqlmodel import Session, col, select
 from app.lifecycle.stages import GateStage
 from app.models import ReadinessSnapshot, System
 from app.readiness import service as readiness_service
-from tests.conftest import FakeClock, auth
+from tests.conftest import FakeClock
 from tests.factories import approve, make_system, meet_every_control, record_evidence, transition
 
 Headers = dict[str, str]
-
-
-@pytest.fixture
-def approvers(client: TestClient, admin: Headers) -> list[Headers]:
-    made = []
-    for name in ("risk-office", "service-owner"):
-        body = {"name": name, "role": "approver"}
-        secret = client.post("/v1/api-keys", json=body, headers=admin).json()["key"]
-        made.append(auth(secret))
-    return made
 
 
 def moved(client: TestClient, headers: Headers, *, key: str, to: str, **fields: Any) -> datetime:

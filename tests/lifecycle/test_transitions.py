@@ -1,10 +1,9 @@
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import FakeClock, auth
+from tests.conftest import FakeClock
 from tests.factories import (
     approve,
     make_system,
@@ -26,16 +25,6 @@ def denied(response: Any) -> set[tuple[str, str | None]]:
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["type"].endswith("/gate-denied")
     return codes(response)
-
-
-@pytest.fixture
-def approvers(client: TestClient, admin: Headers) -> list[Headers]:
-    made = []
-    for name in ("risk-office", "service-owner"):
-        body = {"name": name, "role": "approver"}
-        secret = client.post("/v1/api-keys", json=body, headers=admin).json()["key"]
-        made.append(auth(secret))
-    return made
 
 
 def test_minimal_walk(client: TestClient, pipeline: Headers) -> None:

@@ -190,9 +190,9 @@ def _partly_ready(client: TestClient, pipeline: dict[str, str], key: str) -> Non
         record_evidence(client, pipeline, key=key, control=control, status="partial")
 
 
-@pytest.fixture
-def partial_scores_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Code of a later release, whose scoring rule counts partial evidence as nothing."""
+def upgrade_to_later_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From here on the code is that of a later release, whose scoring rule counts partial
+    evidence as nothing, and whose rules version says so."""
     monkeypatch.setitem(scoring.POINTS, ControlStatus.partial, 0.0)
     monkeypatch.setattr(rules_version, "RULES_VERSION", rules_version.RULES_VERSION + 1)
 
@@ -210,8 +210,7 @@ def test_an_answer_stored_by_other_rules_is_never_served(
     stored_score, stored_version, _ = _stored(engine, "sys-rules")
     assert (stored_score, stored_version) == (before["score"], rules_version.RULES_VERSION)
 
-    monkeypatch.setitem(scoring.POINTS, ControlStatus.partial, 0.0)
-    monkeypatch.setattr(rules_version, "RULES_VERSION", rules_version.RULES_VERSION + 1)
+    upgrade_to_later_rules(monkeypatch)
 
     after = readiness(client, viewer, key="sys-rules")
     assert after["rules_version"] == rules_version.RULES_VERSION
@@ -235,8 +234,7 @@ def test_make_reevaluate_stores_the_answers_of_other_rules_anew(
         _partly_ready(client, pipeline, key)
     old = {key: readiness(client, viewer, key=key)["score"] for key in ("sys-a", "sys-b", "sys-c")}
 
-    monkeypatch.setitem(scoring.POINTS, ControlStatus.partial, 0.0)
-    monkeypatch.setattr(rules_version, "RULES_VERSION", rules_version.RULES_VERSION + 1)
+    upgrade_to_later_rules(monkeypatch)
     new_version = rules_version.RULES_VERSION
 
     done: list[int] = []
@@ -281,8 +279,7 @@ def test_each_worker_reevaluates_answers_of_other_rules_at_start_up(
     _partly_ready(client, pipeline, "sys-start")
     old_score = _stored(engine, "sys-start")[0]
 
-    monkeypatch.setitem(scoring.POINTS, ControlStatus.partial, 0.0)
-    monkeypatch.setattr(rules_version, "RULES_VERSION", rules_version.RULES_VERSION + 1)
+    upgrade_to_later_rules(monkeypatch)
     upgraded = _another_worker(database_url, clock)
     try:
         with TestClient(upgraded):
@@ -304,7 +301,7 @@ def test_reevaluation_at_start_up_can_be_turned_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _partly_ready(client, pipeline, "sys-off")
-    monkeypatch.setattr(rules_version, "RULES_VERSION", rules_version.RULES_VERSION + 1)
+    upgrade_to_later_rules(monkeypatch)
     upgraded = _another_worker(database_url, clock, readiness_reevaluate_on_start=False)
     try:
         with TestClient(upgraded) as upgraded_client:
