@@ -37,9 +37,10 @@ test: install
 	$(BIN)/pytest -m "not contract"
 
 # The quick loop while editing: everything but the contract tests and the `slow` ones (those
-# that start a server or another process, wait on real time, or sweep hundreds of requests).
+# that start a server or another process, wait on real time, or sweep hundreds of requests),
+# on two worker processes (each with its own database; TEST_DATABASE_URL names the server).
 test-fast: install
-	$(BIN)/pytest -m "not slow and not contract"
+	$(BIN)/pytest -m "not slow and not contract" -n 2
 
 lint: install
 	$(BIN)/ruff check .

@@ -81,6 +81,7 @@ class StaleRulesReevaluation(BackgroundThread):
         self._clock = clock
 
     def run(self, stop: threading.Event) -> None:
+        failed = False
         while not stop.is_set():
             try:
                 # Read first: on SQLite a write transaction takes the write lock even when
@@ -89,7 +90,14 @@ class StaleRulesReevaluation(BackgroundThread):
                     return
                 stored = reevaluate(self._database, clock=self._clock, stop=stop)
             except Exception as exc:
-                logger.warning("answers of other rules not re-evaluated yet (%s)", reason(exc))
+                if not failed:  # once, not every few seconds while the database is away
+                    logger.warning(
+                        "answers of other rules not re-evaluated yet (%s): trying again every"
+                        " %s s",
+                        reason(exc),
+                        RETRY_S,
+                    )
+                failed = True
                 stop.wait(RETRY_S)
             else:
                 if stored:
