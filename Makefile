@@ -12,7 +12,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: install run test test-fast lint docker-lint fmt migrate reevaluate revision openapi contract \
-	bench bench-scale
+	bench bench-pg bench-scale
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -100,6 +100,10 @@ contract: install openapi/node_modules/.installed
 bench: install
 	$(BIN)/python bench/run.py
 	@if [ "$(BENCH_SCALE)" = "1" ]; then $(MAKE) --no-print-directory bench-scale; fi
+
+# The same read, write and gate check on PostgreSQL with two workers each, and cold starts.
+bench-pg: install
+	$(BIN)/python bench/pg.py
 
 bench-scale: install
 	$(BIN)/python bench/scale.py
