@@ -2,12 +2,9 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import cache
 from pathlib import Path
 
 import anyio.to_thread
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
@@ -60,15 +57,6 @@ CORS_RESPONSE_HEADERS = ["ETag", "Location", "X-Request-ID", "Idempotent-Replaye
 
 
 GC_YOUNG_THRESHOLD = 10_000
-
-
-@cache  # the migrations a process ships with do not change while it runs
-def migration_head() -> str:
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
-    head = ScriptDirectory.from_config(config).get_current_head()
-    assert head is not None
-    return head
 
 
 def operation_id(route: APIRoute) -> str:
@@ -162,7 +150,6 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.state.identities = identities
     app.state.clock = clock
     app.state.mirror_warmup = warmup
-    app.state.migration_head = migration_head()
 
     install_error_handlers(app)
     # Innermost, so a 500 passes through every other middleware like any answer.
