@@ -55,7 +55,7 @@ import psycopg  # noqa: E402
 from run import log_summary, migrate, serve  # noqa: E402
 from sqlalchemy import create_engine  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
-from sqlmodel import Session, col, select  # noqa: E402
+from sqlmodel import Session, col, func, select  # noqa: E402
 
 from app.auth.roles import Role  # noqa: E402
 from app.auth.service import hash_key, new_secret  # noqa: E402
@@ -430,7 +430,8 @@ def store_readiness(database_url: str, count: int, evaluated_at: datetime) -> No
         connection.execute(
             "CREATE TEMPORARY TABLE stored_readiness (id integer PRIMARY KEY, score float,"
             " level text, pilot_ready boolean, production_ready boolean, document text,"
-            " policy_version integer, valid_until timestamptz) ON COMMIT DROP"
+            " policy_version integer, rules_version integer, valid_until timestamptz)"
+            " ON COMMIT DROP"
         )
         with Session(engine) as session:
             for first in range(1, count + 1, EVALUATE_BATCH):
@@ -453,7 +454,7 @@ def store_readiness(database_url: str, count: int, evaluated_at: datetime) -> No
                     stored.append(
                         (system_id, evaluation.score, evaluation.level.value, pilot_ready,
                          production_ready, readiness.model_dump_json(), readiness.policy_version,
-                         evaluation.valid_until)
+                         readiness.rules_version, evaluation.valid_until)
                     )  # fmt: skip
                     blockers.extend(
                         (system_id, gate.value, item.code.value, item.control)
@@ -462,14 +463,15 @@ def store_readiness(database_url: str, count: int, evaluated_at: datetime) -> No
                     )
                     snapshots.append(
                         (system_id, evaluation.score, evaluation.level.value, pilot_ready,
-                         production_ready, readiness.policy_version, readiness.evaluated_at)
+                         production_ready, readiness.policy_version, readiness.rules_version,
+                         readiness.evaluated_at)
                     )  # fmt: skip
                 session.expunge_all()
                 _copy(
                     connection,
                     "stored_readiness",
                     ["id", "score", "level", "pilot_ready", "production_ready", "document",
-                     "policy_version", "valid_until"],
+                     "policy_version", "rules_version", "valid_until"],
                     stored,
                 )  # fmt: skip
                 _copy(connection, "readiness_blockers", ["system_id", "gate", "code", "control"],
@@ -478,13 +480,14 @@ def store_readiness(database_url: str, count: int, evaluated_at: datetime) -> No
                     connection,
                     "readiness_snapshots",
                     ["system_id", "score", "level", "pilot_ready", "production_ready",
-                     "policy_version", "recorded_at"],
+                     "policy_version", "rules_version", "recorded_at"],
                     snapshots,
                 )  # fmt: skip
         connection.execute(
             "UPDATE systems SET score = r.score, level = r.level, pilot_ready = r.pilot_ready,"
             " production_ready = r.production_ready, readiness_document = r.document,"
-            " readiness_policy_version = r.policy_version, readiness_valid_until = r.valid_until"
+            " readiness_policy_version = r.policy_version,"
+            " readiness_rules_version = r.rules_version, readiness_valid_until = r.valid_until"
             " FROM stored_readiness r WHERE systems.id = r.id"
         )
         connection.commit()
@@ -506,6 +509,12 @@ def check_stored(database_url: str, evaluated_at: datetime, sample: int = 50) ->
             )
             if got != want:
                 raise SystemExit(f"stored readiness of {system.key} is {got}, evaluation {want}")
+        # Answers of other rules would all be judged afresh, which is not what is measured.
+        others = session.exec(
+            select(func.count()).select_from(System).where(readiness_service.other_rules())
+        ).one()
+        if others:
+            raise SystemExit(f"{others} stored answers carry another rules version")
     engine.dispose()
 
 
