@@ -34,8 +34,9 @@ DENIED_CODE = 403
 DENIED_REASON = "Forbidden"
 # Release.version's bound; longer annotations are refused rather than cut.
 MAX_RELEASE = 200
-# Kubernetes may cut longer warnings (256 characters); it asks for 120 at most.
-MAX_WARNING = 120
+# The API server may cut a warning past 256 characters. (Kubernetes asks for 120 where it
+# can: the service's warnings are, unless a name is long.)
+MAX_WARNING = 256
 
 
 class InvalidAdmissionReview(BadRequest):
@@ -151,10 +152,12 @@ def read_target(request: AdmissionRequest) -> Target | AdmissionResponse:
             f" use one of: {stages} (default {DEFAULT_STAGE.value}).",
         )
     release_name = annotations.get(RELEASE_ANNOTATION, "").strip()
-    if len(release_name) > MAX_RELEASE:
+    if len(release_name) > MAX_RELEASE or "\x00" in release_name:
+        # Recorded with the gate check: what Release.version and the database can hold.
         return deny(
             uid,
-            f"readiness: {RELEASE_ANNOTATION} is longer than {MAX_RELEASE} characters.",
+            f"readiness: {RELEASE_ANNOTATION} must be at most {MAX_RELEASE} characters,"
+            " without NUL.",
         )
     release = Release(version=release_name) if release_name else None
     return Target(system=system, stage=stage, release=release)

@@ -219,7 +219,8 @@ def test_an_unknown_system_is_denied(client: TestClient, viewer: Headers) -> Non
         (gate("drafty", "staging"), "'staging' is not a stage with a gate; use one of: pilot,"),
         (gate("drafty", "proposed"), "'proposed' is not a stage with a gate"),
         (gate("Drafty_Bot"), "'Drafty_Bot' is not a system key"),
-        (gate("drafty", release="r" * 201), "readiness/release is longer than 200"),
+        (gate("drafty", release="r" * 201), "readiness/release must be at most 200"),
+        (gate("drafty", release="2.4\x001"), "readiness/release must be at most 200"),
     ],
 )
 def test_annotations_that_are_not_valid_are_denied(
