@@ -86,7 +86,7 @@ ANSWER_EXAMPLES: dict[str, Any] = {
                 "reason": "Forbidden",
                 "message": (
                     "readiness: claims-triage may not run as production (stage pilot, policy"
-                    " v1, gate check 119): score 64.7 (needs 80), blocking: control_missing"
+                    " v1, gate check 119): score 94.1 (needs 85), blocking: control_missing"
                     " monitoring; approvals_missing"
                 ),
             },
