@@ -31,4 +31,3 @@ def test_the_service_starts_without_the_libraries_it_needs_only_later(tmp_path: 
     )
     assert finished.returncode == 0, finished.stderr
     assert json.loads(finished.stdout.splitlines()[-1]) == []
-
