@@ -115,9 +115,11 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def mirror_warmup() -> bool:
-    """Whether the app builds its readiness mirror at start-up, as it does in production;
-    `@pytest.mark.parametrize("mirror_warmup", [False])` leaves it unbuilt."""
-    return True
+    """Whether the app builds its readiness mirror at start-up, as it does in production.
+    Off here, where no test reads a report: the reports and metrics tests turn it on
+    (their conftest.py), and `@pytest.mark.parametrize("mirror_warmup", [False])` there
+    leaves it unbuilt. The two ways of counting agree (tests/reports/test_counts.py)."""
+    return False
 
 
 @pytest.fixture
