@@ -28,6 +28,7 @@ from app.events.router import router as events_router
 from app.evidence.router import router as evidence_router
 from app.health.router import router as health_router
 from app.idempotency.middleware import Idempotency
+from app.integrations.mlflow.router import router as mlflow_router
 from app.lifecycle.router import router as lifecycle_router
 from app.metrics.router import router as metrics_router
 from app.middleware import (
@@ -208,6 +209,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         events_router,
         reports_router,
         badges_router,
+        mlflow_router,
     ):
         app.include_router(router)
     install_openapi(app)
