@@ -17,6 +17,9 @@ logger = logging.getLogger(__name__)
 ALIAS_PATH = "/api/2.0/mlflow/registered-models/alias"
 SET_VERSION_TAG_PATH = "/api/2.0/mlflow/model-versions/set-tag"
 GATE_TAG = "readiness.gate"
+# How MLflow answers a GET of an alias that is not set (400 INVALID_PARAMETER_VALUE) or of a
+# model that does not exist (404 RESOURCE_DOES_NOT_EXIST).
+GONE = frozenset({400, 404})
 # Per call; MLflow waits 30 s for the webhook's answer by default, and this takes three calls
 # at most.
 TIMEOUT = httpx.Timeout(5.0)
@@ -34,7 +37,7 @@ class _Calls:
         except httpx.HTTPError as exc:
             self._failed(f"{method} {path}: {type(exc).__name__}: {exc}")
             return None
-        if response.status_code == 404 and method == "GET":
+        if method == "GET" and response.status_code in GONE:
             return response  # the caller tells "gone" from a failure
         if response.is_error:
             self._failed(f"{method} {path}: HTTP {response.status_code} {response.text[:200]}")

@@ -85,14 +85,21 @@ def test_an_allowed_version_is_tagged_allowed_and_keeps_its_alias(
     assert calls(httpserver) == [tag("allowed", "3")]
 
 
-@pytest.mark.parametrize("now_on", ["8", None])
+# What MLflow answers for an alias that is not set, and for a model that is gone.
+GONE = {
+    400: {"error_code": "INVALID_PARAMETER_VALUE", "message": "alias champion not found."},
+    404: {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "model not found"},
+}
+
+
+@pytest.mark.parametrize("now_on", ["8", 400, 404])
 def test_an_alias_that_moved_on_or_is_gone_is_left_alone(
-    client: TestClient, admin: Headers, send: Send, httpserver: HTTPServer, now_on: str | None
+    client: TestClient, admin: Headers, send: Send, httpserver: HTTPServer, now_on: str | int
 ) -> None:
     make_system(client, admin, key="drafty", tier="minimal", external_ref=REF)
-    if now_on is None:
+    if isinstance(now_on, int):
         httpserver.expect_request(ALIAS, method="GET").respond_with_json(
-            {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "gone"}, status=404
+            GONE[now_on], status=now_on
         )
     else:
         aliased(httpserver, now_on)  # set on another version since
