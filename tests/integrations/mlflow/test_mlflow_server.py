@@ -7,6 +7,7 @@ skipped, unless READINESS_REQUIRE_MLFLOW=1 (CI) makes that a failure."""
 
 import base64
 import os
+import re
 import signal
 import subprocess
 import time
@@ -25,9 +26,7 @@ from tests.factories import make_system, meet_every_control
 from tests.integrations.mlflow.conftest import SECRET, WEBHOOK
 from tests.serving import free_port, make_run_server
 
-pytestmark = [pytest.mark.mlflow, pytest.mark.slow]
-
-MLFLOW_VERSION = "3.17.2"  # the Makefile's MLFLOW_VERSION
+MLFLOW_VERSION = "3.17.2"
 MLFLOW_BIN = PROJECT_ROOT / ".mlflow-venv" / "bin"
 MODEL = "claims-summariser"
 T = TypeVar("T")
@@ -79,16 +78,36 @@ def mlflow_bin() -> Path:
     except subprocess.TimeoutExpired as exc:
         failed, output = True, f"timed out after {exc.timeout} s"
     if failed:
-        tail = "\n".join(output.strip().splitlines()[-5:])
-        reason = (
-            f"`make mlflow-env` could not install mlflow=={MLFLOW_VERSION} into .mlflow-venv"
-            f" (no package registry reachable?):\n{tail}"
-        )
-        if os.environ.get("READINESS_REQUIRE_MLFLOW") == "1":
-            pytest.fail(f"READINESS_REQUIRE_MLFLOW=1: {reason}")
-        pytest.skip(reason)
+        not_built(output)
     print(f"mlflow-env ready in {time.monotonic() - started:.1f} s")
     return MLFLOW_BIN
+
+
+def not_built(output: str) -> None:
+    """Skip (a laptop without a registry), or fail where READINESS_REQUIRE_MLFLOW=1 (CI)."""
+    tail = "\n".join(output.strip().splitlines()[-5:])
+    reason = (
+        f"`make mlflow-env` could not install mlflow=={MLFLOW_VERSION} into .mlflow-venv"
+        f" (no package registry reachable?):\n{tail}"
+    )
+    if os.environ.get("READINESS_REQUIRE_MLFLOW") == "1":
+        pytest.fail(f"READINESS_REQUIRE_MLFLOW=1: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.mark.parametrize(
+    ("required", "outcome"), [("1", pytest.fail.Exception), ("", pytest.skip.Exception)]
+)
+def test_without_mlflow_the_end_to_end_test_is_skipped_unless_required(
+    monkeypatch: pytest.MonkeyPatch, required: str, outcome: type[BaseException]
+) -> None:
+    monkeypatch.setenv("READINESS_REQUIRE_MLFLOW", required)
+    with pytest.raises(outcome, match=re.escape(f"could not install mlflow=={MLFLOW_VERSION}")):
+        not_built("error: Failed to fetch mlflow: Connection refused")
+
+
+def test_the_version_is_the_one_make_mlflow_env_installs() -> None:
+    assert f"MLFLOW_VERSION := {MLFLOW_VERSION}\n" in (PROJECT_ROOT / "Makefile").read_text()
 
 
 def eventually(check: Callable[[], T | None], *, within: float = 10.0) -> T:
@@ -200,6 +219,8 @@ class Registry:
         return {tag["key"]: tag["value"] for tag in found["model_version"].get("tags", [])}
 
 
+@pytest.mark.mlflow
+@pytest.mark.slow
 def test_an_alias_set_in_mlflow_is_gated_by_the_service(
     mlflow_bin: Path, app: FastAPI, database_url: str, tmp_path: Path
 ) -> None:
