@@ -57,7 +57,7 @@ class AliasCreated(BaseModel):
     version: VersionName
 
 
-class Outcome(StrEnum):
+class DeliveryOutcome(StrEnum):
     allowed = "allowed"
     denied = "denied"
     ignored = "ignored"
@@ -72,9 +72,11 @@ class SystemDecision(BaseModel):
         description="Whether the system may take this version into the alias's stage."
     )
     blocking: list[BlockingItemRead]
+    # Optional in the document: FastAPI leaves nulls out of examples.
     transition_id: int | None = Field(
+        default=None,
         description="The transition recorded; null when the system did not move (denied, or"
-        " already in that stage or past it)."
+        " already in that stage or past it).",
     )
 
 
@@ -97,7 +99,8 @@ class MlflowWebhookResult(BaseModel):
                 {
                     "delivery_id": "0b7f4a52-7f35-4f7e-9f3c-2f4cf5d1d6a1",
                     "outcome": "denied",
-                    "detail": "claims-triage may not take claims-triage version 3 into production.",
+                    "detail": "claims-triage version 3 may not be champion (production)."
+                    " claims-triage is blocked by 1 item(s).",
                     "model": "claims-triage",
                     "version": "3",
                     "alias": "champion",
@@ -111,11 +114,10 @@ class MlflowWebhookResult(BaseModel):
                             "blocking": [
                                 {
                                     "code": "approvals_missing",
-                                    "control": None,
-                                    "detail": "production needs 1 approval(s); 0 recorded",
+                                    "detail": "1 approval(s) from distinct approvers needed"
+                                    " for production, 0 valid",
                                 }
                             ],
-                            "transition_id": None,
                         }
                     ],
                     "mlflow": {"alias_removed": True, "tag": "denied", "errors": []},
@@ -125,7 +127,7 @@ class MlflowWebhookResult(BaseModel):
     )
 
     delivery_id: str
-    outcome: Outcome = Field(
+    outcome: DeliveryOutcome = Field(
         description="`allowed`: every linked system may take the version (and moved where"
         " its stage is before the alias's); `denied`: a gate blocks; `ignored`: another event,"
         " an alias mapped to no stage, or a model no system is linked to; `replayed`: this"

@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 from app.auth.roles import ActorKind, Principal, Role
 from app.events import service as events
 from app.events.service import EventType
-from app.integrations.mlflow.schemas import AliasCreated, Outcome, SystemDecision
+from app.integrations.mlflow.schemas import AliasCreated, DeliveryOutcome, SystemDecision
 from app.lifecycle import service as lifecycle_service
 from app.lifecycle.schemas import GateCheckCreate, Release, TransitionCreate
 from app.lifecycle.stages import GateStage, Stage, gate_for
@@ -53,7 +53,7 @@ class Received:
     """What a delivery did, for the answer; `verdict` is the `readiness.gate` tag to set on
     the version in MLflow (None: nothing to tell MLflow)."""
 
-    outcome: Outcome
+    outcome: DeliveryOutcome
     detail: str
     systems: list[SystemDecision] = field(default_factory=list)
     verdict: str | None = None
@@ -126,16 +126,19 @@ def receive(
 ) -> Received:
     """Handle one verified delivery (`alias` is its data when it is an alias's creation)."""
     if not take_delivery(session, delivery_id, now=now):
-        return Received(Outcome.replayed, f"Delivery {delivery_id} was taken before.")
+        return Received(DeliveryOutcome.replayed, f"Delivery {delivery_id} was taken before.")
     if (entity, action) != ALIAS_CREATED or alias is None:
-        return Received(Outcome.ignored, f"{entity}.{action} deliveries are not acted on.")
+        return Received(DeliveryOutcome.ignored, f"{entity}.{action} deliveries are not acted on.")
     target = stages.get(alias.alias)
     if target is None:
-        return Received(Outcome.ignored, f"The alias '{alias.alias}' is mapped to no stage.")
+        return Received(
+            DeliveryOutcome.ignored, f"The alias '{alias.alias}' is mapped to no stage."
+        )
     systems = linked_systems(session, alias.name)
     if not systems:
         return Received(
-            Outcome.ignored, f"No system is linked to {external_ref(alias.name)} (external_ref)."
+            DeliveryOutcome.ignored,
+            f"No system is linked to {external_ref(alias.name)} (external_ref).",
         )
 
     the_release = release(alias)
@@ -214,7 +217,7 @@ def receive(
                 transition_id=transition_id,
             )
         )
-    outcome = Outcome.allowed if every_one_may else Outcome.denied
+    outcome = DeliveryOutcome.allowed if every_one_may else DeliveryOutcome.denied
     verb = "may" if every_one_may else "may not"
     lead = f"{alias.name} version {alias.version} {verb} be {alias.alias} ({target.value})."
     return Received(outcome, " ".join([lead, *notes]), decisions, verdict=outcome.value)
