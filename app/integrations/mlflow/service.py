@@ -31,11 +31,15 @@ EXTERNAL_REF_PREFIX = "mlflow:models/"
 # not be kept long to spot a replay; a day leaves room for clocks that disagree.
 DELIVERY_RETENTION = timedelta(days=1)
 
+# The id comes back only when this insert took it (rowcount is no help: psycopg reports -1
+# for such an insert).
 _TAKE = {
-    "postgresql": postgresql.insert(MlflowDelivery).on_conflict_do_nothing(
-        index_elements=["delivery_id"]
-    ),
-    "sqlite": sqlite.insert(MlflowDelivery).on_conflict_do_nothing(index_elements=["delivery_id"]),
+    "postgresql": postgresql.insert(MlflowDelivery)
+    .on_conflict_do_nothing(index_elements=["delivery_id"])
+    .returning(col(MlflowDelivery.delivery_id)),
+    "sqlite": sqlite.insert(MlflowDelivery)
+    .on_conflict_do_nothing(index_elements=["delivery_id"])
+    .returning(col(MlflowDelivery.delivery_id)),
 }
 
 
@@ -64,12 +68,12 @@ def take_delivery(session: Session, delivery_id: str, *, now: datetime) -> bool:
     still committing: on PostgreSQL the insert waits for the other transaction's outcome)."""
     connection = session.connection()
     taken = connection.execute(
-        _TAKE[connection.dialect.name].values(delivery_id=delivery_id, received_at=now)
-    )
+        _TAKE[connection.dialect.name], {"delivery_id": delivery_id, "received_at": now}
+    ).first()
     connection.execute(
         delete(MlflowDelivery).where(col(MlflowDelivery.received_at) < now - DELIVERY_RETENTION)
     )
-    return bool(taken.rowcount == 1)
+    return taken is not None
 
 
 def linked_systems(session: Session, model: str) -> list[System]:
