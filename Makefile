@@ -12,7 +12,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: install run test test-fast lint docker-lint fmt migrate reevaluate revision openapi contract \
-	bench bench-scale mlflow-env
+	bench bench-pg bench-scale mlflow-env
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -51,9 +51,10 @@ test: install
 	$(BIN)/pytest -m "not contract"
 
 # The quick loop while editing: everything but the contract tests and the `slow` ones (those
-# that start a server or another process, wait on real time, or sweep hundreds of requests).
+# that start a server or another process, wait on real time, or sweep hundreds of requests),
+# on two worker processes (each with its own database; TEST_DATABASE_URL names the server).
 test-fast: install
-	$(BIN)/pytest -m "not slow and not contract"
+	$(BIN)/pytest -m "not slow and not contract" -n 2
 
 lint: install
 	$(BIN)/ruff check .
@@ -113,6 +114,10 @@ contract: install openapi/node_modules/.installed
 bench: install
 	$(BIN)/python bench/run.py
 	@if [ "$(BENCH_SCALE)" = "1" ]; then $(MAKE) --no-print-directory bench-scale; fi
+
+# The same read, write and gate check on PostgreSQL with two workers each, and cold starts.
+bench-pg: install
+	$(BIN)/python bench/pg.py
 
 bench-scale: install
 	$(BIN)/python bench/scale.py

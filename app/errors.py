@@ -206,13 +206,14 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    errors = list(exc.errors())
-    if any(error.get("type") == "json_invalid" for error in errors):
-        return problem_response(
-            400, "malformed-json", "Malformed JSON", "The request body is not valid JSON."
-        )
+def is_malformed_json(exc: RequestValidationError) -> bool:
+    """The body did not parse as JSON (400 `malformed-json`), rather than some field."""
+    return any(error.get("type") == "json_invalid" for error in exc.errors())
+
+
+def field_errors(exc: RequestValidationError) -> tuple[str, list[dict[str, str]]]:
+    """A validation failure as problem details name it: a one-line `detail`, and `errors`,
+    each `{field, location, message, code}`."""
     items = [
         {
             "field": _field_name(tuple(error.get("loc", ()))),
@@ -220,9 +221,19 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
             "message": str(error.get("msg", "")),
             "code": str(error.get("type", "")),
         }
-        for error in errors
+        for error in exc.errors()
     ]
     detail = "; ".join(f"{item['field'] or item['location']}: {item['message']}" for item in items)
+    return detail, items
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    if is_malformed_json(exc):
+        return problem_response(
+            400, "malformed-json", "Malformed JSON", "The request body is not valid JSON."
+        )
+    detail, items = field_errors(exc)
     return problem_response(
         422, "validation-error", "The request is not valid", detail, errors=items
     )

@@ -2,12 +2,9 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import cache
 from pathlib import Path
 
 import anyio.to_thread
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
@@ -28,6 +25,7 @@ from app.events.router import router as events_router
 from app.evidence.router import router as evidence_router
 from app.health.router import router as health_router
 from app.idempotency.middleware import Idempotency
+from app.integrations.kubernetes.router import router as kubernetes_router
 from app.integrations.mlflow.router import router as mlflow_router
 from app.lifecycle.router import router as lifecycle_router
 from app.metrics.router import router as metrics_router
@@ -61,15 +59,6 @@ CORS_RESPONSE_HEADERS = ["ETag", "Location", "X-Request-ID", "Idempotent-Replaye
 
 
 GC_YOUNG_THRESHOLD = 10_000
-
-
-@cache  # the migrations a process ships with do not change while it runs
-def migration_head() -> str:
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
-    head = ScriptDirectory.from_config(config).get_current_head()
-    assert head is not None
-    return head
 
 
 def operation_id(route: APIRoute) -> str:
@@ -163,7 +152,6 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.state.identities = identities
     app.state.clock = clock
     app.state.mirror_warmup = warmup
-    app.state.migration_head = migration_head()
 
     install_error_handlers(app)
     # Innermost, so a 500 passes through every other middleware like any answer.
@@ -209,6 +197,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         events_router,
         reports_router,
         badges_router,
+        kubernetes_router,
         mlflow_router,
     ):
         app.include_router(router)

@@ -2,6 +2,7 @@
 --   bare      GET /
 --   readiness GET /v1/systems/{random key}/readiness
 --   evidence  PUT /v1/systems/{random key}/evidence/{random control}
+--   gate      POST /v1/systems/{random key}/gate-checks (the production gate)
 -- Keys are the seeder's "bench-00001".."bench-NNNNN". done() prints one machine-readable
 -- line, so run.py reads exact counts and microsecond percentiles instead of wrk's rounded,
 -- unit-suffixed text.
@@ -18,6 +19,10 @@ wrk.headers["Authorization"] = "Bearer " .. token
 if mode == "evidence" then
   wrk.method = "PUT"
   wrk.body = '{"status":"met","summary":"bench"}'
+  wrk.headers["Content-Type"] = "application/json"
+elseif mode == "gate" then
+  wrk.method = "POST"
+  wrk.body = '{"target_stage":"production"}'
   wrk.headers["Content-Type"] = "application/json"
 end
 
@@ -42,6 +47,8 @@ function request()
   elseif mode == "evidence" then
     local control = controls[math.random(#controls)]
     return wrk.format(nil, "/v1/systems/" .. system_key() .. "/evidence/" .. control)
+  elseif mode == "gate" then
+    return wrk.format(nil, "/v1/systems/" .. system_key() .. "/gate-checks")
   end
   return wrk.format(nil, "/")
 end

@@ -295,8 +295,8 @@ def wait_until_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def serve(app: str, env: dict[str, str], log: Path, *extra: str) -> Iterator[str]:
-    """One uvicorn worker on a free loopback port; yields the base URL, stops it after.
+def serve(app: str, env: dict[str, str], log: Path, *extra: str, workers: int = 1) -> Iterator[str]:
+    """`workers` uvicorn workers on a free loopback port; yields the base URL, stops it after.
 
     Its output goes to `log`: under load a failing app logs a traceback per request, which
     would bury the figures; `log_summary` condenses it afterwards.
@@ -305,7 +305,8 @@ def serve(app: str, env: dict[str, str], log: Path, *extra: str) -> Iterator[str
     command = [
         sys.executable, "-m", "uvicorn", app, *extra,
         "--host", HOST, "--port", str(port),
-        "--workers", "1", "--loop", "uvloop", "--http", "app.protocol:BoundedHttpToolsProtocol",
+        "--workers", str(workers), "--loop", "uvloop",
+        "--http", "app.protocol:BoundedHttpToolsProtocol",
         "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
     with log.open("wb") as output:
@@ -436,11 +437,13 @@ def oidc_issuer() -> Iterator[Issuer]:
 # --- load --------------------------------------------------------------------------------
 
 
-def run_wrk(wrk: str, base: str, endpoint: Endpoint, token: str, seconds: int) -> Result:
+def run_wrk(
+    wrk: str, base: str, endpoint: Endpoint, token: str, seconds: int, systems: int = SYSTEMS
+) -> Result:
     env = {
         **os.environ,
         "BENCH_MODE": endpoint.mode,
-        "BENCH_SYSTEMS": str(SYSTEMS),
+        "BENCH_SYSTEMS": str(systems),
         "BENCH_TOKEN": token,
         "BENCH_CONTROLS": ",".join(PIPELINE_CONTROLS),
     }
@@ -469,11 +472,12 @@ def run_wrk(wrk: str, base: str, endpoint: Endpoint, token: str, seconds: int) -
     )
 
 
-def measure(wrk: str, base: str, endpoint: Endpoint, token: str) -> Result:
+def measure(wrk: str, base: str, endpoint: Endpoint, token: str, systems: int = SYSTEMS) -> Result:
+    """Requests to the seeded systems' keys, 1..`systems`."""
     print(f"  {endpoint.name}: warm-up {WARMUP_SECONDS} s, then {SECONDS} s", flush=True)
-    # Warm-up fills connection pools, the worker threadpool and SQLite's page cache.
-    run_wrk(wrk, base, endpoint, token, WARMUP_SECONDS)
-    return run_wrk(wrk, base, endpoint, token, SECONDS)
+    # Warm-up fills connection pools, the worker threadpool and the database's page cache.
+    run_wrk(wrk, base, endpoint, token, WARMUP_SECONDS, systems)
+    return run_wrk(wrk, base, endpoint, token, SECONDS, systems)
 
 
 # --- report ------------------------------------------------------------------------------

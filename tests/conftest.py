@@ -4,6 +4,7 @@ with Alembic once per run, emptied before every test, and the real app over http
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import URL, Engine, create_engine, make_url, text
 from sqlmodel import Session, SQLModel
 
 from app.config import Settings
@@ -48,12 +49,35 @@ def alembic_config(url: str) -> Config:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = os.environ.get("TEST_DATABASE_URL")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # set under `pytest -n` (make test-fast)
     if not url:
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    elif worker:
+        # Each worker process empties its database before every test: one of its own, next
+        # to the one named, dropped when the worker is done.
+        with _own_database(make_url(url), worker) as own:
+            command.upgrade(alembic_config(own), "head")
+            yield own
+        return
     command.upgrade(alembic_config(url), "head")
-    return url
+    yield url
+
+
+@contextmanager
+def _own_database(url: URL, worker: str) -> Iterator[str]:
+    name = f"{url.database}_{worker}"
+    server = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        server.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -14,10 +14,9 @@ import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
-import httpx
 import jwt
 from pydantic import (
     BaseModel,
@@ -33,6 +32,11 @@ from pydantic import (
 from app.auth.roles import ActorKind, Principal, Role
 from app.errors import DomainError, NoRoleForIdentity, Unauthorized
 from app.schemas import TeamName
+
+if TYPE_CHECKING:
+    # Imported where keys are fetched: httpx loads its command line (rich, pygments) with
+    # it, a fifth of the service's start-up, which a service without OIDC never needs.
+    import httpx
 
 logger = logging.getLogger("app.auth.oidc")
 
@@ -186,7 +190,7 @@ class IssuerKeys:
     """One issuer's signing keys by `kid`, fetched when first needed and again when a token
     names a key not among them (at most once a minute) or the keys are an hour old."""
 
-    def __init__(self, provider: Provider, http: httpx.Client) -> None:
+    def __init__(self, provider: Provider, http: "httpx.Client") -> None:
         self._provider = provider
         self._http = http
         self._lock = threading.Lock()
@@ -239,6 +243,8 @@ class IssuerKeys:
         return self._keys.get(kid)
 
     def _fetch(self, now: datetime) -> None:
+        import httpx
+
         self._tried_at = now
         try:
             self._keys = self._download()
@@ -368,7 +374,9 @@ class OidcVerifier:
         self._verified[token] = (principal, until)
 
 
-def _client(provider: Provider) -> httpx.Client:
+def _client(provider: Provider) -> "httpx.Client":
+    import httpx
+
     verify: ssl.SSLContext | bool = True
     if provider.ca_file is not None:
         verify = ssl.create_default_context(cafile=str(provider.ca_file))

@@ -4,6 +4,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.db import Database
+from app.db.migrations import migration_head
 from app.errors import Problem, ServiceUnavailable
 from app.openapi_docs import NO_SECURITY
 
@@ -66,7 +67,7 @@ def _takes_writes(connection: Connection) -> bool:
 )
 def readyz(request: Request) -> Health:
     database: Database = request.app.state.database
-    expected: str = request.app.state.migration_head
+    expected = migration_head()
     try:
         # The write engine and gate, as any writer here: on SQLite the probe takes its turn
         # for the write lock. Leaving the block rolls the probe back.

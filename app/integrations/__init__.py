@@ -1,0 +1,1 @@
+"""Adapters that let other systems ask the service in their own formats."""

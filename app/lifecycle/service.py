@@ -1,5 +1,6 @@
 """Gate checks, transitions, approvals and waivers: each in the caller's unit of work."""
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
@@ -26,7 +27,7 @@ from app.lifecycle.schemas import (
     TransitionCreate,
     WaiverCreate,
 )
-from app.lifecycle.stages import InvalidMove, Stage, gate_for
+from app.lifecycle.stages import GateStage, InvalidMove, Stage, gate_for
 from app.models import Approval, GateCheck, System, Transition, Waiver
 from app.models.queries import newest_first
 from app.policies import service as policy_service
@@ -45,30 +46,66 @@ def _release(release: Release | None) -> dict[str, str | None] | None:
     return release.model_dump() if release else None
 
 
-def check_gate(
-    session: Session, *, system: System, body: GateCheckCreate, actor: Principal, now: datetime
-) -> tuple[GateCheck, bool]:
-    """Record the decision for a gate now; also says whether the lifecycle allows the move."""
+@dataclass(frozen=True)
+class GateDecision:
+    """What a gate check answers, before it is recorded: the gate to `target_stage` judged
+    now, and whether the lifecycle allows the move from the system's current stage."""
+
+    target_stage: GateStage
+    allowed: bool
+    move_valid: bool
+    score: float
+    required_score: float
+    blocking: tuple[BlockingItem, ...]
+    policy_version: int
+
+
+def judge_gate(
+    session: Session, *, system: System, target_stage: GateStage, now: datetime
+) -> GateDecision:
+    """The decision for a gate now, written nowhere (a dry run, or `check_gate`'s first
+    half)."""
     evaluation, readiness = readiness_service.evaluate_now(session, system, now=now)
-    gate = evaluation.gates[body.target_stage]
+    gate = evaluation.gates[target_stage]
     try:
         # Some moves have no gate (production -> pilot): then nothing blocks them.
-        gated = gate_for(Stage(system.stage), Stage(body.target_stage.value)) is not None
+        gated = gate_for(Stage(system.stage), Stage(target_stage.value)) is not None
         move_valid = True
     except InvalidMove:
         gated, move_valid = True, False
     blocking = gate.blocking if gated else ()
+    return GateDecision(
+        target_stage=target_stage,
+        allowed=move_valid and not blocking,
+        move_valid=move_valid,
+        score=evaluation.score,
+        required_score=gate.required_score,
+        blocking=blocking,
+        policy_version=readiness.policy_version,
+    )
+
+
+def record_gate_check(
+    session: Session,
+    *,
+    system: System,
+    decision: GateDecision,
+    release: Release | None,
+    actor: Principal,
+    now: datetime,
+) -> GateCheck:
+    """Record a decision as a gate check, with its `gate.checked` event."""
     assert system.id is not None
     check = GateCheck(
         system_id=system.id,
-        target_stage=body.target_stage.value,
-        allowed=move_valid and not blocking,
-        score=evaluation.score,
-        required_score=gate.required_score,
-        blocking=_items(blocking),
-        policy_version=readiness.policy_version,
-        release_version=body.release.version if body.release else None,
-        release_uri=body.release.uri if body.release else None,
+        target_stage=decision.target_stage.value,
+        allowed=decision.allowed,
+        score=decision.score,
+        required_score=decision.required_score,
+        blocking=_items(decision.blocking),
+        policy_version=decision.policy_version,
+        release_version=release.version if release else None,
+        release_uri=release.uri if release else None,
         **actor.columns(),
         checked_at=now,
     )
@@ -85,14 +122,25 @@ def check_gate(
             "from_stage": system.stage,
             "target_stage": check.target_stage,
             "allowed": check.allowed,
-            "move_valid": move_valid,
+            "move_valid": decision.move_valid,
             "score": check.score,
             "blocking": check.blocking,
             "policy_version": check.policy_version,
-            "release": _release(body.release),
+            "release": _release(release),
         },
     )
-    return check, move_valid
+    return check
+
+
+def check_gate(
+    session: Session, *, system: System, body: GateCheckCreate, actor: Principal, now: datetime
+) -> tuple[GateCheck, bool]:
+    """Record the decision for a gate now; also says whether the lifecycle allows the move."""
+    decision = judge_gate(session, system=system, target_stage=body.target_stage, now=now)
+    check = record_gate_check(
+        session, system=system, decision=decision, release=body.release, actor=actor, now=now
+    )
+    return check, decision.move_valid
 
 
 def transition(

@@ -13,15 +13,6 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
 from app.background import BackgroundThread
 from app.clock import system_clock
 from app.config import get_settings
@@ -81,6 +72,7 @@ class StaleRulesReevaluation(BackgroundThread):
         self._clock = clock
 
     def run(self, stop: threading.Event) -> None:
+        failed = False
         while not stop.is_set():
             try:
                 # Read first: on SQLite a write transaction takes the write lock even when
@@ -89,7 +81,13 @@ class StaleRulesReevaluation(BackgroundThread):
                     return
                 stored = reevaluate(self._database, clock=self._clock, stop=stop)
             except Exception as exc:
-                logger.warning("answers of other rules not re-evaluated yet (%s)", reason(exc))
+                if not failed:  # once, not every few seconds while the database is away
+                    logger.warning(
+                        "answers of other rules not re-evaluated yet (%s): trying again every %s s",
+                        reason(exc),
+                        RETRY_S,
+                    )
+                failed = True
                 stop.wait(RETRY_S)
             else:
                 if stored:
@@ -122,6 +120,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.batch < 1:
         parser.error("--batch must be at least 1")
+    # Only the command draws a progress bar: the service, which imports this module for
+    # its start-up thread, does not load rich.
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     settings = get_settings()
     database = create_database(
         settings.database_url,

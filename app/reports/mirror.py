@@ -19,7 +19,8 @@ Time. A stored answer is true while `readiness_service.stored_answer_valid` says
 is read, and then until its `readiness_valid_until`; past that the mirror judges the system
 afresh (as the drift report does) and keeps that answer until its own validity ends or the
 system is stored again, so each stale system is evaluated once per process, not on every
-call.
+call. A stored answer of other rules than the running code's is not counted at all: the
+answer judged afresh takes its place, in every count, until the system is stored again.
 
 Warm-up. Nothing reads from a mirror until its first look is done: `app.reports.warmup`
 builds it on a background thread at start-up (`Mirror.build`, which a shutdown can stop) and
@@ -55,22 +56,25 @@ from app.policies import service as policy_service
 from app.readiness import service as readiness_service
 from app.readiness.marker import horizon as _horizon
 from app.readiness.tiers import Tier
-from app.reports.counts import GATE_AHEAD, Need, PortfolioCounts, nonzero
+from app.reports.counts import (
+    GATE_AHEAD,
+    Blocking,
+    Judged,
+    Need,
+    PortfolioCounts,
+    nonzero,
+    ready_for_next_stage,
+)
 from app.systems.service import SystemFilters
-from app.vocabulary import GateStage, Stage
+from app.vocabulary import Stage
 
 _CHUNK = 1000
 _BUFFER = 5000
-_PROPOSED = Stage.proposed.value
-_BEFORE_PRODUCTION = (Stage.pilot.value, Stage.suspended.value)
 _PRODUCTION = Stage.production.value
 
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-Blocking = tuple[tuple[str, str, str], ...]  # distinct (gate, control, code), control set
 
 
 @dataclass(slots=True)
@@ -79,12 +83,13 @@ class Entry:
     stage: str
     tier: str
     seq: int
-    # The stored answer.
+    # The stored answer, or for one of other rules the answer judged in its place.
     score: float
     pilot_ready: bool
     production_ready: bool
     valid_until: datetime | None
     blocking: Blocking
+    other_rules: bool  # stored by other rules than the running code's
     # The answer now, once time has made the stored one stale: (score, pilot, production).
     fresh: tuple[float, bool, bool] | None = None
     fresh_until: datetime | None = None
@@ -183,10 +188,7 @@ class Mirror:
             tally = self._tallies[place] = _Tally()
         tally.systems += sign
         tally.score_tenths += sign * round(entry.score * 10)
-        ready = (entry.stage == _PROPOSED and entry.pilot_ready) or (
-            entry.stage in _BEFORE_PRODUCTION and entry.production_ready
-        )
-        if ready:
+        if ready_for_next_stage(entry.stage, entry.pilot_ready, entry.production_ready):
             tally.ready_next += sign
         if entry.stage == _PRODUCTION and not entry.now()[2]:
             tally.drifted += sign
@@ -271,6 +273,7 @@ class Mirror:
                 col(ReadinessBlocker.control),
                 col(ReadinessBlocker.code),
                 readiness_service.stored_answer_valid(now),
+                readiness_service.other_rules(),
             )
             # One statement, so a system and its blocking rows come from one snapshot.
             .outerjoin(
@@ -291,6 +294,7 @@ class Mirror:
         rows: dict[int, tuple[Any, ...]] = {}
         blocking: dict[int, set[tuple[str, str, str]]] = {}
         invalid: set[int] = set()
+        of_other_rules: set[int] = set()
         # By id as well, so the blocking rows are found through their index whatever the
         # planner guesses of the marker; a system stored after the first read has a marker
         # at or past `horizon` and is read next time.
@@ -304,6 +308,8 @@ class Mirror:
                     blocking[system_id] = set()
                     if not row[12]:
                         invalid.add(system_id)
+                    if row[13]:
+                        of_other_rules.add(system_id)
                 if row[9] is not None:
                     blocking[system_id].add(self._blocker(row[9], row[10], row[11]))
         everything = self._horizon is None
@@ -324,6 +330,7 @@ class Mirror:
                 production_ready=production,
                 valid_until=until,
                 blocking=tuple(sorted(blocking[system_id])),
+                other_rules=system_id in of_other_rules,
                 stale_at=times,
                 stale=bisect_right(times, now),
                 outcomes=self._counted(outcomes.get(system_id)),
@@ -402,13 +409,16 @@ class Mirror:
                 if system.readiness_seq != entry.seq:
                     continue  # stored since the sync: the next look reads it
                 self._count(entry, -1)
-                gates = evaluation.gates
-                entry.fresh = (
-                    evaluation.score,
-                    gates[GateStage.pilot].ready,
-                    gates[GateStage.production].ready,
-                )
-                entry.fresh_until = evaluation.valid_until
+                judged = Judged.of(entry.stage, entry.tier, evaluation)
+                if entry.other_rules:  # the stored answer is replaced, not only judged now
+                    entry.score = judged.score
+                    entry.pilot_ready = judged.pilot_ready
+                    entry.production_ready = judged.production_ready
+                    entry.blocking = tuple(self._blocker(*triple) for triple in judged.blocking)
+                    entry.valid_until = evaluation.valid_until
+                else:
+                    entry.fresh = (judged.score, judged.pilot_ready, judged.production_ready)
+                    entry.fresh_until = evaluation.valid_until
                 self._count(entry, +1)
                 self._schedule(system.id, entry)
 

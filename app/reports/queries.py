@@ -1,7 +1,8 @@
 """The portfolio's counts by aggregate queries over stored readiness, never a loop over
-systems (but for drift, where answers time has made stale are judged afresh): one of the
-two producers of `PortfolioCounts`, for any scope the reports take, on SQLite and
-PostgreSQL."""
+systems (but for drift, where answers time has made stale are judged afresh, and for the
+systems whose stored answer is of other rules, judged afresh in its place until they are
+stored again): one of the two producers of `PortfolioCounts`, for any scope the reports
+take, on SQLite and PostgreSQL."""
 
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +15,15 @@ from app.models import Evidence, Pilot, PilotResult, ReadinessBlocker, System
 from app.policies import service as policy_service
 from app.readiness import service as readiness_service
 from app.readiness.tiers import TIER_ORDER
-from app.reports.counts import HEADING_FOR, Need, PortfolioCounts, nonzero
+from app.reports.counts import (
+    ANSWER_NEEDS,
+    HEADING_FOR,
+    Judged,
+    Need,
+    PortfolioCounts,
+    judged_counts,
+    nonzero,
+)
 from app.systems.service import SystemFilters, matching
 
 
@@ -48,6 +57,16 @@ def counts(
 ) -> PortfolioCounts:
     """The parts of the counts in `needs` for the systems `filters` select, at `now`."""
     in_scope = within(System.id, filters)
+    blocking_in_scope = within(ReadinessBlocker.system_id, filters)
+    of_other_rules = _of_other_rules(session, in_scope) if needs & ANSWER_NEEDS else []
+    if of_other_rules:  # rare: only until a release's re-evaluation has stored them anew
+        in_scope = and_(in_scope, ~readiness_service.other_rules())
+        blocking_in_scope = and_(
+            blocking_in_scope,
+            col(ReadinessBlocker.system_id).not_in(
+                select(col(System.id)).where(readiness_service.other_rules())
+            ),
+        )
     found: dict[str, Any] = {}
     if Need.SYSTEMS in needs:
         found["systems"], found["score_tenths"] = _systems(session, in_scope)
@@ -56,7 +75,7 @@ def counts(
     if Need.DRIFT in needs:
         found["drifted"] = drifted_count(session, in_scope, now=now)
     if Need.BLOCKING in needs:
-        found["blocking"] = _blocking(session, filters)
+        found["blocking"] = _blocking(session, blocking_in_scope)
     if Need.GAPS in needs:
         found["heading_blocked"], found["heading_reasons"] = _gaps(session, in_scope)
     if Need.STALE in needs:
@@ -66,7 +85,24 @@ def counts(
         found["pilot_outcomes"], found["findings"] = _pilot_results(session, filters=filters)
     if Need.STUCK in needs:
         found["stuck_pilots"] = _stuck(session, filters, now=now)
-    return PortfolioCounts(needs=needs, **found)
+    stored = PortfolioCounts(needs=needs, **found)
+    if not of_other_rules:
+        return stored
+    evaluations = readiness_service.evaluate_many(session, of_other_rules, now=now)
+    judged = (
+        Judged.of(system.stage, system.risk_tier, evaluation)
+        for system, (evaluation, _) in zip(of_other_rules, evaluations, strict=True)
+    )
+    return stored + judged_counts(judged, needs)
+
+
+def _of_other_rules(session: Session, in_scope: ColumnElement[bool]) -> list[System]:
+    """The systems in scope whose stored answer is of other rules than the running code's."""
+    return list(
+        session.execute(
+            select(System).where(in_scope, readiness_service.other_rules()).order_by(col(System.id))
+        ).scalars()
+    )
 
 
 def _systems(
@@ -115,9 +151,10 @@ def drifted_count(session: Session, in_scope: ColumnElement[bool], *, now: datet
     return drifted
 
 
-def _blocking(session: Session, filters: SystemFilters) -> dict[tuple[str, str], int]:
-    """Per gate and control, the systems whose stored blocking items name it. One query per
-    gate, each read from the (gate, control, system_id) index."""
+def _blocking(session: Session, in_scope: ColumnElement[bool]) -> dict[tuple[str, str], int]:
+    """Per gate and control, the systems whose stored blocking items name it (`in_scope` a
+    condition on the blocking rows). One query per gate, each read from the
+    (gate, control, system_id) index."""
     blocking: dict[tuple[str, str], int] = {}
     for gate in GateStage:
         systems = func.count(func.distinct(col(ReadinessBlocker.system_id)))
@@ -126,7 +163,7 @@ def _blocking(session: Session, filters: SystemFilters) -> dict[tuple[str, str],
             .where(
                 col(ReadinessBlocker.gate) == gate.value,
                 col(ReadinessBlocker.control).is_not(None),
-                within(ReadinessBlocker.system_id, filters),
+                in_scope,
             )
             .group_by(col(ReadinessBlocker.control))
         )

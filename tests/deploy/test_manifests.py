@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from app.config import Settings
+from app.integrations.kubernetes.router import ADMISSION_PATH
 from app.main import app
 from tests.deploy.dockerfile import PROJECT_ROOT, Dockerfile
 
@@ -260,3 +261,68 @@ def test_the_dashboard_reads_each_systems_series_from_the_systems_job() -> None:
 def seconds(duration: str) -> int:
     value, unit = int(duration[:-1]), duration[-1]
     return value * {"s": 1, "m": 60, "h": 3600}[unit]
+
+
+# The admission webhook (validating-webhook.yaml, docs/integrations/kubernetes.md).
+
+ADMISSION_KINDS = {
+    ("apps", "v1", "deployments"): "Fail",
+    ("apps", "v1", "statefulsets"): "Fail",
+    ("", "v1", "pods"): "Ignore",
+}
+
+
+def webhooks() -> list[Resource]:
+    found: list[Resource] = one("ValidatingWebhookConfiguration", "readiness")["webhooks"]
+    return found
+
+
+def test_the_webhook_calls_the_apps_admission_route_through_the_service() -> None:
+    operation = app.openapi()["paths"][ADMISSION_PATH]["post"]
+    assert operation["x-required-role"] == "viewer"  # the key the API server sends
+    service = one("Service")
+    for webhook in webhooks():
+        target = webhook["clientConfig"]["service"]
+        assert target["path"] == ADMISSION_PATH
+        assert target["name"] == service["metadata"]["name"]
+        # HTTPS, which the API server insists on; the image serves HTTP on the Service's
+        # port, so TLS terminates in front of it (the docs page says how).
+        assert target["port"] == 443
+        assert target["namespace"] == "readiness"
+        assert "url" not in webhook["clientConfig"]
+
+
+def test_the_webhook_gates_deployments_stateful_sets_and_pods_on_create_and_update() -> None:
+    covered = {}
+    for webhook in webhooks():
+        assert webhook["failurePolicy"] in ("Fail", "Ignore")
+        for rule in webhook["rules"]:
+            assert sorted(rule["operations"]) == ["CREATE", "UPDATE"]
+            assert rule["scope"] == "Namespaced"
+            for group in rule["apiGroups"]:
+                for version in rule["apiVersions"]:
+                    for resource in rule["resources"]:
+                        covered[(group, version, resource)] = webhook["failurePolicy"]
+    # Workloads fail closed (an outage stops rollouts), pods open (an outage must not stop
+    # controllers from replacing the pods of workloads already admitted).
+    assert covered == ADMISSION_KINDS
+
+
+def test_the_webhook_is_opt_in_per_namespace_and_safe_to_retry() -> None:
+    for webhook in webhooks():
+        selector = webhook["namespaceSelector"]
+        assert selector["matchLabels"] == {"readiness/enforce": "true"}
+        # Never the control plane's namespace nor the service's own: it cannot block itself.
+        (exclusion,) = selector["matchExpressions"]
+        assert exclusion["key"] == "kubernetes.io/metadata.name"
+        assert exclusion["operator"] == "NotIn"
+        assert {"kube-system", webhook["clientConfig"]["service"]["namespace"]} <= set(
+            exclusion["values"]
+        )
+        assert "objectSelector" not in webhook
+        # The endpoint records a gate check except on a dry run.
+        assert webhook["sideEffects"] == "NoneOnDryRun"
+        assert webhook["timeoutSeconds"] == 5
+        assert webhook["admissionReviewVersions"] == ["v1"]
+    names = [webhook["name"] for webhook in webhooks()]
+    assert len(set(names)) == len(names)

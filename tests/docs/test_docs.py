@@ -12,6 +12,7 @@ from app.auth.oidc import IdentityProviderUnavailable
 from app.config import Settings
 from app.errors import DomainError
 from app.evidence.service import ControlNotFound
+from app.integrations.kubernetes.service import InvalidAdmissionReview
 from app.integrations.mlflow.signature import InvalidSignature
 from app.lifecycle.service import ControlNotWaivable
 from app.pilots.service import PilotConcluded, SystemNotInPilot
@@ -67,6 +68,7 @@ ELSEWHERE = (
     IdentityProviderUnavailable,
     ControlNotFound,
     ControlNotWaivable,
+    InvalidAdmissionReview,
     InvalidSignature,
     PilotConcluded,
     SystemNotInPilot,

@@ -43,6 +43,7 @@ from app.readiness.scoring import (
 from app.readiness.tiers import ImpactArea, Oversight, Tier, derive_tier
 from tests.conftest import ADMIN_SECRET, FakeClock, project_path
 from tests.factories import make_system, readiness, record_evidence
+from tests.readiness.later_rules import upgrade_to_later_rules
 
 # What the rules decide over the golden facts, by rules version. A new version adds its
 # digest here; the old ones stay as the record of what each version meant.
@@ -188,13 +189,6 @@ def _partly_ready(client: TestClient, pipeline: dict[str, str], key: str) -> Non
     make_system(client, pipeline, key=key, tier="limited")
     for control in ("data_rules", "data_quality", "testing_evidence", "monitoring"):
         record_evidence(client, pipeline, key=key, control=control, status="partial")
-
-
-def upgrade_to_later_rules(monkeypatch: pytest.MonkeyPatch) -> None:
-    """From here on the code is that of a later release, whose scoring rule counts partial
-    evidence as nothing, and whose rules version says so."""
-    monkeypatch.setitem(scoring.POINTS, ControlStatus.partial, 0.0)
-    monkeypatch.setattr(rules_version, "RULES_VERSION", rules_version.RULES_VERSION + 1)
 
 
 def test_an_answer_stored_by_other_rules_is_never_served(

@@ -7,27 +7,30 @@ each (stage, tier) the two are compared number for number, both for a mirror bui
 moment and for one built earlier that followed the writes and the time since. Scopes the
 mirror does not count (owner team, labels, and their combinations with stage or tier) are
 checked through the counts being additive: the queries' counts of the teams' (or labels')
-scopes add up to the mirror's count of their union.
+scopes add up to the mirror's count of their union. Answers stored by other rules than the
+running code's are counted by both as judged afresh, the same as once stored anew.
 """
 
+import operator
 import threading
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import fields, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import reduce
 from itertools import product
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, and_, update
+from sqlalchemy import Engine, and_, func, select, update
 from sqlmodel import Session, col
 
 from app.db import read_transaction
 from app.lifecycle.stages import Stage
 from app.models import System
 from app.readiness import service as readiness_service
+from app.readiness.reevaluation import reevaluate
 from app.readiness.tiers import Tier
 from app.reports import mirror as mirror_module
 from app.reports import queries
@@ -37,6 +40,7 @@ from app.reports.service import portfolio_counts
 from app.systems.service import SystemFilters
 from tests.conftest import FakeClock
 from tests.factories import make_system, meet_every_control, record_evidence, transition
+from tests.readiness.later_rules import upgrade_to_later_rules
 
 Headers = dict[str, str]
 TEAMS = ("claims-platform", "writing")
@@ -62,22 +66,27 @@ def needs_for(filters: SystemFilters) -> Need:
     return EVERYTHING if Mirror.answers(filters, EVERYTHING) else EVERYTHING & ~Need.STUCK
 
 
-def added(parts: list[PortfolioCounts], needs: Need) -> PortfolioCounts:
+def added(parts: list[PortfolioCounts]) -> PortfolioCounts:
     """The counts of the union of disjoint scopes."""
-    total: dict[str, Any] = {}
-    for part in parts:
-        for field in fields(PortfolioCounts):
-            if field.name == "needs":
-                continue
-            value = getattr(part, field.name)
-            if isinstance(value, int):
-                total[field.name] = total.get(field.name, 0) + value
-            else:
-                total.setdefault(field.name, Counter()).update(value)
-    for name, value in total.items():
-        if isinstance(value, Counter):
-            total[name] = dict(sorted((key, n) for key, n in value.items() if n))
-    return PortfolioCounts(needs=needs, **total)
+    return reduce(operator.add, parts)
+
+
+def test_counts_of_disjoint_scopes_add_up_part_by_part() -> None:
+    needs = Need.SYSTEMS | Need.BLOCKING
+    one = PortfolioCounts(
+        needs=needs, systems={("pilot", "high"): 2}, score_tenths=1500, blocking={("pilot", "a"): 1}
+    )
+    other = PortfolioCounts(
+        needs=needs, systems={("pilot", "high"): 1, ("proposed", "minimal"): 1}, score_tenths=7
+    )
+    assert one + other == PortfolioCounts(
+        needs=needs,
+        systems={("pilot", "high"): 3, ("proposed", "minimal"): 1},
+        score_tenths=1507,
+        blocking={("pilot", "a"): 1},
+    )
+    with pytest.raises(ValueError, match="do not add up"):
+        one + PortfolioCounts(needs=Need.SYSTEMS)
 
 
 def system(
@@ -223,7 +232,7 @@ def assert_producers_agree(
             for part in partition
         ]
         by_mirror = early.counts(session, filters=whole, now=now, needs=needs)
-        assert added(parts, needs) == by_mirror, (whole, partition)
+        assert added(parts) == by_mirror, (whole, partition)
     return counted
 
 
@@ -361,3 +370,46 @@ def test_a_stored_answer_the_validity_rule_rejects_is_judged_afresh_by_both(
         session, filters=SystemFilters(), now=clock.now, needs=Need.DRIFT
     )
     assert by_mirror == by_queries
+
+
+@pytest.mark.parametrize("mirror_warmup", [False])
+def test_answers_of_other_rules_are_counted_as_judged_now_the_same_as_once_stored_anew(
+    client: TestClient,
+    admin: Headers,
+    clock: FakeClock,
+    session: Session,
+    app: FastAPI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seed_first(client, admin, clock)
+    seed_later(client, admin, clock)
+    # Partial evidence, which the later rules score as nothing.
+    system(client, admin, "triage", "limited", "writing", "dev", "eu")
+    for control in ("data_rules", "data_quality", "testing_evidence", "monitoring"):
+        record_evidence(client, admin, key="triage", control=control, status="partial")
+    session.rollback()
+    stored_before = queries.counts(
+        session, filters=SystemFilters(), now=clock.now, needs=EVERYTHING
+    )
+
+    # A process of a later release starts: its mirror's first look finds only answers of
+    # other rules; then one system is stored again, by the later rules.
+    upgrade_to_later_rules(monkeypatch)
+    session.rollback()
+    early = built(session, clock.now)
+    record_evidence(client, admin, key="backlog", control="monitoring", status="partial")
+    session.rollback()
+    of_other_rules = select(func.count()).where(readiness_service.other_rules())
+    assert session.scalar(of_other_rules) == stored_before.total - 1
+    judged = assert_producers_agree(session, early, clock.now)
+    assert judged[SystemFilters()].score_tenths < stored_before.score_tenths
+
+    # Time passes: the answers judged in place of stored ones are judged again.
+    session.rollback()
+    assert_producers_agree(session, built(session, clock.now), clock.now + timedelta(days=2))
+
+    # Stored anew by the re-evaluation, every answer counts as it was judged.
+    assert reevaluate(app.state.database, clock=lambda: clock.now) == stored_before.total - 1
+    session.rollback()
+    assert session.scalar(of_other_rules) == 0
+    assert assert_producers_agree(session, early, clock.now) == judged

@@ -21,6 +21,7 @@ from app.pagination import MAX_LIMIT
 from tests.security.bodies import (
     BASE_BODIES,
     DOCUMENT,
+    FOREIGN_BODIES,
     PATH_VALUES,
     PROBLEM,
     SCHEMAS,
@@ -76,7 +77,9 @@ def send_raw(
 
 
 def test_every_operation_with_a_body_has_a_base_body(app: FastAPI) -> None:
-    assert {(method, path) for method, path, _ in body_operations(app)} == set(BASE_BODIES)
+    every = {(method, path) for method, path, _ in body_operations(app, foreign=True)}
+    assert every == set(BASE_BODIES) | set(FOREIGN_BODIES)
+    assert not set(BASE_BODIES) & set(FOREIGN_BODIES)
 
 
 def test_base_bodies_set_every_field(app: FastAPI) -> None:
@@ -152,6 +155,7 @@ def test_document_bounds_every_parameter() -> None:
 # What the service enforces.
 
 
+@pytest.mark.slow  # a request per field or operation
 @pytest.mark.parametrize(("method", "path", "leaf"), _cases("string"))
 def test_over_long_strings_are_422_naming_the_field(
     client: TestClient, admin: dict[str, str], method: str, path: str, leaf: Leaf
@@ -182,6 +186,7 @@ def _item(leaf: Leaf) -> Any:
     return SCHEMAS.resolve(leaf.schema["items"])["enum"][0]
 
 
+@pytest.mark.slow  # a request per field or operation
 @pytest.mark.parametrize(("method", "path", "leaf"), _cases("array"))
 def test_over_long_lists_are_422_naming_the_field(
     client: TestClient, admin: dict[str, str], method: str, path: str, leaf: Leaf
@@ -225,6 +230,7 @@ def test_over_large_maps_are_422_naming_the_field(
 NOT_FINITE = ("NaN", "Infinity", "-Infinity", "1e999", "-1e999", str(10**400))
 
 
+@pytest.mark.slow  # a request per field or operation
 @pytest.mark.parametrize(("method", "path", "leaf"), _cases("number"))
 def test_numbers_that_are_not_finite_are_422_naming_the_field(
     client: TestClient, admin: dict[str, str], method: str, path: str, leaf: Leaf
@@ -299,6 +305,7 @@ def test_every_list_bounds_its_page_size() -> None:
                 assert parameter["schema"]["maximum"] == MAX_LIMIT, path
 
 
+@pytest.mark.slow  # a request per field or operation
 @pytest.mark.parametrize(("path", "cursor_name"), LISTS)
 def test_page_size_out_of_range_is_422(
     client: TestClient, admin: dict[str, str], path: str, cursor_name: str
@@ -342,6 +349,7 @@ FORGED = [
 ]
 
 
+@pytest.mark.slow  # a request per field or operation
 @pytest.mark.parametrize(("path", "cursor_name"), LISTS)
 def test_forged_cursors_are_client_errors(
     client: TestClient, admin: dict[str, str], path: str, cursor_name: str
@@ -396,6 +404,7 @@ def _writes() -> list[Any]:
     ]
 
 
+@pytest.mark.slow  # a request per field or operation
 @pytest.mark.parametrize(("method", "path"), _writes())
 def test_bodies_over_the_limit_are_413_on_every_write(
     database_url: str, admin: dict[str, str], method: str, path: str

@@ -24,6 +24,9 @@ from tests.auth.oidc_issuer import AUDIENCE, Issuer, bearer
 from tests.conftest import FakeClock, auth
 from tests.factories import make_system, transition
 
+# A request or more per operation and field: hundreds in all.
+pytestmark = pytest.mark.slow
+
 DOCUMENT = create_app().openapi()
 SCHEMAS = DOCUMENT["components"]["schemas"]
 OPERATIONS = [

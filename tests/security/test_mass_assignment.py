@@ -25,6 +25,9 @@ from tests.security.bodies import (
     with_value,
 )
 
+# A request or more per operation and field: hundreds in all.
+pytestmark = pytest.mark.slow
+
 # Names a client might try whatever the resource; the responses add each resource's own.
 SERVER_OWNED = {
     "id",

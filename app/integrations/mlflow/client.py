@@ -6,11 +6,14 @@ way, and MLflow does not retry an answer that arrived."""
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from app.integrations.mlflow.schemas import MlflowActions
+
+if TYPE_CHECKING:
+    # Imported when MLflow is called: httpx loads its command line (rich, pygments) with it,
+    # which start-up does without (tests/health/test_start_up.py).
+    import httpx
 
 logger = logging.getLogger(__name__)
 
@@ -20,18 +23,20 @@ GATE_TAG = "readiness.gate"
 # How MLflow answers a GET of an alias that is not set (400 INVALID_PARAMETER_VALUE) or of a
 # model that does not exist (404 RESOURCE_DOES_NOT_EXIST).
 GONE = frozenset({400, 404})
-# Per call; MLflow waits 30 s for the webhook's answer by default, and this takes three calls
-# at most.
-TIMEOUT = httpx.Timeout(5.0)
+# Seconds per call; MLflow waits 30 s for the webhook's answer by default, and this takes
+# three calls at most.
+TIMEOUT = 5.0
 
 
 @dataclass
 class _Calls:
-    client: httpx.AsyncClient
+    client: "httpx.AsyncClient"
     errors: list[str] = field(default_factory=list)
 
-    async def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response | None:
+    async def send(self, method: str, path: str, **kwargs: Any) -> "httpx.Response | None":
         """The answer, or None (and the error noted and logged) when the call failed."""
+        import httpx
+
         try:
             response = await self.client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -49,7 +54,7 @@ class _Calls:
         self.errors.append(error)
 
 
-def _aliased_version(response: httpx.Response) -> str | None:
+def _aliased_version(response: "httpx.Response") -> str | None:
     try:
         version = response.json().get("model_version", {}).get("version")
     except (ValueError, AttributeError):
@@ -69,6 +74,8 @@ async def report(
     """Tag the version with the verdict (`readiness.gate`: `allowed` or `denied`) and, when
     denied, remove the alias, but only while it still names this version: an alias moved on
     to another version since is that version's to keep."""
+    import httpx
+
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(base_url=tracking_uri, headers=headers, timeout=TIMEOUT) as client:
         calls = _Calls(client)
