@@ -12,7 +12,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: install run test test-fast lint docker-lint fmt migrate reevaluate revision openapi contract \
-	bench bench-pg bench-scale
+	bench bench-pg bench-scale mlflow-env
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -23,6 +23,20 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 	touch $@
 
 install: $(VENV)/.installed
+
+# MLflow itself, for the end-to-end test of the MLflow webhook (tests/integrations/mlflow) only:
+# in a virtual environment of its own, since the service never imports it. Built once (a
+# minute or two), and again when MLFLOW_VERSION changes; the tests run this target.
+MLFLOW_VERSION := 3.17.2
+MLFLOW_VENV := .mlflow-venv
+
+$(MLFLOW_VENV)/.installed-$(MLFLOW_VERSION): | $(UV)
+	rm -rf $(MLFLOW_VENV)
+	$(UV) venv --quiet --python $(PYTHON) $(MLFLOW_VENV)
+	$(UV) pip install --quiet --python $(MLFLOW_VENV)/bin/python mlflow==$(MLFLOW_VERSION)
+	touch $@
+
+mlflow-env: $(MLFLOW_VENV)/.installed-$(MLFLOW_VERSION)
 
 # uvicorn's access log prints each path with its query string, where a key sent as
 # `?api_key=...` would land; the app's own request log names the route template instead.

@@ -11,22 +11,36 @@ as a real client would where the contract depends on it; neither turns a check o
    value the coverage phase always tries) would revoke it, and every later request would get
    401, testing nothing. That one id is swapped for one no key has (404); revoking other keys,
    including ones the stateful phase creates, is tested as drawn.
+3. MLflow signs each webhook delivery (READINESS_MLFLOW_WEBHOOK_SECRET, which
+   .ci/schemathesis gives the app), and the service reads nothing unsigned: drawn headers
+   would only ever test the 401. A drawn delivery to `POST /v1/integrations/mlflow/webhook`
+   that carries all three `X-MLflow-*` headers is sent as MLflow sends it: its body serialized
+   once, a fresh delivery id and timestamp, and the signature over those bytes. One missing a
+   header is sent as drawn, so its 401 stays tested.
 
 And one check, `positive_data_acceptance_beyond_rules`, which schemathesis.toml runs in place
 of the built-in `positive_data_acceptance` (see there for why).
 """
 
+import base64
+import hashlib
+import hmac
+import json
 import os
+import time
 import uuid
 from typing import Any
 
 import schemathesis
+from schemathesis.core import NotSet
 from schemathesis.openapi.checks import RejectedPositiveData
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 MAX_KEY_LENGTH = 200  # app.idempotency.middleware.MAX_KEY_LENGTH
 NO_SUCH_KEY_ID = 2**31 - 1  # app.pagination.MAX_ID: valid, and never reached here
+MLFLOW_WEBHOOK = "/v1/integrations/mlflow/webhook"
+MLFLOW_HEADERS = ("X-MLflow-Delivery-Id", "X-MLflow-Timestamp", "X-MLflow-Signature")
 
 
 def _unique_idempotency_key(case: Any) -> None:
@@ -48,6 +62,27 @@ def _spare_own_key(case: Any) -> None:
         return
     if str(case.path_parameters.get("key_id")) == own:
         case.path_parameters["key_id"] = NO_SUCH_KEY_ID
+
+
+def _sign_mlflow_delivery(case: Any, kwargs: dict[str, Any]) -> None:
+    secret = os.environ.get("READINESS_MLFLOW_WEBHOOK_SECRET")
+    if not secret or case.operation.path != MLFLOW_WEBHOOK or case.method.upper() != "POST":
+        return
+    names = {name.lower(): name for name in case.headers or {}}
+    if not all(header.lower() in names for header in MLFLOW_HEADERS):
+        return
+    try:
+        body = b"" if isinstance(case.body, NotSet) else json.dumps(case.body).encode()
+    except (TypeError, ValueError):
+        return
+    delivery_id, timestamp = str(uuid.uuid4()), str(int(time.time()))
+    signed = f"{delivery_id}.{timestamp}.".encode() + body
+    signature = base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest())
+    values = (delivery_id, timestamp, f"v1,{signature.decode()}")
+    for header, value in zip(MLFLOW_HEADERS, values, strict=True):
+        case.headers[names[header.lower()]] = value
+    # A body given to the call is sent as it is, instead of the drawn one serialized anew.
+    kwargs["data"] = body
 
 
 # Problem types that say the request was well formed but the state or the moment refuses it:
@@ -92,6 +127,7 @@ def positive_data_acceptance_beyond_rules(ctx: Any, response: Any, case: Any) ->
 
 
 @schemathesis.hook
-def before_call(_context: Any, case: Any, _kwargs: dict[str, Any]) -> None:
+def before_call(_context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     _unique_idempotency_key(case)
     _spare_own_key(case)
+    _sign_mlflow_delivery(case, kwargs)

@@ -4,16 +4,36 @@ from functools import lru_cache
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.vocabulary import GateStage
+
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 # The bootstrap key is an admin key chosen by a person: long enough that it cannot be guessed
 # (the generated keys carry 43 random characters).
 BOOTSTRAP_KEY_MIN_LENGTH = 32
 # The default of `sqlite_busy_timeout_ms`, and so of `app.db.engines.create_database`.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# An MLflow alias name, as MLflow itself accepts them (letters, digits, `_`, `-`; 255 at most).
+_MLFLOW_ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_HTTP_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 
 
 def _split(origins: str) -> list[str]:
     return [origin.strip() for origin in origins.split(",") if origin.strip()]
+
+
+def parse_alias_stages(value: str) -> dict[str, GateStage]:
+    """`champion=production,challenger=pilot` as {alias: stage}; ValueError says what is wrong."""
+    stages: dict[str, GateStage] = {}
+    for item in _split(value):
+        alias, sep, stage = (part.strip() for part in item.partition("="))
+        if not sep or not _MLFLOW_ALIAS.match(alias):
+            raise ValueError(f"{item!r} is not alias=stage with an MLflow alias name")
+        if stage not in GateStage.__members__:
+            raise ValueError(f"{item!r}: the stage must be pilot or production")
+        if alias in stages:
+            raise ValueError(f"the alias {alias!r} is mapped twice")
+        stages[alias] = GateStage(stage)
+    return stages
 
 
 class Settings(BaseSettings):
@@ -61,6 +81,16 @@ class Settings(BaseSettings):
     # them to a role and teams: a JSON list, inline or in the file this names
     # (app.auth.oidc.load_providers). Unset: API keys only.
     readiness_oidc_config: str | None = None
+    # The MLflow model registry webhook (app.integrations.mlflow, docs/integrations/mlflow.md).
+    # The secret MLflow signs its deliveries with; unset, every delivery is refused (401).
+    readiness_mlflow_webhook_secret: SecretStr | None = None
+    # Which alias, once set on a model version, asks for which stage's gate.
+    readiness_mlflow_alias_stages: str = "champion=production,challenger=pilot"
+    # The MLflow tracking server to undo a denied alias on (remove it, tag the version); unset,
+    # a denial is only recorded here.
+    readiness_mlflow_tracking_uri: str | None = None
+    # Sent to that server as `Authorization: Bearer` when set.
+    readiness_mlflow_tracking_token: SecretStr | None = None
 
     @field_validator("readiness_cors_origins")
     @classmethod
@@ -79,6 +109,25 @@ class Settings(BaseSettings):
                 ' generate one with: echo "rdy_$(openssl rand -hex 24)"'
             )
         return value
+
+    @field_validator("readiness_mlflow_alias_stages")
+    @classmethod
+    def _alias_stages(cls, value: str) -> str:
+        parse_alias_stages(value)
+        return value
+
+    @field_validator("readiness_mlflow_tracking_uri")
+    @classmethod
+    def _tracking_uri(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not _HTTP_URL.match(value) or "@" in value:
+            raise ValueError("must be an http:// or https:// URL without credentials")
+        return value
+
+    def mlflow_alias_stages(self) -> dict[str, GateStage]:
+        return parse_alias_stages(self.readiness_mlflow_alias_stages)
 
     def cors_origins(self) -> list[str]:
         return _split(self.readiness_cors_origins)

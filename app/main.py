@@ -26,6 +26,7 @@ from app.evidence.router import router as evidence_router
 from app.health.router import router as health_router
 from app.idempotency.middleware import Idempotency
 from app.integrations.kubernetes.router import router as kubernetes_router
+from app.integrations.mlflow.router import router as mlflow_router
 from app.lifecycle.router import router as lifecycle_router
 from app.metrics.router import router as metrics_router
 from app.middleware import (
@@ -196,6 +197,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         reports_router,
         badges_router,
         kubernetes_router,
+        mlflow_router,
     ):
         # The routes themselves, not `include_router`: included, FastAPI builds every
         # route's handler again for each app on its first request (its own copy, ~15 ms of

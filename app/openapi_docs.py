@@ -96,12 +96,46 @@ TAGS: list[dict[str, str]] = [
     {"name": "reports", "description": "Portfolio and drift reports across systems."},
     {
         "name": "integrations",
-        "description": "Gates in other systems' own formats: the Kubernetes admission webhook.",
+        "description": "Gates in other systems' own formats and webhooks they send: the"
+        " Kubernetes admission webhook, MLflow's model registry.",
     },
 ]
 
 # `security` for an operation that takes no API key, so the document says so explicitly.
 NO_SECURITY: dict[str, Any] = {"security": []}
+
+
+# On an operation that takes no key but a signed request (a webhook): names the header that
+# carries the signature. The security tests read it.
+WEBHOOK_SIGNATURE_EXTENSION = "x-webhook-signature"
+
+# Models of the bodies that routes read themselves (`own_json_body`), by name.
+_OWN_BODIES: dict[str, type[BaseModel]] = {}
+
+
+def own_json_body(model: type[BaseModel], *, description: str) -> dict[str, Any]:
+    """`openapi_extra` documenting `model` as the JSON body of a route that reads the body
+    itself (a webhook checks a signature over its exact bytes before parsing them), so
+    FastAPI neither parses it first nor documents it."""
+    _OWN_BODIES[model.__name__] = model
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {"application/json": {"schema": schema}},
+        }
+    }
+
+
+def _own_body_schemas(document: dict[str, Any]) -> dict[str, Any]:
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for name, model in _OWN_BODIES.items():
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[name] = schema
+    document["components"]["schemas"] = dict(sorted(schemas.items()))
+    return document
 
 
 # Handled by app.idempotency.middleware for every POST, so declared here once.
@@ -249,7 +283,9 @@ def install_openapi(app: FastAPI) -> None:
                 license_info=app.license_info,
                 separate_input_output_schemas=app.separate_input_output_schemas,
             )
-            document = _own_validation_status(_problem_content(document), app.routes)
+            document = _own_validation_status(
+                _problem_content(_own_body_schemas(document)), app.routes
+            )
             app.openapi_schema = _oidc_tokens(_required_roles(document, app.routes))
         return app.openapi_schema
 

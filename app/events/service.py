@@ -31,6 +31,7 @@ class EventType(StrEnum):
     policy_published = "policy.published"
     api_key_created = "api_key.created"
     api_key_revoked = "api_key.revoked"
+    mlflow_alias_denied = "integration.mlflow.alias_denied"
 
 
 @dataclass(frozen=True)

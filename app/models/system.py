@@ -43,7 +43,9 @@ class System(SQLModel, table=True):
     risk_tier: str = Field(max_length=20, index=True)
     risk_tier_rule: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     labels: dict[str, str] = Field(sa_column=Column(JSON, nullable=False))
-    external_ref: str | None = Field(default=None, max_length=500)
+    # Indexed: integrations find the systems linked to a thing of theirs by it
+    # (`mlflow:models/<name>`, app.integrations.mlflow).
+    external_ref: str | None = Field(default=None, max_length=500, index=True)
     stage: str = Field(default="proposed", max_length=20, index=True)
     # Bumped on every change of the representation; the ETag is derived from it.
     version: int = Field(default=1)

@@ -13,6 +13,7 @@ from app.config import Settings
 from app.errors import DomainError
 from app.evidence.service import ControlNotFound
 from app.integrations.kubernetes.service import InvalidAdmissionReview
+from app.integrations.mlflow.signature import InvalidSignature
 from app.lifecycle.service import ControlNotWaivable
 from app.pilots.service import PilotConcluded, SystemNotInPilot
 from tests.conftest import project_path
@@ -68,6 +69,7 @@ ELSEWHERE = (
     ControlNotFound,
     ControlNotWaivable,
     InvalidAdmissionReview,
+    InvalidSignature,
     PilotConcluded,
     SystemNotInPilot,
 )

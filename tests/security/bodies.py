@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app.integrations.kubernetes.schemas import REVIEW_EXAMPLE
+from app.integrations.mlflow.schemas import ALIAS_CREATED_EXAMPLE
 from app.main import create_app
 from app.policies.service import default_policy_document
 from tests.factories import make_system, system_body
@@ -109,14 +110,17 @@ BASE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
 
 
 # Bodies of a format another system defines, which the service reads but does not shape:
-# Kubernetes' AdmissionReview (app/integrations/kubernetes). Their objects stay open (unknown
-# fields are ignored, as Kubernetes asks of its clients, and a real review carries hundreds)
-# and a body that is not valid is 400 `invalid-admission-review`, not 422, so the table-driven
-# bounds and mass-assignment checks do not apply to them. Nothing of such a body is stored
-# but what the service itself checks (a system key, a stage, a release of at most 200
-# characters); tests/integrations/kubernetes/ checks their refusals, depth and size instead.
+# Kubernetes' AdmissionReview (app/integrations/kubernetes) and MLflow's webhook deliveries
+# (app/integrations/mlflow). Their objects stay open (unknown fields are ignored, as
+# Kubernetes asks of its clients, a real review carries hundreds, and a newer MLflow adds
+# fields), and a body that is not valid is 400 `invalid-admission-review`, not 422, or is
+# read only once MLflow's signature over it verifies (401 before), so the table-driven bounds
+# and mass-assignment checks do not apply to them. Nothing of such a body is stored but what
+# the service itself checks (a system key, a stage, a release of at most 200 characters; a
+# model name, alias and version, bounded); tests/integrations/ checks their refusals instead.
 FOREIGN_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/integrations/kubernetes/admission"): REVIEW_EXAMPLE,
+    ("POST", "/v1/integrations/mlflow/webhook"): ALIAS_CREATED_EXAMPLE,
 }
 
 

@@ -1,0 +1,101 @@
+"""Calls back to the MLflow tracking server's REST API (`/api/2.0/mlflow/...`), after the
+delivery's transaction committed: a denied alias is removed and the version tagged. The
+service does not depend on the `mlflow` package; these are plain HTTP calls. A failure is
+logged and reported in the webhook's answer, never raised: the decision is recorded either
+way, and MLflow does not retry an answer that arrived."""
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from app.integrations.mlflow.schemas import MlflowActions
+
+if TYPE_CHECKING:
+    # Imported when MLflow is called: httpx loads its command line (rich, pygments) with it,
+    # which start-up does without (tests/health/test_start_up.py).
+    import httpx
+
+logger = logging.getLogger(__name__)
+
+ALIAS_PATH = "/api/2.0/mlflow/registered-models/alias"
+SET_VERSION_TAG_PATH = "/api/2.0/mlflow/model-versions/set-tag"
+GATE_TAG = "readiness.gate"
+# How MLflow answers a GET of an alias that is not set (400 INVALID_PARAMETER_VALUE) or of a
+# model that does not exist (404 RESOURCE_DOES_NOT_EXIST).
+GONE = frozenset({400, 404})
+# Seconds per call; MLflow waits 30 s for the webhook's answer by default, and this takes
+# three calls at most.
+TIMEOUT = 5.0
+
+
+@dataclass
+class _Calls:
+    client: "httpx.AsyncClient"
+    errors: list[str] = field(default_factory=list)
+
+    async def send(self, method: str, path: str, **kwargs: Any) -> "httpx.Response | None":
+        """The answer, or None (and the error noted and logged) when the call failed."""
+        import httpx
+
+        try:
+            response = await self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            self._failed(f"{method} {path}: {type(exc).__name__}: {exc}")
+            return None
+        if method == "GET" and response.status_code in GONE:
+            return response  # the caller tells "gone" from a failure
+        if response.is_error:
+            self._failed(f"{method} {path}: HTTP {response.status_code} {response.text[:200]}")
+            return None
+        return response
+
+    def _failed(self, error: str) -> None:
+        logger.warning("MLflow call failed: %s", error)
+        self.errors.append(error)
+
+
+def _aliased_version(response: "httpx.Response") -> str | None:
+    try:
+        version = response.json().get("model_version", {}).get("version")
+    except (ValueError, AttributeError):
+        return None
+    return str(version) if version is not None else None
+
+
+async def report(
+    *,
+    tracking_uri: str,
+    token: str | None,
+    model: str,
+    alias: str,
+    version: str,
+    verdict: str,
+) -> MlflowActions:
+    """Tag the version with the verdict (`readiness.gate`: `allowed` or `denied`) and, when
+    denied, remove the alias, but only while it still names this version: an alias moved on
+    to another version since is that version's to keep."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(base_url=tracking_uri, headers=headers, timeout=TIMEOUT) as client:
+        calls = _Calls(client)
+        removed = False
+        if verdict == "denied":
+            found = await calls.send("GET", ALIAS_PATH, params={"name": model, "alias": alias})
+            if (
+                found is not None
+                and found.status_code == 200
+                and _aliased_version(found) == version
+            ):
+                deleted = await calls.send(
+                    "DELETE", ALIAS_PATH, json={"name": model, "alias": alias}
+                )
+                removed = deleted is not None
+        tagged = await calls.send(
+            "POST",
+            SET_VERSION_TAG_PATH,
+            json={"name": model, "version": version, "key": GATE_TAG, "value": verdict},
+        )
+    return MlflowActions(
+        alias_removed=removed, tag=verdict if tagged is not None else None, errors=calls.errors
+    )
