@@ -14,7 +14,7 @@ from app.config import SQLITE_BUSY_TIMEOUT_MS
 from app.outage import mark_connect_failures
 
 if TYPE_CHECKING:
-    from app.db.group_commit import InlineWriters
+    from app.db.group_commit import LoopWriters
 
 PG_CONNECT_TIMEOUT_S = 5
 WAL_AUTOCHECKPOINT_PAGES = 10_000  # 40 MB at 4 kB pages
@@ -87,7 +87,7 @@ class Database:
     inline_write_engine: Engine | None = None
     # The group commit's state for each event loop (app.db.group_commit), kept with the
     # engines it writes through: each database batches its own writes.
-    inline_writers: "WeakKeyDictionary[asyncio.AbstractEventLoop, InlineWriters]" = field(
+    loop_writers: "WeakKeyDictionary[asyncio.AbstractEventLoop, LoopWriters]" = field(
         default_factory=WeakKeyDictionary
     )
 

@@ -1,4 +1,4 @@
-"""Group commit on SQLite: writes of one kind that arrive together share one transaction.
+"""Group commit: writes of one kind that arrive together share one transaction.
 
 A route declares which of its writes may be batched (a `BatchedWrite` built from plain
 service functions) and hands each item to `run_batched_write`; the services themselves only
@@ -57,8 +57,8 @@ class _Pending(Generic[Item, T]):
 
 
 @dataclass
-class InlineWriters:
-    """The inline writers of one event loop."""
+class LoopWriters:
+    """The batched writers of one event loop."""
 
     # Batches take turns in arrival order (an asyncio.Lock wakes its waiters first come,
     # first served). Left to the loop's scheduling, writers at 64 connections interleaved
@@ -71,12 +71,12 @@ class InlineWriters:
     batches: "set[asyncio.Task[None]]" = field(default_factory=set)
 
 
-def _loop_writers(database: Database) -> InlineWriters:
-    """`database`'s inline writers of the running event loop."""
+def _loop_writers(database: Database) -> LoopWriters:
+    """`database`'s batched writers of the running event loop."""
     loop = asyncio.get_running_loop()
-    writers = database.inline_writers.get(loop)
+    writers = database.loop_writers.get(loop)
     if writers is None:
-        writers = database.inline_writers[loop] = InlineWriters()
+        writers = database.loop_writers[loop] = LoopWriters()
     return writers
 
 
@@ -87,12 +87,15 @@ MAX_BATCH = 256
 
 
 async def run_batched_write(database: Database, kind: BatchedWrite[Item, T], item: Item) -> T:
-    """Writes `item` and commits, in one transaction with others of its kind on SQLite.
+    """Writes `item` and commits, in one transaction with others of its kind.
 
-    SQLite has one writer, so writes queue; each paid for its own transaction, session
-    and statements, and under load most of a write's time went there. Here the items that
-    arrive while a write runs wait together and go as one batch: one transaction, each
-    statement run once for all of them.
+    Writes queue: SQLite has one writer, and on PostgreSQL every write appends an event
+    under the lock that keeps the feed in commit order, held to its commit
+    (`app.events.service.append_many`), so writers there take turns at the commit's flush
+    to disk. Each paid for its own transaction, session, statements and flush, and under
+    load most of a write's time went there. Here the items that arrive while a batch is
+    written wait together and go as the next batch: one transaction, each statement run
+    once for all of them, one flush.
 
     A batch runs on the event loop: on SQLite a write is CPU work in this process once the
     write lock is held, and handing it to a worker thread costs about as much again (the
@@ -100,12 +103,9 @@ async def run_batched_write(database: Database, kind: BatchedWrite[Item, T], ite
     the loop never blocks on a worker thread of this process that is writing, then BEGIN
     IMMEDIATE on a connection whose busy timeout is 0. Only when another process holds the
     database's write lock does the batch go to a worker thread, which waits on the busy
-    timeout as every write there does. PostgreSQL writes in parallel, so each item has a
-    transaction of its own there, in a worker thread.
+    timeout as every write there does. On PostgreSQL a batch waits on the network, so it
+    runs in a worker thread; the batches of other processes run beside it.
     """
-    if database.inline_write_engine is None:
-        alone = partial(kind.apply_one, item=item)
-        return await run_in_threadpool(_write_in_thread, database, alone)
     writers = _loop_writers(database)
     pending = writers.pending.get(kind)
     if pending is None:
@@ -118,7 +118,7 @@ async def run_batched_write(database: Database, kind: BatchedWrite[Item, T], ite
 
 
 def _queue_batch(
-    database: Database, writers: InlineWriters, kind: BatchedWrite[Item, T]
+    database: Database, writers: LoopWriters, kind: BatchedWrite[Item, T]
 ) -> _Pending[Item, T]:
     """A new pending batch of `kind`, and the task that will write it. There is one pending
     batch per kind at a time; items join it until its task takes it."""
@@ -132,7 +132,7 @@ def _queue_batch(
 
 def _take(
     database: Database,
-    writers: InlineWriters,
+    writers: LoopWriters,
     kind: BatchedWrite[Item, T],
     batch: _Pending[Item, T],
 ) -> None:
@@ -147,27 +147,26 @@ def _take(
 
 async def _write_batch(
     database: Database,
-    writers: InlineWriters,
+    writers: LoopWriters,
     kind: BatchedWrite[Item, T],
     batch: _Pending[Item, T],
 ) -> None:
     engine = database.inline_write_engine
-    assert engine is not None
     try:
-        # The whole batch, retries and waits included, takes its turn among the inline
+        # The whole batch, retries and waits included, takes its turn among the loop's
         # writers, so batches are written in the order they were queued.
         async with writers.queue:
             await asyncio.sleep(0)
-            while not database.write_gate.acquire(blocking=False):
-                await asyncio.sleep(_GATE_POLL_S)
-            try:
+            if engine is None:  # PostgreSQL
                 _take(database, writers, kind, batch)
                 try:
-                    written = _write_unless_locked(engine, lambda s: kind.apply(s, batch.items))
+                    written: object = await run_in_threadpool(
+                        _write_in_thread, database, lambda s: kind.apply(s, batch.items)
+                    )
                 except Exception as exc:
                     written = exc
-            finally:
-                database.write_gate.release()
+            else:
+                written = await _write_inline(database, engine, writers, kind, batch)
             if written is _LOCKED:
                 # Another process holds the write lock: the batch waits for it in a worker
                 # thread, on the busy timeout like any write there.
@@ -207,6 +206,27 @@ async def _write_batch(
         for future in batch.futures:
             if not future.done():
                 future.set_exception(RuntimeError("the write batch ended without an answer"))
+
+
+async def _write_inline(
+    database: Database,
+    engine: Engine,
+    writers: LoopWriters,
+    kind: BatchedWrite[Item, T],
+    batch: _Pending[Item, T],
+) -> object:
+    """On SQLite: the batch written on the event loop once this process's write gate is
+    free, or `_LOCKED` when another process holds the database's write lock."""
+    while not database.write_gate.acquire(blocking=False):
+        await asyncio.sleep(_GATE_POLL_S)
+    try:
+        _take(database, writers, kind, batch)
+        try:
+            return _write_unless_locked(engine, lambda s: kind.apply(s, batch.items))
+        except Exception as exc:
+            return exc
+    finally:
+        database.write_gate.release()
 
 
 def _lock_timed_out(error: Exception) -> bool:

@@ -126,7 +126,7 @@ def _pending_evidence_writes(database: Database) -> int:
     # The queue is per event loop; the test client's app runs on one.
     return sum(
         len(pending.items)
-        for writers in list(database.inline_writers.values())
+        for writers in list(database.loop_writers.values())
         for kind, pending in list(writers.pending.items())
         if kind is RECORD_EVIDENCE
     )
