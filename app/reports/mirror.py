@@ -47,7 +47,7 @@ from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Engine, Executable, and_, func, select
+from sqlalchemy import Engine, Executable, and_, case, func, select
 from sqlmodel import Session, col
 
 from app.events.service import EventType
@@ -258,32 +258,45 @@ class Mirror:
 
     def _sync(self, session: Session, now: datetime) -> None:
         horizon = _horizon(session)  # before reading: see the module's docstring
-        query = (
-            select(
-                col(System.id),
-                col(System.key),
-                col(System.stage),
-                col(System.risk_tier),
-                col(System.score),
-                col(System.pilot_ready),
-                col(System.production_ready),
-                col(System.readiness_valid_until),
-                col(System.readiness_seq),
-                col(ReadinessBlocker.gate),
-                col(ReadinessBlocker.control),
-                col(ReadinessBlocker.code),
-                readiness_service.stored_answer_valid(now),
-                readiness_service.other_rules(),
-            )
-            # One statement, so a system and its blocking rows come from one snapshot.
-            .outerjoin(
-                ReadinessBlocker,
-                and_(
-                    col(ReadinessBlocker.system_id) == col(System.id),
-                    col(ReadinessBlocker.control).is_not(None),
-                ),
-            )
+        stored_answer = (
+            col(System.id),
+            col(System.key),
+            col(System.stage),
+            col(System.risk_tier),
+            col(System.score),
+            col(System.pilot_ready),
+            col(System.production_ready),
+            col(System.readiness_valid_until),
+            col(System.readiness_seq),
+            readiness_service.stored_answer_valid(now),
+            readiness_service.other_rules(),
         )
+        blockers = (
+            col(ReadinessBlocker.gate),
+            col(ReadinessBlocker.control),
+            col(ReadinessBlocker.code),
+        )
+        # One statement, so a system and its blocking rows come from one snapshot: on
+        # PostgreSQL a row per system with its blocking items in arrays (a row per item
+        # was most of a first look's reading), elsewhere a row per item.
+        aggregated = session.get_bind().dialect.name == "postgresql"
+        found = (
+            [
+                func.array_agg(column).filter(col(ReadinessBlocker.gate).is_not(None))
+                for column in blockers
+            ]
+            if aggregated
+            else list(blockers)
+        )
+        query = select(*stored_answer, *found).outerjoin(
+            ReadinessBlocker,
+            and_(
+                col(ReadinessBlocker.system_id) == col(System.id),
+                col(ReadinessBlocker.control).is_not(None),
+            ),
+        )
+        if aggregated:
+            query = query.group_by(col(System.id))
         changed: list[int] = []
         if self._horizon is not None:
             stored = select(col(System.id)).where(col(System.readiness_seq) >= self._horizon)
@@ -306,12 +319,14 @@ class Mirror:
                 if system_id not in rows:
                     rows[system_id] = tuple(row[1:9])
                     blocking[system_id] = set()
-                    if not row[12]:
+                    if not row[9]:
                         invalid.add(system_id)
-                    if row[13]:
+                    if row[10]:
                         of_other_rules.add(system_id)
-                if row[9] is not None:
-                    blocking[system_id].add(self._blocker(row[9], row[10], row[11]))
+                if row[11] is None:
+                    continue
+                triples = zip(row[11], row[12], row[13], strict=True) if aggregated else [row[11:]]
+                blocking[system_id].update(self._blocker(*triple) for triple in triples)
         everything = self._horizon is None
         stale_at = self._stale_at(session, rows, everything=everything)
         outcomes, findings = _pilots(session, list(rows), everything=everything, stop=self._stop)
@@ -362,25 +377,50 @@ class Mirror:
         freshness limit (strictly, hence the microsecond)."""
         rules = policy_service.active_rules(session).rules
         fresh = {
-            tier.value: (None if days is None else timedelta(days=days, microseconds=1))
+            tier.value: timedelta(days=days, microseconds=1)
             for tier in Tier
-            for days in [rules.tier(tier).evidence_fresh_days]
+            if (days := rules.tier(tier).evidence_fresh_days) is not None
         }
-        found: dict[int, list[datetime]] = {}
-        query = select(
-            col(Evidence.system_id), col(Evidence.recorded_at), col(Evidence.expires_at)
-        ).where(col(Evidence.is_current))
         ids = list(rows)
         batches = (
             [None] if everything else [ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK)]
         )
+        found: dict[int, list[datetime]] = {}
+        if session.get_bind().dialect.name == "postgresql":
+            # Worked out in the database, a row per system: a first look reads over a
+            # million evidence rows, and fetching each into Python was most of its time.
+            stale_at = func.least(
+                col(Evidence.expires_at),
+                col(Evidence.recorded_at) + case(fresh, value=col(System.risk_tier)),
+            )
+            by_system = (
+                select(col(Evidence.system_id), func.array_agg(stale_at))
+                .join(System, col(System.id) == col(Evidence.system_id))
+                .where(col(Evidence.is_current), stale_at.is_not(None))
+                .group_by(col(Evidence.system_id))
+            )
+            for batch in batches:
+                chosen = (
+                    by_system
+                    if batch is None
+                    else by_system.where(col(Evidence.system_id).in_(batch))
+                )
+                for system_id, times in _rows(session, chosen, self._stop):
+                    if system_id in rows:
+                        found[system_id] = times
+            return found
+        each_row = select(
+            col(Evidence.system_id), col(Evidence.recorded_at), col(Evidence.expires_at)
+        ).where(col(Evidence.is_current))
         for batch in batches:
-            chosen = query if batch is None else query.where(col(Evidence.system_id).in_(batch))
-            for system_id, recorded_at, expires_at in _rows(session, chosen, self._stop):
+            rows_of = (
+                each_row if batch is None else each_row.where(col(Evidence.system_id).in_(batch))
+            )
+            for system_id, recorded_at, expires_at in _rows(session, rows_of, self._stop):
                 row = rows.get(system_id)
                 if row is None:
                     continue
-                limit = fresh[row[2]]
+                limit = fresh.get(row[2])
                 times = [] if expires_at is None else [expires_at]
                 if limit is not None:
                     times.append(recorded_at + limit)
