@@ -29,7 +29,8 @@ queries, so no request ever waits for, or reads from, a mirror half built.
 
 What is kept per system is small (stage, tier, score, gate readiness, the distinct blocking
 (gate, control, code) triples, the rendered metric lines); the first look of a process reads
-every system and blocking row once.
+every system, blocking row and current evidence row once (on PostgreSQL aggregated in the
+database to a row per system).
 
 Running pilots (`RunningPilots`, for the stuck-pilot count) are followed apart: creating a
 pilot stores no readiness, so no marker shows it; its event does.
