@@ -64,8 +64,9 @@ class Database:
 
     On SQLite, writing transactions start with BEGIN IMMEDIATE so that concurrent writers
     queue on the busy timeout instead of failing when a read lock cannot be upgraded;
-    reads keep a plain BEGIN and run beside the writer (WAL). PostgreSQL needs no such
-    split, so both names point at one pooled engine there.
+    reads keep a plain BEGIN and run beside the writer (WAL). On PostgreSQL all three share
+    one pool: reads in REPEATABLE READ (one snapshot for all their statements), lookups in
+    autocommit, writes in READ COMMITTED with row locks.
     """
 
     read_engine: Engine
@@ -183,4 +184,9 @@ def _engines(url: str, *, pool_size: int, sqlite_busy_timeout_ms: int) -> Databa
     # Lookups read a row or two with no snapshot to share, so they skip BEGIN and the
     # ROLLBACK on return: two round trips to the server fewer on the hottest read.
     lookups = engine.execution_options(isolation_level="AUTOCOMMIT")
-    return Database(read_engine=engine, write_engine=engine, lookup_engine=lookups)
+    # A read of several statements sees one snapshot, as on SQLite (under READ COMMITTED
+    # each statement would see what committed before it: a report could count a system
+    # stored between two of its statements twice). Reads only, so nothing can fail to
+    # serialize.
+    reads = engine.execution_options(isolation_level="REPEATABLE READ")
+    return Database(read_engine=reads, write_engine=engine, lookup_engine=lookups)

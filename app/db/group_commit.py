@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from app.db.engines import Database
 from app.db.unit_of_work import write_transaction
+from app.outage import database_unavailable
 
 T = TypeVar("T")
 Item = TypeVar("Item")
@@ -180,10 +181,13 @@ async def _write_batch(
                 isinstance(written, Exception)
                 and len(batch.items) > 1
                 and not _lock_timed_out(written)
+                and not database_unavailable(written)
             ):
                 # The batch failed as a whole: each item alone, so that only the one at
                 # fault fails. (Not when it timed out waiting for another process's lock:
-                # each item would wait as long again, and every writer behind it with it.)
+                # each item would wait as long again, and every writer behind it with it.
+                # Nor when the database went away: each item would wait to connect again,
+                # and a commit cut short may have committed, so each is answered 503.)
                 for item, future in zip(batch.items, batch.futures, strict=True):
                     try:
                         alone = partial(kind.apply_one, item=item)

@@ -13,7 +13,10 @@ made stale since are counted as stored, except for drift, which judges them afre
 drift report does). A stored answer of other rules than the running code's (one a release
 left to re-evaluate, app.readiness.reevaluation) is counted by neither producer: each
 judges such a system afresh and counts that answer in its place (`Judged`), as it will be
-stored once re-evaluated.
+stored once re-evaluated. One exception: in the minutes after a release that changed the
+rules of a large portfolio, while more than JUDGED_AT_MOST answers wait for the background
+re-evaluation, the aggregate queries count them as stored (but for drift) rather than
+evaluate thousands of systems on every report and scrape; the mirror judges each once.
 """
 
 from collections import Counter
@@ -41,6 +44,9 @@ class Need(Flag):
     PILOT_RESULTS = auto()  # concluded pilots by outcome, findings by kind
     STUCK = auto()  # stuck pilots
 
+
+# The most answers of other rules the aggregate queries judge afresh on each call.
+JUDGED_AT_MOST = 1000
 
 # The parts counted from readiness answers (the others from evidence and pilots).
 ANSWER_NEEDS = Need.SYSTEMS | Need.READY | Need.DRIFT | Need.BLOCKING | Need.GAPS

@@ -390,9 +390,14 @@ class Mirror:
         if session.get_bind().dialect.name == "postgresql":
             # Worked out in the database, a row per system: a first look reads over a
             # million evidence rows, and fetching each into Python was most of its time.
-            stale_at = func.least(
-                col(Evidence.expires_at),
-                col(Evidence.recorded_at) + case(fresh, value=col(System.risk_tier)),
+            # (A CASE needs a WHEN: with no tier's freshness limit, expiry alone.)
+            stale_at = (
+                func.least(
+                    col(Evidence.expires_at),
+                    col(Evidence.recorded_at) + case(fresh, value=col(System.risk_tier)),
+                )
+                if fresh
+                else col(Evidence.expires_at)
             )
             by_system = (
                 select(col(Evidence.system_id), func.array_agg(stale_at))

@@ -18,6 +18,7 @@ from app.readiness.tiers import TIER_ORDER
 from app.reports.counts import (
     ANSWER_NEEDS,
     HEADING_FOR,
+    JUDGED_AT_MOST,
     Judged,
     Need,
     PortfolioCounts,
@@ -97,7 +98,11 @@ def counts(
 
 
 def _of_other_rules(session: Session, in_scope: ColumnElement[bool]) -> list[System]:
-    """The systems in scope whose stored answer is of other rules than the running code's."""
+    """The systems in scope whose stored answer is of other rules than the running code's,
+    to judge afresh; none while more than JUDGED_AT_MOST wait in the whole database."""
+    waiting = readiness_service.count_to_reevaluate(session, only_other_rules=True)
+    if not waiting or waiting > JUDGED_AT_MOST:
+        return []
     return list(
         session.execute(
             select(System).where(in_scope, readiness_service.other_rules()).order_by(col(System.id))

@@ -29,6 +29,7 @@ from sqlmodel import Session, col
 from app.db import read_transaction
 from app.lifecycle.stages import Stage
 from app.models import System
+from app.policies.service import default_policy_document
 from app.readiness import service as readiness_service
 from app.readiness.reevaluation import reevaluate
 from app.readiness.tiers import Tier
@@ -413,3 +414,46 @@ def test_answers_of_other_rules_are_counted_as_judged_now_the_same_as_once_store
     session.rollback()
     assert session.scalar(of_other_rules) == 0
     assert assert_producers_agree(session, early, clock.now) == judged
+
+
+@pytest.mark.parametrize("mirror_warmup", [False])
+def test_without_freshness_limits_evidence_goes_stale_only_at_its_expiry_for_both(
+    client: TestClient, admin: Headers, clock: FakeClock, session: Session
+) -> None:
+    document = default_policy_document()
+    for tier in document["tiers"].values():
+        tier["evidence_fresh_days"] = None
+    published = client.post("/v1/policies", json={**document, "activate": True}, headers=admin)
+    assert published.status_code == 201, published.text
+    seed_first(client, admin, clock)
+    session.rollback()
+    early = built(session, clock.now)
+    later = clock.now + timedelta(days=400)  # past every tier's usual freshness limit
+    stale = assert_producers_agree(session, early, later)[SystemFilters()]
+    # Only the evidence that expires: helpdesk's monitoring and drafty's three week-long
+    # ones, whatever their age.
+    assert (stale.stale_evidence, stale.systems_with_stale_evidence) == (4, 2)
+
+
+@pytest.mark.parametrize("mirror_warmup", [False])
+def test_the_queries_count_answers_of_other_rules_as_stored_while_too_many_wait(
+    client: TestClient,
+    admin: Headers,
+    clock: FakeClock,
+    session: Session,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    system(client, admin, "triage", "limited", "writing", "dev", "eu")
+    system(client, admin, "intake", "limited", "writing", "dev", "us")
+    for key in ("triage", "intake"):
+        record_evidence(client, admin, key=key, control="data_rules", status="partial")
+    session.rollback()
+    stored = queries.counts(session, filters=SystemFilters(), now=clock.now, needs=EVERYTHING)
+    upgrade_to_later_rules(monkeypatch)
+    judged = queries.counts(session, filters=SystemFilters(), now=clock.now, needs=EVERYTHING)
+    assert judged.score_tenths < stored.score_tenths
+    # Two wait: more than the queries judge afresh on each call.
+    monkeypatch.setattr(queries, "JUDGED_AT_MOST", 1)
+    assert (
+        queries.counts(session, filters=SystemFilters(), now=clock.now, needs=EVERYTHING) == stored
+    )

@@ -9,7 +9,7 @@ names are Kubernetes' own (camelCase)."""
 from enum import StrEnum
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 ADMISSION_API_VERSION: Final = "admission.k8s.io/v1"
 ADMISSION_KIND: Final = "AdmissionReview"
@@ -187,7 +187,7 @@ class AdmissionRequest(BaseModel):
             " template, or a Pod's spec) nor the readiness annotations is admitted unchecked."
         ),
     )
-    dryRun: bool | None = Field(
+    dryRun: StrictBool | None = Field(
         default=None,
         description="True: the gate is evaluated and answered, and no gate check is recorded.",
     )

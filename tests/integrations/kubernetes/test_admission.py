@@ -335,6 +335,10 @@ def _without(document: dict[str, Any], *path: str) -> dict[str, Any]:
             {**review(pod()), "request": {**review(pod())["request"], "operation": "x"}},
             "request.operation",
         ),
+        (
+            {**review(pod()), "request": {**review(pod())["request"], "dryRun": 0}},
+            "request.dryRun",
+        ),
         ([review(pod())], "body"),
         ("AdmissionReview", "body"),
     ],
@@ -345,6 +349,7 @@ def _without(document: dict[str, Any], *path: str) -> dict[str, Any]:
         "no request",
         "empty uid",
         "bad op",
+        "dry run not a boolean",
         "list",
         "string",
     ],
