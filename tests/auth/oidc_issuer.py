@@ -2,8 +2,10 @@
 document served over HTTP by pytest-httpserver, and tokens minted with them."""
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 import jwt
@@ -23,6 +25,14 @@ def new_key(kind: str) -> PrivateKey:
     if kind == "ec":
         return ec.generate_private_key(ec.SECP256R1())
     return ed25519.Ed25519PrivateKey.generate()
+
+
+@cache
+def _issued_key(path: str, kid: str, kind: str, nth: int) -> PrivateKey:
+    """The `nth` key of that kid and kind at the issuer at `path`, made once per process: an
+    RSA key takes tens of milliseconds to make, and every test sets up its issuers anew.
+    Distinct for every issuer, kid, kind and key added again under the same kid."""
+    return new_key(kind)
 
 
 def public_jwk(key: PrivateKey, kid: str) -> dict[str, Any]:
@@ -48,6 +58,7 @@ class Issuer:
     path: str
     keys: dict[str, PrivateKey] = field(default_factory=dict)
     published: list[str] = field(default_factory=list)
+    added: Counter[tuple[str, str]] = field(default_factory=Counter)
     jwks_requests: int = 0
     discovery_requests: int = 0
     down: bool = False
@@ -68,7 +79,9 @@ class Issuer:
         return self
 
     def add_key(self, kid: str, kind: str = "rsa", *, publish: bool = True) -> PrivateKey:
-        key = self.keys[kid] = new_key(kind)
+        nth = self.added[(kid, kind)]
+        self.added[(kid, kind)] += 1
+        key = self.keys[kid] = _issued_key(self.path, kid, kind, nth)
         if publish:
             self.published.append(kid)
         return key
