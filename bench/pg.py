@@ -19,7 +19,6 @@ BENCH_PG_SYSTEMS (default 300), BENCH_PG_WORKERS (default 2), BENCH_COLD_STARTS 
 
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -83,36 +82,9 @@ def check_answers(base: str, keys: Keys) -> None:
 
 def cold_start(env: dict[str, str], log: Path) -> float:
     """Seconds from launching uvicorn to the first 200 from /healthz."""
-    port = bench.free_port()
-    command = [
-        sys.executable, "-m", "uvicorn", "app.main:app",
-        "--host", bench.HOST, "--port", str(port), "--workers", str(WORKERS),
-        "--loop", "uvloop", "--http", "app.protocol:BoundedHttpToolsProtocol",
-        "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
-    url = f"http://{bench.HOST}:{port}/healthz"
-    with log.open("ab") as output:
-        started = time.perf_counter()
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=output)
-    try:
-        while time.perf_counter() - started < bench.STARTUP_TIMEOUT_S:
-            if server.poll() is not None:
-                raise SystemExit(f"uvicorn exited with {server.returncode}; see {log}")
-            try:
-                with urllib.request.urlopen(url, timeout=1) as response:
-                    if response.status == 200:
-                        return time.perf_counter() - started
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            time.sleep(HEALTH_POLL_S)
-        raise SystemExit(f"no /healthz 200 within {bench.STARTUP_TIMEOUT_S:.0f} s; see {log}")
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    started = time.perf_counter()
+    with bench.serve("app.main:app", env, log, workers=WORKERS, poll=HEALTH_POLL_S):
+        return time.perf_counter() - started
 
 
 def main() -> None:

@@ -279,7 +279,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_until_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
+def wait_until_healthy(url: str, server: subprocess.Popen[bytes], poll: float = 0.2) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -290,13 +290,16 @@ def wait_until_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
                     return
         except (urllib.error.URLError, ConnectionError):
             pass
-        time.sleep(0.2)
+        time.sleep(poll)
     raise SystemExit(f"{url} did not answer within {STARTUP_TIMEOUT_S:.0f} s")
 
 
 @contextmanager
-def serve(app: str, env: dict[str, str], log: Path, *extra: str, workers: int = 1) -> Iterator[str]:
-    """`workers` uvicorn workers on a free loopback port; yields the base URL, stops it after.
+def serve(
+    app: str, env: dict[str, str], log: Path, *extra: str, workers: int = 1, poll: float = 0.2
+) -> Iterator[str]:
+    """`workers` uvicorn workers on a free loopback port; yields the base URL once /healthz
+    answers 200 (asked every `poll` seconds), and stops them after.
 
     Its output goes to `log`: under load a failing app logs a traceback per request, which
     would bury the figures; `log_summary` condenses it afterwards.
@@ -315,7 +318,7 @@ def serve(app: str, env: dict[str, str], log: Path, *extra: str, workers: int = 
         )
     base = f"http://{HOST}:{port}"
     try:
-        wait_until_healthy(f"{base}/healthz", server)
+        wait_until_healthy(f"{base}/healthz", server, poll)
         yield base
     finally:
         server.terminate()
