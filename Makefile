@@ -12,7 +12,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: install run test test-fast lint docker-lint fmt migrate reevaluate revision openapi contract \
-	bench bench-pg bench-scale mlflow-env
+	bench bench-pg bench-scale profile-pg mlflow-env
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -118,6 +118,10 @@ bench: install
 # The same read, write and gate check on PostgreSQL with two workers each, and cold starts.
 bench-pg: install
 	$(BIN)/python bench/pg.py
+
+# Where bench-pg's time goes (bench/profile_pg.py); needs py-spy outside the service's venv.
+profile-pg: install
+	$(BIN)/python bench/profile_pg.py
 
 bench-scale: install
 	$(BIN)/python bench/scale.py

@@ -4,6 +4,7 @@ from functools import lru_cache
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.audit.seed import decode_seed
 from app.vocabulary import GateStage
 
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
@@ -91,6 +92,9 @@ class Settings(BaseSettings):
     readiness_mlflow_tracking_uri: str | None = None
     # Sent to that server as `Authorization: Bearer` when set.
     readiness_mlflow_tracking_token: SecretStr | None = None
+    # Base64 of the 32-byte Ed25519 seed that signs audit checkpoints (app.audit.signing);
+    # unset, a key is made at first start and kept in the database (for trying out only).
+    readiness_audit_signing_key: SecretStr | None = None
 
     @field_validator("readiness_cors_origins")
     @classmethod
@@ -109,6 +113,17 @@ class Settings(BaseSettings):
                 ' generate one with: echo "rdy_$(openssl rand -hex 24)"'
             )
         return value
+
+    @field_validator("readiness_audit_signing_key")
+    @classmethod
+    def _audit_signing_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            decode_seed(value.get_secret_value())
+        return value
+
+    def audit_signing_seed(self) -> bytes | None:
+        key = self.readiness_audit_signing_key
+        return decode_seed(key.get_secret_value()) if key is not None else None
 
     @field_validator("readiness_mlflow_alias_stages")
     @classmethod

@@ -9,6 +9,8 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
+from app.audit.router import router as audit_router
+from app.audit.signing import SigningKey
 from app.auth.bootstrap import START_WAIT as BOOTSTRAP_START_WAIT
 from app.auth.bootstrap import BootstrapKey
 from app.auth.dependencies import Identities
@@ -151,6 +153,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.state.identities = identities
     app.state.clock = clock
     app.state.mirror_warmup = warmup
+    app.state.audit_signing_key = SigningKey(
+        database, seed=settings.audit_signing_seed(), clock=lambda: app.state.clock()
+    )
 
     install_error_handlers(app)
     # Innermost, so a 500 passes through every other middleware like any answer.
@@ -194,6 +199,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         lifecycle_router,
         pilots_router,
         events_router,
+        audit_router,
         reports_router,
         badges_router,
         kubernetes_router,

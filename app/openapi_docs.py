@@ -93,6 +93,10 @@ TAGS: list[dict[str, str]] = [
     },
     {"name": "pilots", "description": "Pilots with success criteria, results and outcomes."},
     {"name": "events", "description": "The append-only audit trail, as a followable feed."},
+    {
+        "name": "audit",
+        "description": "Proof of the audit trail: its hash chain verified, and signed checkpoints.",
+    },
     {"name": "reports", "description": "Portfolio and drift reports across systems."},
     {
         "name": "integrations",

@@ -1,6 +1,7 @@
 """Test harness: a real database (SQLite, or PostgreSQL from TEST_DATABASE_URL) migrated
 with Alembic once per run, emptied before every test, and the real app over httpx."""
 
+import base64
 import os
 import threading
 from collections.abc import Iterator
@@ -24,6 +25,9 @@ from app.policies.document import PolicyRules
 from app.policies.service import DEFAULT_POLICY_VERSION, default_policy_document, new_policy
 
 ADMIN_SECRET = "rdy_test_admin_secret_0123456789abcdef"
+# The apps' checkpoint signing key (READINESS_AUDIT_SIGNING_KEY), as production configures
+# one; tests/audit/test_signing_key.py runs without it too.
+AUDIT_SEED = bytes(range(32))
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
@@ -141,7 +145,7 @@ def app(
         database_url=database_url,
         readiness_bootstrap_admin_key=ADMIN_SECRET,  # type: ignore[arg-type]
         readiness_mirror_warmup=mirror_warmup,
-        **app_settings,
+        **{"readiness_audit_signing_key": base64.b64encode(AUDIT_SEED).decode(), **app_settings},
     )
     application = create_app(settings, clock=clock)
     yield application

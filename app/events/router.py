@@ -27,6 +27,14 @@ class EventRead(BaseModel):
     actor: Actor
     occurred_at: datetime
     data: dict[str, Any]
+    prev_hash: str = Field(
+        description="The `hash` of the event before this one; 64 zeros for the first event."
+    )
+    hash: str = Field(
+        description="Hex SHA-256 of `prev_hash` followed by this event's canonical JSON: the"
+        " object of `id`, `type`, `system_key`, `actor`, `occurred_at` and `data` as this feed"
+        " gives them, keys sorted, no spaces, UTF-8 (GET /v1/audit/verify recomputes it)."
+    )
 
 
 class EventPage(BaseModel):
@@ -72,6 +80,8 @@ def list_events(
             actor=Actor.recorded(row),
             occurred_at=row.occurred_at,
             data=row.data,
+            prev_hash=row.prev_hash,
+            hash=row.hash,
         )
         for row in rows
     ]

@@ -1,6 +1,7 @@
 """Every table model, imported here so metadata (and Alembic) sees them all."""
 
 from app.models.api_key import ApiKey
+from app.models.audit import AuditSigningKey
 from app.models.base import UTCDateTime
 from app.models.event import Event
 from app.models.evidence import Evidence
@@ -15,6 +16,7 @@ from app.models.system import System, SystemLabel
 __all__ = [
     "ApiKey",
     "Approval",
+    "AuditSigningKey",
     "Event",
     "Evidence",
     "GateCheck",

@@ -26,3 +26,6 @@ class Event(SQLModel, table=True):
     actor_subject: str | None = Field(default=None, max_length=500)
     occurred_at: datetime = Field(sa_type=UTCDateTime)
     data: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # The hash chain (app.audit.chain): this event's link, and the one before it.
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)

@@ -81,9 +81,11 @@ def test_head_answers_like_get_without_a_body_on_every_get_operation(
             assert answer_headers(head.headers) == expected, path
             assert int(head.headers["content-length"]) == len(got.content), path
         statuses[path] = got.status_code
-    # The GETs answered for real (the viewer may not list keys): a HEAD of a 200 is compared.
-    assert {path for path, status in statuses.items() if status != 200} == {"/v1/api-keys"}
-    assert statuses["/v1/api-keys"] == 403
+    # The GETs answered for real (the viewer may not list keys nor verify the audit trail):
+    # a HEAD of a 200 is compared.
+    refused = {"/v1/api-keys", "/v1/audit/verify"}
+    assert {path for path, status in statuses.items() if status != 200} == refused
+    assert {statuses[path] for path in refused} == {403}
 
 
 def test_405_lists_head_wherever_get_is_allowed(client: TestClient) -> None:

@@ -100,3 +100,74 @@ def test_a_fresh_database_gets_policy_version_one_as_the_default_policy_file_say
         )
     finally:
         engine.dispose()
+
+
+def test_the_chain_is_filled_for_events_logged_before_it(empty_database_url: str) -> None:
+    """Events logged before the hash chain get theirs on upgrade, by the rule the app keeps
+    (app.audit.chain): GET /v1/audit/verify holds over old and new events alike."""
+    from sqlmodel import Session
+
+    from app.audit import service as audit_service
+    from app.audit.chain import GENESIS
+
+    config = alembic_config(empty_database_url)
+    engine = create_engine(empty_database_url)
+    try:
+        command.upgrade(config, "303e06edce21")
+        old_events = [
+            ("api_key.created", None, "api_key", 1, "admin", None, None, "2026-01-15 09:00:00", {}),
+            (
+                "system.created",
+                "claims-ä",
+                "oidc",
+                None,
+                "ci",
+                "https://issuer.example",
+                "repo:acme/x",
+                "2026-01-15 09:00:00.123456",
+                {"name": "Åsa ✓", "score": 0.5, "labels": {"b": 1, "a": [True, None]}},
+            ),
+            (
+                "evidence.recorded",
+                "claims-ä",
+                None,
+                2,
+                "pipe",
+                None,
+                None,
+                "2026-01-16 10:30:00.5",
+                {},
+            ),
+        ]
+        with engine.begin() as connection:
+            for type_, key, kind, actor_id, name, issuer, subject, at, data in old_events:
+                connection.execute(
+                    text(
+                        "INSERT INTO events (type, system_key, actor_kind, actor_id, actor_name,"
+                        " actor_issuer, actor_subject, occurred_at, data) VALUES (:type, :key,"
+                        " :kind, :actor_id, :name, :issuer, :subject, :at, :data)"
+                    ),
+                    {
+                        "type": type_,
+                        "key": key,
+                        "kind": kind or "api_key",
+                        "actor_id": actor_id,
+                        "name": name,
+                        "issuer": issuer,
+                        "subject": subject,
+                        "at": at if engine.dialect.name == "sqlite" else f"{at}+00",
+                        "data": json.dumps(data),
+                    },
+                )
+        command.upgrade(config, "head")
+        with Session(engine) as session:
+            assert audit_service.verify(session) == audit_service.Verification(True, 3)
+        with engine.connect() as connection:
+            links = connection.execute(text("SELECT prev_hash, hash FROM events ORDER BY id")).all()
+        assert links[0][0] == GENESIS
+        assert [prev for prev, _ in links[1:]] == [hash for _, hash in links[:-1]]
+        command.downgrade(config, "303e06edce21")
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM events")).scalar() == 3
+    finally:
+        engine.dispose()

@@ -11,10 +11,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from app.audit.signing import Signer
 from app.integrations.kubernetes.schemas import REVIEW_EXAMPLE
 from app.integrations.mlflow.schemas import ALIAS_CREATED_EXAMPLE
 from app.main import create_app
 from app.policies.service import default_policy_document
+from tests.conftest import AUDIT_SEED
 from tests.factories import make_system, system_body
 
 PROBLEM = "application/problem+json"
@@ -29,6 +31,20 @@ def _policy() -> dict[str, Any]:
     document["weights"] = {"training": 2.0}
     document["activate"] = False
     return document
+
+
+def _checkpoint() -> dict[str, Any]:
+    """A checkpoint of the empty log, signed with the test apps' key: one any log reaches."""
+    signer = Signer.from_seed(AUDIT_SEED)
+    signed_at = "2026-03-02T09:00:00Z"
+    event_id, hash = 0, "0" * 64
+    return {
+        "event_id": event_id,
+        "hash": hash,
+        "signed_at": signed_at,
+        "signature": signer.sign(f"{event_id}:{hash}:{signed_at}"),
+        "key_id": signer.key_id,
+    }
 
 
 # Keyed by (method, path template); the order is one that every body is accepted in
@@ -106,6 +122,7 @@ BASE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "source": {"pipeline": "eval", "run_id": "118", "url": "https://ci.example.com/118"},
         "findings": ["missing_training"],
     },
+    ("POST", "/v1/audit/verify"): _checkpoint(),
 }
 
 

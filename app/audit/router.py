@@ -1,0 +1,178 @@
+import base64
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.audit import service
+from app.audit.service import Break, Checkpoint
+from app.audit.signing import ALGORITHM, Signer, SigningKey
+from app.auth.dependencies import Admin, Viewer
+from app.clock import Now
+from app.db import DatabaseDep, read_transaction
+from app.errors import Unprocessable
+from app.openapi_docs import errors
+from app.schemas import RequestModel
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+HASH = r"^[0-9a-f]{64}$"
+
+
+def _signer(request: Request) -> Signer:
+    signing_key: SigningKey = request.app.state.audit_signing_key
+    return signing_key.get()
+
+
+SignerDep = Annotated[Signer, Depends(_signer)]
+
+
+class InvalidCheckpoint(Unprocessable):
+    type = "invalid-checkpoint"
+    title = "The checkpoint was not signed by this service's key"
+
+
+class AuditCheckpoint(RequestModel):
+    """A signed head of the event log: what GET /v1/audit/checkpoint gives and POST
+    /v1/audit/verify takes back."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": 1042,
+                    "hash": "9f2c1e0b7a4d3c2b1a09f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a3",
+                    "signed_at": "2026-12-07T02:00:00Z",
+                    "signature": "q0xk2Bf3...base64 of 64 bytes...==",
+                    "key_id": "3f1c9a7e5b2d4c6a",
+                }
+            ]
+        },
+    )
+
+    event_id: int = Field(
+        ge=0, le=2**63 - 1, description="The newest event when signed; 0 for an empty log."
+    )
+    hash: str = Field(max_length=64, pattern=HASH, description="That event's `hash`.")
+    signed_at: str = Field(
+        max_length=40,
+        json_schema_extra={"format": "date-time"},
+        description="When it was signed, exactly as signed: keep the text as it is.",
+    )
+    signature: str = Field(
+        max_length=200,
+        description="Base64 of the Ed25519 signature of the UTF-8 text"
+        " `{event_id}:{hash}:{signed_at}`.",
+    )
+    key_id: str = Field(max_length=64, description="The signing key (GET /v1/audit/public-key).")
+
+    def unsigned(self) -> str:
+        return service.signed_text(self.event_id, self.hash, self.signed_at)
+
+
+class AuditVerification(BaseModel):
+    ok: bool = Field(
+        description="True when every event still gives its hash and links to the last."
+    )
+    checked: int = Field(description="Events read, up to and including the first bad one.")
+    first_bad_id: int | None = Field(
+        description="The first event that does not hold: `altered` (its content no longer"
+        " gives its hash), `unlinked` (the one after rows were removed or inserted), or the"
+        " checkpoint's event (`checkpoint_missing`, `checkpoint_differs`). Null when `ok`."
+    )
+    reason: Break | None = Field(default=None, description="Why not `ok`; null when `ok`.")
+
+
+class AuditPublicKey(BaseModel):
+    key_id: str
+    algorithm: Literal["Ed25519"]
+    public_key: str = Field(description="Base64 of the raw 32-byte public key.")
+
+
+def _answer(verification: service.Verification) -> AuditVerification:
+    return AuditVerification(
+        ok=verification.ok,
+        checked=verification.checked,
+        first_bad_id=verification.first_bad_id,
+        reason=verification.reason,
+    )
+
+
+@router.get(
+    "/verify",
+    summary="Verify the event log's hash chain",
+    description=(
+        "Recomputes every event's hash from its content and the hash before it, oldest"
+        " first, and names the first event that does not hold. It reads the whole log: on a"
+        " long one, this takes seconds."
+    ),
+    responses=errors(401, 403),
+)
+def verify_chain(_actor: Admin, database: DatabaseDep) -> AuditVerification:
+    with read_transaction(database) as session:
+        return _answer(service.verify(session))
+
+
+@router.post(
+    "/verify",
+    summary="Verify the event log against a saved checkpoint",
+    description=(
+        "As GET, and the chain must still pass through the checkpoint's event with the"
+        " checkpoint's hash: rows deleted from the end, or a chain rewritten with fresh"
+        " hashes, no longer reach a checkpoint signed before. A checkpoint whose signature"
+        " does not verify with this service's key is 422 `invalid-checkpoint`."
+    ),
+    responses=errors(401, 403, 422),
+)
+def verify_against_checkpoint(
+    _actor: Admin, database: DatabaseDep, signer: SignerDep, body: AuditCheckpoint
+) -> AuditVerification:
+    if body.key_id != signer.key_id or not signer.verifies(body.unsigned(), body.signature):
+        raise InvalidCheckpoint(
+            "the checkpoint's signature does not verify with this service's key",
+            errors=[{"field": "signature", "message": "does not verify"}],
+        )
+    reaching = Checkpoint(body.event_id, body.hash, body.signed_at, body.signature, body.key_id)
+    with read_transaction(database) as session:
+        return _answer(service.verify(session, reaching=reaching))
+
+
+@router.get(
+    "/checkpoint",
+    summary="Sign the head of the event log",
+    description=(
+        "The newest event's id and hash, signed with Ed25519: keep it outside the service,"
+        " and later POST it to /v1/audit/verify, or check it offline with the public key."
+    ),
+    responses=errors(401, 403),
+)
+def get_checkpoint(
+    _actor: Viewer, database: DatabaseDep, signer: SignerDep, now: Now
+) -> AuditCheckpoint:
+    with read_transaction(database) as session:
+        signed = service.checkpoint(session, signer, now=now)
+    return AuditCheckpoint(
+        event_id=signed.event_id,
+        hash=signed.hash,
+        signed_at=signed.signed_at,
+        signature=signed.signature,
+        key_id=signed.key_id,
+    )
+
+
+@router.get(
+    "/public-key",
+    summary="The key that signs checkpoints",
+    description=(
+        "The Ed25519 public key an auditor checks checkpoints with, offline: keep it beside"
+        " the checkpoints. `key_id` names it in each checkpoint."
+    ),
+    responses=errors(401, 403),
+)
+def get_public_key(_actor: Viewer, signer: SignerDep) -> AuditPublicKey:
+    return AuditPublicKey(
+        key_id=signer.key_id,
+        algorithm=ALGORITHM,
+        public_key=base64.b64encode(signer.public_key).decode(),
+    )
