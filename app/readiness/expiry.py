@@ -119,7 +119,7 @@ class ExpiryScheduler(BackgroundThread):
         failed = False
         while not stop.is_set():
             try:
-                stored = store_expired(self._database, clock=self._clock, stop=stop)
+                stored = store_expired(self._database, clock=self._clock, size=BATCH, stop=stop)
             except Exception as exc:
                 if not failed:  # once, not every pass while the database is away
                     logger.warning(

@@ -2,18 +2,28 @@
 stored answer is refreshed and `readiness.changed` (and, in production, `system.drifted`)
 appended once, however many workers run the scheduler."""
 
+import os
+import subprocess
+import sys
 import time
-from datetime import timedelta
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, func, select, text
+from sqlmodel import col
 
+from app.models import ReadinessSnapshot
 from app.readiness.expiry import store_expired
-from tests.conftest import START, FakeClock
+from tests.conftest import START, FakeClock, project_path
 from tests.factories import readiness, record_evidence, transition
+from tests.readiness.clocked_app import FileClock
+from tests.serving import Server, free_port, wait_for_health
 
 Headers = dict[str, str]
 
@@ -41,15 +51,20 @@ def make_minimal(client: TestClient, headers: Headers, *, key: str) -> None:
 
 
 def ready_until_tomorrow(
-    client: TestClient, headers: Headers, *, key: str, stage: str = "production"
+    client: TestClient,
+    headers: Headers,
+    *,
+    key: str,
+    stage: str = "production",
+    expires: datetime = EXPIRES,
 ) -> None:
-    """A minimal-tier system in `stage` whose production gate closes at EXPIRES, when its
+    """A minimal-tier system in `stage` whose production gate closes at `expires`, when its
     support plan's evidence expires."""
     make_minimal(client, headers, key=key)
     for control in READY_CONTROLS:
         record_evidence(client, headers, key=key, control=control)
     record_evidence(
-        client, headers, key=key, control="support_plan", expires_at=EXPIRES.isoformat()
+        client, headers, key=key, control="support_plan", expires_at=expires.isoformat()
     )
     for to in ("pilot", "production")[: ("pilot", "production").index(stage) + 1]:
         assert transition(client, headers, key=key, to=to).status_code == 201
@@ -57,10 +72,13 @@ def ready_until_tomorrow(
 
 
 def events(client: TestClient, headers: Headers, *types: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = client.get(
-        "/v1/events", params={"limit": 200}, headers=headers
-    ).json()["items"]
-    return [event for event in found if event["type"] in types]
+    """The events of these types, in the log's order."""
+    found: list[dict[str, Any]] = []
+    for kind in types:
+        page = client.get("/v1/events", params={"type": kind, "limit": 200}, headers=headers)
+        assert page.status_code == 200, page.text
+        found.extend(page.json()["items"])
+    return sorted(found, key=lambda event: int(event["id"]))
 
 
 TIME_TYPES = ("readiness.changed", "system.drifted")
@@ -226,3 +244,103 @@ def test_the_scheduler_runs_in_the_app(
         event["type"] for event in told
     ]
     assert [event["type"] for event in told] == list(TIME_TYPES)
+
+
+# --- several processes ------------------------------------------------------------------
+
+
+@contextmanager
+def clocked_server(env: dict[str, str], scratch: Path, name: str) -> Iterator[Server]:
+    """A server process of the app whose clock is the file `env` names."""
+    port = free_port()
+    output = scratch / f"{name}.log"
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "tests.readiness.clocked_app:create",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            command,
+            cwd=project_path(),
+            env={**os.environ, **env},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for_health(base, process, output)
+        yield Server(process=process, base=base, output=output)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def stored_since(engine: Engine, moment: datetime) -> int:
+    """How many history snapshots were recorded at `moment` or later."""
+    query = select(func.count()).where(col(ReadinessSnapshot.recorded_at) >= moment)
+    with engine.connect() as connection:
+        count: int = connection.execute(query).scalar_one()
+    return count
+
+
+@pytest.mark.slow
+def test_two_processes_running_the_scheduler_tell_each_change_once(
+    client: TestClient, pipeline: Headers, database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    # Two waves of systems, in production or in pilot, whose gates close an hour apart;
+    # stored two a transaction, so the two processes' passes interleave.
+    waves = 2
+    per_wave = 16
+    for wave in range(waves):
+        for number in range(per_wave):
+            stage = "production" if number % 2 == 0 else "pilot"
+            expires = EXPIRES + timedelta(hours=wave)
+            key = f"w{wave}-{number}"
+            ready_until_tomorrow(client, pipeline, key=key, stage=stage, expires=expires)
+    clock = FileClock(tmp_path / "clock")
+    clock.set(START)
+    env = {
+        "DATABASE_URL": database_url,
+        "READINESS_TEST_CLOCK_FILE": str(clock.path),
+        "READINESS_TEST_EXPIRY_BATCH": "2",
+        "READINESS_EXPIRY_INTERVAL_S": "0.05",
+        "READINESS_MIRROR_WARMUP": "false",
+        "LOG_LEVEL": "warning",
+    }
+    with (
+        clocked_server(env, tmp_path, "first") as first,
+        clocked_server(env, tmp_path, "second") as second,
+    ):
+        for wave in range(waves):
+            clock.set(EXPIRES + timedelta(hours=wave, seconds=1))
+            expected = (wave + 1) * (per_wave + per_wave // 2)
+            deadline = time.monotonic() + 30
+            while len(events(client, pipeline, *TIME_TYPES)) < expected:
+                assert time.monotonic() < deadline, "the schedulers did not tell the change"
+                time.sleep(0.05)
+        time.sleep(0.5)  # both go on passing, and find nothing more to tell
+        logs = first.log() + second.log()
+
+    told = events(client, pipeline, *TIME_TYPES)
+    assert sorted((event["system_key"], event["type"]) for event in told) == sorted(
+        (f"w{wave}-{number}", kind)
+        for wave in range(waves)
+        for number in range(per_wave)
+        for kind in (TIME_TYPES if number % 2 == 0 else TIME_TYPES[:1])
+    )
+    # Each answer was stored anew once, not once per process.
+    assert stored_since(engine, EXPIRES) == waves * per_wave
+    assert "Traceback" not in logs, logs
