@@ -18,7 +18,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, text
 from sqlmodel import col
 
+from app.db import write_transaction
 from app.models import ReadinessSnapshot
+from app.readiness import service as readiness_service
 from app.readiness.expiry import store_expired
 from tests.conftest import START, FakeClock, project_path
 from tests.factories import readiness, record_evidence, transition
@@ -220,6 +222,24 @@ def test_a_stale_answer_of_other_rules_is_left_to_its_reevaluation(
     clock.now = EXPIRES
     assert store_expired(app.state.database, clock=clock) == 0
     assert events(client, pipeline, *TIME_TYPES) == []
+
+
+def test_a_system_another_pass_holds_is_skipped_then_found_stored(
+    client: TestClient, app: FastAPI, pipeline: Headers, clock: FakeClock, engine: Engine
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite writers take turns: a second pass cannot start while one holds")
+    ready_until_tomorrow(client, pipeline, key="held")
+    clock.now = EXPIRES
+    database = app.state.database
+    with write_transaction(database) as holding:
+        [change] = readiness_service.store_expired_batch(holding, now=clock.now)
+        assert change.system_key == "held"
+        # Another worker's pass, while the first holds the row: nothing for it.
+        with write_transaction(database) as other:
+            assert readiness_service.store_expired_batch(other, now=clock.now) == []
+    # Committed: the answer holds past now, so no pass finds it again.
+    assert store_expired(database, clock=clock) == 0
 
 
 @pytest.fixture
