@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     # same from the command line). Off: they stay stale, evaluated afresh on every read,
     # until their system is written or re-evaluated.
     readiness_reevaluate_on_start: bool = True
+    # Store anew, on a background thread in every worker, the readiness answers time has made
+    # stale, appending `readiness.changed` (and `system.drifted`) for the gates that turned
+    # (app.readiness.expiry): every this many seconds, so the events follow the change within
+    # a minute at the default. Off: the answers are evaluated afresh on reads, no event says so.
+    readiness_expiry_events: bool = True
+    readiness_expiry_interval_s: float = Field(default=15.0, gt=0, le=60)
     # How long a POST's Idempotency-Key is remembered (its answer replayed); older ones are
     # deleted.
     idempotency_retention_hours: int = Field(default=48, ge=1, le=24 * 366)

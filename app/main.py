@@ -41,6 +41,7 @@ from app.middleware import (
 from app.openapi_docs import CONTACT, LICENSE, SERVERS, TAGS, install_openapi
 from app.pilots.router import router as pilots_router
 from app.policies.router import router as policies_router
+from app.readiness.expiry import ExpiryScheduler
 from app.readiness.reevaluation import StaleRulesReevaluation
 from app.readiness.router import router as readiness_router
 from app.reports.router import router as reports_router
@@ -89,6 +90,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     warmup = MirrorWarmup(database, clock=lambda: app.state.clock())
     checkpointer = WalCheckpointer(database)
     reevaluation = StaleRulesReevaluation(database, clock=lambda: app.state.clock())
+    expiry = ExpiryScheduler(
+        database,
+        clock=lambda: app.state.clock(),
+        interval=settings.readiness_expiry_interval_s,
+    )
 
     secret = settings.readiness_bootstrap_admin_key
     bootstrap = (
@@ -118,8 +124,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         checkpointer.start()
         if settings.readiness_reevaluate_on_start:
             reevaluation.start()  # in the background too: stale answers are never served
+        if settings.readiness_expiry_events:
+            expiry.start()
         yield
         # Before the engines go: no build may go on reading from a disposed pool.
+        expiry.stop()
         reevaluation.stop()
         warmup.stop()
         checkpointer.stop()

@@ -145,7 +145,14 @@ def app(
         database_url=database_url,
         readiness_bootstrap_admin_key=ADMIN_SECRET,  # type: ignore[arg-type]
         readiness_mirror_warmup=mirror_warmup,
-        **{"readiness_audit_signing_key": base64.b64encode(AUDIT_SEED).decode(), **app_settings},
+        # The scheduler is off unless a test turns it on: tests move the clock, and a pass
+        # it ran meanwhile would append events they do not expect (tests/readiness/
+        # test_expiry.py runs passes itself).
+        **{
+            "readiness_audit_signing_key": base64.b64encode(AUDIT_SEED).decode(),
+            "readiness_expiry_events": False,
+            **app_settings,
+        },
     )
     application = create_app(settings, clock=clock)
     yield application

@@ -60,3 +60,6 @@ class Principal:
 
 
 BOOTSTRAP = Principal(key_id=None, name="bootstrap", role=Role.admin, kind=ActorKind.service)
+# Who the time-driven readiness events name (app.readiness.expiry): the service itself, storing
+# what time changed, for every team.
+SCHEDULER = Principal(key_id=None, name="scheduler", role=Role.pipeline, kind=ActorKind.service)

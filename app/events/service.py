@@ -39,6 +39,8 @@ class EventType(StrEnum):
     api_key_created = "api_key.created"
     api_key_revoked = "api_key.revoked"
     mlflow_alias_denied = "integration.mlflow.alias_denied"
+    readiness_changed = "readiness.changed"
+    system_drifted = "system.drifted"
 
 
 @dataclass(frozen=True)

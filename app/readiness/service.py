@@ -29,7 +29,7 @@ from app.readiness.inputs import Inputs, facts_for, load_inputs
 from app.readiness.schemas import (
     ReadinessRead,
 )
-from app.readiness.scoring import Evaluation, EvidenceFact, evaluate
+from app.readiness.scoring import Evaluation, EvidenceFact, GateResult, evaluate
 from app.vocabulary import GateStage
 
 REEVALUATE_BATCH = 500
@@ -293,6 +293,87 @@ def reevaluate_batch(
     _store(session, answers, snapshots)
     session.flush()
     return [system.id for system in systems if system.id is not None]
+
+
+@dataclass(frozen=True)
+class GateFlip:
+    """A gate whose `ready` time alone turned, and the gate as it stands now."""
+
+    gate: GateStage
+    now: GateResult
+
+
+@dataclass(frozen=True)
+class TimeChange:
+    """A system whose stored answer time made stale, as stored anew."""
+
+    system_key: str
+    stage: str
+    flips: tuple[GateFlip, ...]
+
+
+def store_expired_batch(
+    session: Session, *, now: datetime, size: int = REEVALUATE_BATCH
+) -> list[TimeChange]:
+    """Re-evaluate and store, with a history snapshot, up to `size` systems whose stored
+    answer time has made stale by `now`, and say which gates that turned. Returns none once
+    there are none left.
+
+    Selected in the write transaction, so a system another pass (another worker) stored
+    meanwhile is not selected again: its answer holds past `now` by then. On PostgreSQL
+    rows another transaction holds are skipped: that pass or write stores them."""
+    query = (
+        select(System)
+        .where(expired(now))
+        .order_by(col(System.id))
+        .limit(size)
+        .with_for_update(skip_locked=True)
+    )
+    systems = list(session.execute(query).scalars())
+    if not systems:
+        return []
+    # Read before storing: the store sets the new values on these objects.
+    before = {
+        system.id: {
+            GateStage.pilot: system.pilot_ready,
+            GateStage.production: system.production_ready,
+        }
+        for system in systems
+    }
+    active = policy_service.active_rules(session)
+    inputs = load_inputs(session, systems, active, now)
+    answers: list[Answer] = []
+    snapshots = []
+    changes = []
+    for system in systems:
+        assert system.id is not None
+        evaluation, readiness = _evaluate(system, inputs[system.id], active, now)
+        answers.append((system, evaluation, readiness))
+        snapshots.append(_snapshot(system.id, evaluation, readiness))
+        flips = tuple(
+            GateFlip(gate, evaluation.gates[gate])
+            for gate in GateStage
+            if evaluation.gates[gate].ready != before[system.id][gate]
+        )
+        changes.append(TimeChange(system.key, system.stage, flips))
+    _store(session, answers, snapshots)
+    session.flush()
+    return changes
+
+
+def expired(now: datetime) -> ColumnElement[bool]:
+    """Systems whose stored answer, of this code's rules, time has made stale by `now`.
+    Answers of other rules are left to their re-evaluation (app.readiness.reevaluation):
+    what changed them is the rules, not time."""
+    return and_(
+        col(System.readiness_rules_version) == rules_version.RULES_VERSION,
+        col(System.readiness_valid_until) <= now,
+    )
+
+
+def any_expired(session: Session, *, now: datetime) -> bool:
+    found = session.execute(select(col(System.id)).where(expired(now)).limit(1)).first()
+    return found is not None
 
 
 def count_to_reevaluate(session: Session, *, only_other_rules: bool) -> int:
