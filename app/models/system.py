@@ -25,6 +25,9 @@ class System(SQLModel, table=True):
                 "readiness_valid_until",
             ],
         ),
+        # The scheduler's look for answers time has made stale (app.readiness.expiry), every
+        # few seconds in every worker: a range scan instead of reading every system.
+        Index("ix_systems_readiness_valid_until", "readiness_valid_until"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
