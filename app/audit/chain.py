@@ -3,10 +3,11 @@ changed or removed with SQL breaks every link after it (docs/audit.md says how a
 recomputes it from the feed)."""
 
 import hashlib
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+import rfc8785
 
 # The `prev_hash` of the first event.
 GENESIS = "0" * 64
@@ -17,9 +18,11 @@ def timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def canonical(event: Mapping[str, Any]) -> str:
-    """The JSON an event's hash covers, from an `events` row's columns: the event as the feed
-    (GET /v1/events) shows it, keys sorted, no spaces, UTF-8."""
+def canonical(event: Mapping[str, Any]) -> bytes:
+    """The JSON an event's hash covers, from an `events` row's columns: the event's fields
+    as the feed (GET /v1/events) gives them, in the JSON Canonicalization Scheme (RFC 8785:
+    keys sorted, no spaces, numbers as JavaScript writes them, UTF-8), which libraries of
+    every language produce alike."""
     document = {
         "id": event["id"],
         "type": event["type"],
@@ -34,12 +37,10 @@ def canonical(event: Mapping[str, Any]) -> str:
         "occurred_at": timestamp(event["occurred_at"]),
         "data": event["data"],
     }
-    return json.dumps(
-        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    return rfc8785.dumps(document)
 
 
 def link(prev_hash: str, event: Mapping[str, Any]) -> str:
-    """The event's hash: hex SHA-256 of the previous event's hash followed by its canonical
-    JSON."""
-    return hashlib.sha256((prev_hash + canonical(event)).encode()).hexdigest()
+    """The event's hash: hex SHA-256 of the previous event's hash (its 64 hex digits, as
+    ASCII) followed by its canonical JSON."""
+    return hashlib.sha256(prev_hash.encode() + canonical(event)).hexdigest()

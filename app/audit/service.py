@@ -1,12 +1,14 @@
 """Checkpoints of the event log's hash chain, and its verification."""
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+import rfc8785
+from sqlalchemy import Text, cast, select
 from sqlmodel import Session, col
 
 from app.audit import chain
@@ -17,7 +19,7 @@ from app.models import Event
 VERIFY_BATCH = 2_000
 
 _HEAD = select(col(Event.id), col(Event.hash)).order_by(col(Event.id).desc()).limit(1)
-_COLUMNS = list(Event.__table__.columns)  # type: ignore[attr-defined]
+_EVENTS = Event.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ def verify(session: Session, *, reaching: Checkpoint | None = None) -> Verificat
         checked += 1
         if event["prev_hash"] != prev_hash:
             return Verification(False, checked, event["id"], Break.unlinked)
-        if chain.link(prev_hash, event) != event["hash"]:
+        if _link(prev_hash, event) != event["hash"]:
             return Verification(False, checked, event["id"], Break.altered)
         if reaching is not None and event["id"] == reaching.event_id:
             if event["hash"] != reaching.hash:
@@ -89,14 +91,32 @@ def verify(session: Session, *, reaching: Checkpoint | None = None) -> Verificat
     return Verification(True, checked)
 
 
+def _link(prev_hash: str, event: dict[str, Any]) -> str | None:
+    """The hash the event's stored content gives, or None when it cannot be read back."""
+    try:
+        occurred_at = event["occurred_at"]
+        if isinstance(occurred_at, str):  # as SQLite stores it: UTC, no zone
+            occurred_at = datetime.fromisoformat(occurred_at).replace(tzinfo=UTC)
+        data = json.loads(event["data"])
+        return chain.link(prev_hash, {**event, "occurred_at": occurred_at, "data": data})
+    except (ValueError, TypeError, rfc8785.CanonicalizationError):
+        return None
+
+
 def _events(session: Session) -> Iterator[dict[str, Any]]:
+    # Read as stored, not through the columns' types: a row rewritten by hand may hold what
+    # the types would fail to decode (text that is no JSON, a number JSON cannot carry, on
+    # SQLite a time that is no time), and verifying must name that row, not fail.
+    connection = session.connection()
+    as_stored = {"data", "occurred_at"} if connection.dialect.name == "sqlite" else {"data"}
+    columns = [
+        cast(column, Text).label(column.name) if column.name in as_stored else column
+        for column in _EVENTS.columns
+    ]
     after = 0
     while True:
-        rows = session.execute(
-            select(*_COLUMNS)
-            .where(col(Event.id) > after)
-            .order_by(col(Event.id))
-            .limit(VERIFY_BATCH)
+        rows = connection.execute(
+            select(*columns).where(_EVENTS.c.id > after).order_by(_EVENTS.c.id).limit(VERIFY_BATCH)
         ).all()
         for row in rows:
             yield dict(row._mapping)

@@ -33,7 +33,8 @@ class EventRead(BaseModel):
     hash: str = Field(
         description="Hex SHA-256 of `prev_hash` followed by this event's canonical JSON: the"
         " object of `id`, `type`, `system_key`, `actor`, `occurred_at` and `data` as this feed"
-        " gives them, keys sorted, no spaces, UTF-8 (GET /v1/audit/verify recomputes it)."
+        " gives them, in RFC 8785's JSON Canonicalization Scheme (GET /v1/audit/verify"
+        " recomputes it)."
     )
 
 

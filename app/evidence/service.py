@@ -231,7 +231,7 @@ def record_many(session: Session, writes: list[NewEvidence]) -> list[EvidenceRea
     The writes share one time, the latest they were sent at: they commit together.
     """
     now = max(write.now for write in writes)
-    systems = system_service.lock_systems(session, {write.system_key for write in writes})
+    systems = system_service.lock_systems(session, {write.system_key for write in writes}, now=now)
     refused = {
         index: error
         for index, write in enumerate(writes)

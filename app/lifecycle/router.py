@@ -151,7 +151,7 @@ def create_transition(
     response: Response,
 ) -> TransitionRead:
     with write_transaction(database) as session:
-        system = system_service.lock_for_write(session, key, actor=actor)
+        system = system_service.lock_for_write(session, key, actor=actor, now=now)
         record = lifecycle_service.transition(
             session, system=system, body=body, actor=actor, now=now
         )
@@ -229,7 +229,7 @@ def create_approval(
     actor: Approver, key: KeyPath, body: ApprovalCreate, database: DatabaseDep, now: Now
 ) -> ApprovalRead:
     with write_transaction(database) as session:
-        system = system_service.get_system(session, key, for_update=True)
+        system = system_service.lock_system(session, key, now=now)
         row = lifecycle_service.record_approval(
             session, system=system, body=body, actor=actor, now=now
         )
@@ -281,7 +281,7 @@ def create_waiver(
     response: Response,
 ) -> WaiverRead:
     with write_transaction(database) as session:
-        system = system_service.lock_for_write(session, key, actor=actor)
+        system = system_service.lock_for_write(session, key, actor=actor, now=now)
         row = lifecycle_service.grant_waiver(
             session, system=system, body=body, actor=actor, now=now
         )
@@ -328,7 +328,7 @@ def revoke_waiver(
     actor: Approver, key: KeyPath, waiver_id: IdPath, database: DatabaseDep, now: Now
 ) -> None:
     with write_transaction(database) as session:
-        system = system_service.lock_for_write(session, key, actor=actor)
+        system = system_service.lock_for_write(session, key, actor=actor, now=now)
         lifecycle_service.revoke_waiver(
             session, system=system, waiver_id=waiver_id, actor=actor, now=now
         )

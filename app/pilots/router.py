@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from fastapi import APIRouter, Response, status
 from sqlmodel import Session
 
@@ -25,13 +27,17 @@ from app.systems.dependencies import KeyPath
 router = APIRouter(tags=["pilots"])
 
 
-def _locked_pilot(session: Session, pilot_id: IdPath, *, actor: Principal) -> tuple[Pilot, System]:
-    """The pilot and its system, the system row locked so writers to it queue; 403 when
-    the system belongs to a team the actor does not act for."""
+def _locked_pilot(
+    session: Session, pilot_id: IdPath, *, actor: Principal, now: datetime
+) -> tuple[Pilot, System]:
+    """The pilot and its system, the system row locked so writers to it queue
+    (`system_service.locked`); 403 when the system belongs to a team the actor does not act
+    for."""
     pilot = pilot_service.get_pilot(session, pilot_id)
     system = session.get(System, pilot.system_id, with_for_update=True)
     assert system is not None
     scope.ensure_acts_for(actor, system_key=system.key, owner_team=system.owner_team)
+    system_service.locked(session, [system], now=now)
     session.refresh(pilot)  # its status as of the lock: a concurrent conclude has committed
     return pilot, system
 
@@ -57,7 +63,7 @@ def create_pilot(
     response: Response,
 ) -> PilotRead:
     with write_transaction(database) as session:
-        system = system_service.lock_for_write(session, key, actor=actor)
+        system = system_service.lock_for_write(session, key, actor=actor, now=now)
         pilot = pilot_service.create_pilot(session, system=system, body=body, actor=actor, now=now)
         read = pilot_service.read(session, pilot, system_key=key, now=now)
     response.headers["Location"] = f"/v1/pilots/{pilot.id}"
@@ -120,7 +126,7 @@ def post_results(
     actor: Pipeline, pilot_id: IdPath, body: ResultCreate, database: DatabaseDep, now: Now
 ) -> ResultRecorded:
     with write_transaction(database) as session:
-        pilot, system = _locked_pilot(session, pilot_id, actor=actor)
+        pilot, system = _locked_pilot(session, pilot_id, actor=actor, now=now)
         result, evaluation = pilot_service.record_result(
             session, pilot=pilot, system=system, body=body, actor=actor, now=now
         )
@@ -144,6 +150,6 @@ def post_results(
 )
 def conclude_pilot(actor: Pipeline, pilot_id: IdPath, database: DatabaseDep, now: Now) -> PilotRead:
     with write_transaction(database) as session:
-        pilot, system = _locked_pilot(session, pilot_id, actor=actor)
+        pilot, system = _locked_pilot(session, pilot_id, actor=actor, now=now)
         pilot = pilot_service.conclude(session, pilot=pilot, system=system, actor=actor, now=now)
         return pilot_service.read(session, pilot, system_key=system.key, now=now)

@@ -17,15 +17,18 @@ runs, or at its first pass when it comes back after being down.
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
+
+from sqlmodel import Session
 
 from app.auth.roles import SCHEDULER
 from app.background import BackgroundThread
 from app.db import Database, read_transaction, write_transaction
 from app.events import service as events
 from app.events.service import EventType, NewEvent
+from app.models import System
 from app.outage import reason
 from app.readiness import service as readiness_service
 from app.readiness.scoring import GateResult
@@ -95,13 +98,27 @@ def store_expired(
         now = clock()
         with write_transaction(database) as session:
             changes = readiness_service.store_expired_batch(session, now=now, size=size)
-            new = [event for change in changes for event in time_events(change, now=now)]
-            if new:
-                events.append_many(session, new)
+            _tell(session, changes, now=now)
         if not changes:
             break
         stored += len(changes)
     return stored
+
+
+def tell_time(session: Session, systems: Iterable[System], *, now: datetime) -> None:
+    """For a write, once it has locked its systems and before it changes anything: stores
+    anew, and tells, what time changed of the answers the scheduler has not stored yet.
+    The write's own re-evaluation would otherwise store the turned gate with the write's
+    event alone, and the time-driven change would never be told."""
+    stale = [system for system in systems if readiness_service.is_expired(system, now)]
+    if stale:
+        _tell(session, readiness_service.store_time_changes(session, stale, now=now), now=now)
+
+
+def _tell(session: Session, changes: list[TimeChange], *, now: datetime) -> None:
+    new = [event for change in changes for event in time_events(change, now=now)]
+    if new:
+        events.append_many(session, new)
 
 
 class ExpiryScheduler(BackgroundThread):

@@ -329,7 +329,15 @@ def store_expired_batch(
         .limit(size)
         .with_for_update(skip_locked=True)
     )
-    systems = list(session.execute(query).scalars())
+    return store_time_changes(session, list(session.execute(query).scalars()), now=now)
+
+
+def store_time_changes(
+    session: Session, systems: list[System], *, now: datetime
+) -> list[TimeChange]:
+    """Re-evaluate and store, with a history snapshot, these systems (locked by the caller,
+    their stored answers stale by `now`), and say which gates time turned: nothing else has
+    changed in the transaction yet, so what turned them is time."""
     if not systems:
         return []
     # Read before storing: the store sets the new values on these objects.
@@ -368,6 +376,16 @@ def expired(now: datetime) -> ColumnElement[bool]:
     return and_(
         col(System.readiness_rules_version) == rules_version.RULES_VERSION,
         col(System.readiness_valid_until) <= now,
+    )
+
+
+def is_expired(system: System, now: datetime) -> bool:
+    """`expired` for a loaded system."""
+    valid_until = system.readiness_valid_until
+    return (
+        system.readiness_rules_version == rules_version.RULES_VERSION
+        and valid_until is not None
+        and valid_until <= now
     )
 
 

@@ -155,7 +155,7 @@ def patch_system(
     if_match: Annotated[str | None, Header(max_length=200)] = None,
 ) -> SystemRead:
     with write_transaction(database) as session:
-        system = system_service.lock_for_write(session, key, actor=actor)
+        system = system_service.lock_for_write(session, key, actor=actor, now=now)
         system = system_service.patch_system(
             session, system=system, patch=body, if_match=if_match, actor=actor, now=now
         )

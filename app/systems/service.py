@@ -13,6 +13,7 @@ from app.events import service as events
 from app.events.service import EventType
 from app.models import System, SystemLabel
 from app.policies import service as policy_service
+from app.readiness import expiry
 from app.readiness import service as readiness_service
 from app.readiness.tiers import Tier, derive_tier
 from app.systems.schemas import MAX_LABELS, SystemCreate, SystemPatch
@@ -49,30 +50,50 @@ def no_such_system(key: str) -> NotFound:
     return NotFound(f"No system with key '{key}'.")
 
 
-def get_system(session: Session, key: str, *, for_update: bool = False) -> System:
-    query = _SYSTEM_BY_KEY_FOR_UPDATE if for_update else _SYSTEM_BY_KEY
-    system = session.exec(query, params={"key": key}).one_or_none()
+def get_system(session: Session, key: str) -> System:
+    system = session.exec(_SYSTEM_BY_KEY, params={"key": key}).one_or_none()
     if system is None:
         raise no_such_system(key)
     return system
 
 
-def lock_for_write(session: Session, key: str, *, actor: Principal) -> System:
-    """The system, its row locked for a write by `actor`: 404 when there is none, 403
-    out-of-scope when it belongs to a team the actor does not act for."""
-    system = get_system(session, key, for_update=True)
+def lock_system(session: Session, key: str, *, now: datetime) -> System:
+    """The system, its row locked for a write at `now` (404 when there is none), with what
+    time changed of its stored answer told first (`locked`)."""
+    system = session.exec(_SYSTEM_BY_KEY_FOR_UPDATE, params={"key": key}).one_or_none()
+    if system is None:
+        raise no_such_system(key)
+    return locked(session, [system], now=now)[0]
+
+
+def lock_for_write(session: Session, key: str, *, actor: Principal, now: datetime) -> System:
+    """`lock_system` for a write by `actor`: 403 out-of-scope when the system belongs to a
+    team the actor does not act for."""
+    system = session.exec(_SYSTEM_BY_KEY_FOR_UPDATE, params={"key": key}).one_or_none()
+    if system is None:
+        raise no_such_system(key)
     scope.ensure_acts_for(actor, system_key=system.key, owner_team=system.owner_team)
-    return system
+    return locked(session, [system], now=now)[0]
 
 
-def lock_systems(session: Session, keys: set[str]) -> dict[str, System]:
-    """The systems with these keys, locked for a write, by key; unknown keys are left out."""
+def locked(session: Session, systems: list[System], *, now: datetime) -> list[System]:
+    """Systems whose rows the caller has just locked for a write at `now`. Every write
+    locks its systems before it changes anything, so this is where a gate that time turned
+    since the last scheduler pass is stored and told (`expiry.tell_time`): the write's own
+    re-evaluation would otherwise swallow the change."""
+    expiry.tell_time(session, systems, now=now)
+    return systems
+
+
+def lock_systems(session: Session, keys: set[str], *, now: datetime) -> dict[str, System]:
+    """The systems with these keys, locked for a write at `now` (`locked`), by key; unknown
+    keys are left out."""
     if len(keys) == 1:
         # The statement for one key: an expanding IN is rewritten on every run.
         found = session.exec(_SYSTEM_BY_KEY_FOR_UPDATE, params={"key": next(iter(keys))})
     else:
         found = session.exec(_SYSTEMS_BY_KEYS_FOR_UPDATE, params={"keys": sorted(keys)})
-    return {system.key: system for system in found}
+    return {system.key: system for system in locked(session, list(found), now=now)}
 
 
 def _apply_tier(system: System) -> None:

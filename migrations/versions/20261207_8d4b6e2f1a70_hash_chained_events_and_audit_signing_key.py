@@ -6,11 +6,11 @@ Revises: 303e06edce21
 Create Date: 2026-12-07 02:00:00
 """
 import hashlib
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import rfc8785
 import sqlalchemy as sa
 from alembic import op
 
@@ -59,10 +59,7 @@ def _link(prev_hash: str, event: Any) -> str:
         'occurred_at': occurred_at.isoformat().replace('+00:00', 'Z'),
         'data': event.data,
     }
-    canonical = json.dumps(
-        document, sort_keys=True, separators=(',', ':'), ensure_ascii=False, allow_nan=False
-    )
-    return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
+    return hashlib.sha256(prev_hash.encode() + rfc8785.dumps(document)).hexdigest()
 
 
 def _fill_chain() -> None:

@@ -4,9 +4,11 @@ verified on request, and signed checkpoints catch rows removed or rewritten late
 import base64
 import hashlib
 import json
+import subprocess
 from typing import Any
 
 import pytest
+import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi.testclient import TestClient
@@ -14,8 +16,8 @@ from sqlalchemy import Engine, select, text
 
 from app.audit import chain
 from app.models import Event
-from tests.conftest import FakeClock, project_path
-from tests.factories import make_system, record_evidence
+from tests.conftest import ADMIN_SECRET, FakeClock, auth, project_path
+from tests.factories import make_system, meet_every_control, transition
 
 GENESIS = "0" * 64
 
@@ -27,20 +29,33 @@ def feed(client: TestClient, viewer: dict[str, str]) -> list[dict[str, Any]]:
 def recomputed(event: dict[str, Any], prev_hash: str) -> str:
     """What docs/audit.md tells an auditor to compute from the feed."""
     fields = ("id", "type", "system_key", "actor", "occurred_at", "data")
-    canonical = json.dumps(
-        {name: event[name] for name in fields},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
+    canonical = rfc8785.dumps({name: event[name] for name in fields})
+    return hashlib.sha256(prev_hash.encode() + canonical).hexdigest()
 
 
 def some_history(client: TestClient, pipeline: dict[str, str]) -> None:
-    make_system(client, pipeline, key="chain-a", name="Åsa's triage ✓")
+    """Events of several kinds: non-ASCII text, and numbers whole and tiny in floats, which
+    JSON writers of different languages write differently unless canonical."""
+    make_system(client, pipeline, key="chain-a", name="Åsa's triage ✓", tier="minimal")
     make_system(client, pipeline, key="chain-b")
-    for control in ("training", "data_rules", "monitoring"):
-        record_evidence(client, pipeline, key="chain-a", control=control)
+    meet_every_control(client, auth(ADMIN_SECRET), key="chain-a")  # approver-attested too
+    assert transition(client, pipeline, key="chain-a", to="pilot").status_code == 201
+    pilot = client.post(
+        "/v1/systems/chain-a/pilots",
+        json={
+            "name": "Two-week trial",
+            "planned_end": "2026-12-31T00:00:00Z",
+            "criteria": [{"metric": "precision", "op": ">=", "target": 2.0}],
+        },
+        headers=pipeline,
+    )
+    assert pilot.status_code == 201, pilot.text
+    result = client.post(
+        f"/v1/pilots/{pilot.json()['id']}/results",
+        json={"metrics": {"precision": 3.0, "drift": 1e-9, "cost": 1e21, "recall": 0.1 + 0.2}},
+        headers=pipeline,
+    )
+    assert result.status_code == 201, result.text
     client.patch("/v1/systems/chain-b", json={"name": "Renamed"}, headers=pipeline)
 
 
@@ -261,3 +276,108 @@ def test_the_auditors_snippet_in_the_docs_checks_a_checkpoint_offline(
     altered[3]["data"] = {**altered[3]["data"], "extra": 1}
     with pytest.raises(AssertionError, match=f"altered at {altered[3]['id']}"):
         auditor["check_chain"](altered, checkpoint)
+
+
+# An auditor's check in another language: JavaScript's own JSON writer, with keys sorted,
+# is RFC 8785 for the values events hold.
+NODE_VERIFIER = r"""
+const crypto = require("crypto");
+const canonical = (value) =>
+  Array.isArray(value) ? "[" + value.map(canonical).join(",") + "]"
+  : value !== null && typeof value === "object"
+    ? "{" + Object.keys(value).sort()
+        .map((k) => JSON.stringify(k) + ":" + canonical(value[k])).join(",") + "}"
+    : JSON.stringify(value);
+let prev = "0".repeat(64);
+const bad = [];
+for (const event of JSON.parse(require("fs").readFileSync(0, "utf8"))) {
+  const fields = {};
+  for (const name of ["id", "type", "system_key", "actor", "occurred_at", "data"]) {
+    fields[name] = event[name];
+  }
+  const hash = crypto.createHash("sha256").update(prev + canonical(fields), "utf8").digest("hex");
+  if (event.prev_hash !== prev || event.hash !== hash) bad.push(event.id);
+  prev = event.hash;
+}
+console.log(JSON.stringify(bad));
+"""
+
+
+def test_an_auditor_in_javascript_recomputes_the_same_hashes(
+    client: TestClient, pipeline: dict[str, str], viewer: dict[str, str]
+) -> None:
+    some_history(client, pipeline)
+    events = feed(client, viewer)
+    assert any(event["type"] == "pilot.result_recorded" for event in events)
+    checked = subprocess.run(
+        ["node", "-e", NODE_VERIFIER],
+        input=json.dumps(events),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(checked.stdout) == []
+    events[-1]["data"]["name"] = "Changed"
+    checked = subprocess.run(
+        ["node", "-e", NODE_VERIFIER], input=json.dumps(events), capture_output=True, text=True
+    )
+    assert json.loads(checked.stdout) == [events[-1]["id"]]
+
+
+def test_a_row_rewritten_into_what_cannot_be_read_back_is_named_too(
+    client: TestClient,
+    engine: Engine,
+    pipeline: dict[str, str],
+    viewer: dict[str, str],
+    admin: dict[str, str],
+) -> None:
+    some_history(client, pipeline)
+    target = feed(client, viewer)[4]["id"]
+    # A number JSON cannot carry; on SQLite, which checks no types, text that is no JSON
+    # and a time that is no time as well.
+    rewrites = [("data", '{"x": 1e400}')]
+    if engine.dialect.name == "sqlite":
+        rewrites += [("data", "not json"), ("occurred_at", "yesterday")]
+    for column, value in rewrites:
+        with engine.begin() as connection:
+            original = connection.execute(
+                text(f"SELECT CAST({column} AS TEXT) FROM events WHERE id = :id"),
+                {"id": target},
+            ).scalar_one()
+            connection.execute(
+                text(f"UPDATE events SET {column} = :value WHERE id = :id"),
+                {"value": value, "id": target},
+            )
+        answer = verify(client, admin)
+        assert (answer["ok"], answer["first_bad_id"], answer["reason"]) == (
+            False,
+            target,
+            "altered",
+        ), (column, value)
+        with engine.begin() as connection:
+            connection.execute(
+                text(f"UPDATE events SET {column} = :value WHERE id = :id"),
+                {"value": original, "id": target},
+            )
+        assert verify(client, admin)["ok"] is True, (column, value)
+
+
+def test_a_verification_is_never_replayed(
+    client: TestClient,
+    engine: Engine,
+    pipeline: dict[str, str],
+    viewer: dict[str, str],
+    admin: dict[str, str],
+) -> None:
+    some_history(client, pipeline)
+    checkpoint = client.get("/v1/audit/checkpoint", headers=viewer).json()
+    headers = {**admin, "Idempotency-Key": "nightly-audit"}
+    first = client.post("/v1/audit/verify", json=checkpoint, headers=headers)
+    assert first.json()["ok"] is True
+    with engine.begin() as connection:
+        connection.execute(
+            text("DELETE FROM events WHERE id >= :id"), {"id": checkpoint["event_id"]}
+        )
+    again = client.post("/v1/audit/verify", json=checkpoint, headers=headers)
+    assert "idempotent-replayed" not in again.headers
+    assert again.json()["reason"] == "checkpoint_missing"

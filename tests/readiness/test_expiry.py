@@ -136,6 +136,65 @@ def test_evidence_going_stale_in_production_is_told_once(
     assert [item["key"] for item in listed.json()["items"]] == ["drafter"]
 
 
+@pytest.mark.parametrize(
+    "write",
+    ["evidence", "patch", "waiver", "approval"],
+)
+def test_a_write_before_the_next_pass_tells_the_time_change_first(
+    client: TestClient,
+    app: FastAPI,
+    pipeline: Headers,
+    approver: Headers,
+    viewer: Headers,
+    clock: FakeClock,
+    write: str,
+) -> None:
+    """A write that reaches a system after time turned its gate, before the scheduler's
+    next pass, stores and tells that change before its own: the write's re-evaluation does
+    not swallow it, and the pass that follows finds nothing left."""
+    ready_until_tomorrow(client, pipeline, key="drafter")
+    clock.now = EXPIRES + timedelta(seconds=3)
+    if write == "evidence":
+        response = client.put(
+            "/v1/systems/drafter/evidence/data_quality", json={"status": "met"}, headers=pipeline
+        )
+    elif write == "patch":
+        response = client.patch(
+            "/v1/systems/drafter", json={"description": "Drafts replies."}, headers=pipeline
+        )
+    elif write == "waiver":
+        response = client.post(
+            "/v1/systems/drafter/waivers",
+            json={
+                "control": "training",
+                "justification": "Operators trained on the previous version; refresh booked",
+                "expires_at": (EXPIRES + timedelta(days=30)).isoformat(),
+            },
+            headers=approver,
+        )
+    else:
+        response = client.post(
+            "/v1/systems/drafter/approvals",
+            json={"target_stage": "production", "decision": "approve", "comment": "Risk OK"},
+            headers=approver,
+        )
+    assert response.status_code in (200, 201), response.text
+    assert store_expired(app.state.database, clock=clock) == 0
+
+    changed, drifted = events(client, viewer, *TIME_TYPES)
+    assert (changed["type"], changed["data"]["gate"], changed["data"]["ready"]) == (
+        "readiness.changed",
+        "production",
+        False,
+    )
+    assert drifted["type"] == "system.drifted"
+    assert changed["actor"]["name"] == "scheduler"
+    newest = client.get("/v1/events", params={"system": "drafter", "limit": 200}, headers=viewer)
+    written = newest.json()["items"][-1]
+    assert written["id"] > drifted["id"]  # the write's own event comes after the time change's
+    assert written["actor"]["name"] != "scheduler"
+
+
 def test_no_drift_outside_production(
     client: TestClient, app: FastAPI, pipeline: Headers, clock: FakeClock
 ) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, event
 from app.db import write_transaction
 from app.policies.service import default_policy_document
 from app.readiness import service as readiness_service
-from app.systems.service import get_system
+from app.systems.service import lock_system
 from tests.conftest import FakeClock
 from tests.factories import make_system, meet_every_control, transition
 
@@ -90,7 +90,7 @@ def test_a_store_committed_after_a_look_is_seen_by_the_next(
     database = app.state.database
     concurrent = database.write_engine.dialect.name == "postgresql"
     with write_transaction(database) as writer:
-        system = get_system(writer, "first", for_update=True)
+        system = lock_system(writer, "first", now=clock.now)
         system.purpose = None  # one field-satisfied control fewer
         readiness_service.refresh(writer, system, now=clock.now)
         writer.flush()

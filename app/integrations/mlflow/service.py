@@ -19,6 +19,7 @@ from app.lifecycle.schemas import GateCheckCreate, Release, TransitionCreate
 from app.lifecycle.stages import GateStage, Stage, gate_for
 from app.models import GateCheck, MlflowDelivery, System
 from app.readiness.schemas import BlockingItemRead
+from app.systems import service as system_service
 
 # Who the records of a delivery name: the service acting for MLflow, with the pipeline role
 # (it may move a system through a gate that passes, never override one) and no team scope
@@ -76,16 +77,16 @@ def take_delivery(session: Session, delivery_id: str, *, now: datetime) -> bool:
     return taken is not None
 
 
-def linked_systems(session: Session, model: str) -> list[System]:
-    """The systems linked to the model, their rows locked for a write (in id order, as every
-    writer of several systems locks them)."""
+def linked_systems(session: Session, model: str, *, now: datetime) -> list[System]:
+    """The systems linked to the model, their rows locked for a write at `now` (in id order,
+    as every writer of several systems locks them; `system_service.locked`)."""
     query = (
         select(System)
         .where(col(System.external_ref) == external_ref(model))
         .order_by(col(System.id))
         .with_for_update()
     )
-    return list(session.exec(query))
+    return system_service.locked(session, list(session.exec(query)), now=now)
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def receive(
         return Received(
             DeliveryOutcome.ignored, f"The alias '{alias.alias}' is mapped to no stage."
         )
-    systems = linked_systems(session, alias.name)
+    systems = linked_systems(session, alias.name, now=now)
     if not systems:
         return Received(
             DeliveryOutcome.ignored,
