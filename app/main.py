@@ -44,6 +44,9 @@ from app.readiness.router import router as readiness_router
 from app.reports.router import router as reports_router
 from app.reports.warmup import MirrorWarmup
 from app.systems.router import router as systems_router
+from app.webhooks.dispatcher import WebhookDispatcher
+from app.webhooks.router import deliveries_sent
+from app.webhooks.router import router as webhooks_router
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 logger = logging.getLogger("app")
@@ -87,6 +90,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     warmup = MirrorWarmup(database, clock=lambda: app.state.clock())
     checkpointer = WalCheckpointer(database)
     reevaluation = StaleRulesReevaluation(database, clock=lambda: app.state.clock())
+    dispatcher = WebhookDispatcher(database, settings=settings, clock=lambda: app.state.clock())
 
     secret = settings.readiness_bootstrap_admin_key
     bootstrap = (
@@ -116,8 +120,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         checkpointer.start()
         if settings.readiness_reevaluate_on_start:
             reevaluation.start()  # in the background too: stale answers are never served
+        dispatcher.start()  # unless READINESS_WEBHOOK_DISPATCH is off
         yield
         # Before the engines go: no build may go on reading from a disposed pool.
+        dispatcher.stop()
         reevaluation.stop()
         warmup.stop()
         checkpointer.stop()
@@ -151,6 +157,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.state.identities = identities
     app.state.clock = clock
     app.state.mirror_warmup = warmup
+    app.state.webhook_dispatcher = dispatcher
 
     install_error_handlers(app)
     # Innermost, so a 500 passes through every other middleware like any answer.
@@ -194,6 +201,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         lifecycle_router,
         pilots_router,
         events_router,
+        webhooks_router,
         reports_router,
         badges_router,
         kubernetes_router,
@@ -208,6 +216,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             if isinstance(route, APIRoute) and route.operation_id is None:
                 route.operation_id = operation_id(route)
         app.router.routes.extend(router.routes)
+    # What the service sends to webhook subscribers, described in the document's `webhooks`.
+    app.webhooks.routes.extend(deliveries_sent.routes)
     install_openapi(app)
     return app
 

@@ -8,11 +8,12 @@ from sqlmodel import Session, col
 
 from app.auth.roles import Principal
 from app.models import Event
+from app.webhooks import outbox as webhook_outbox
 
 # Any constant will do: it names the one lock that orders event appends on PostgreSQL.
 _EVENT_ORDER_LOCK = 7_406_120_101
 _TAKE_EVENT_ORDER_LOCK = text(f"SELECT pg_advisory_xact_lock({_EVENT_ORDER_LOCK})")
-_APPEND = insert(Event)
+_APPEND = insert(Event).returning(col(Event.id))
 
 
 class EventType(StrEnum):
@@ -69,7 +70,7 @@ def append_many(session: Session, new: list[NewEvent]) -> None:
         connection.execute(_TAKE_EVENT_ORDER_LOCK)
     # Written at once on the session's connection, outside the ORM: every write appends
     # one, and nothing reads the row back in the same unit of work.
-    connection.execute(
+    result = connection.execute(
         _APPEND,
         [
             {
@@ -80,6 +81,16 @@ def append_many(session: Session, new: list[NewEvent]) -> None:
                 "data": event.data,
             }
             for event in new
+        ],
+    )
+    # Appends take turns (above), so the ids of one append are consecutive, given in the
+    # list's order; sorted, as RETURNING promises no order.
+    ids = sorted(id for id in result.scalars() if id is not None)
+    webhook_outbox.enqueue(
+        connection,
+        [
+            webhook_outbox.Appended(id, event.type.value, event.system_key, event.occurred_at)
+            for id, event in zip(ids, new, strict=True)
         ],
     )
 
