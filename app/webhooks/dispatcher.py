@@ -33,7 +33,7 @@ from app.models import Event, WebhookDelivery, WebhookSubscription
 from app.outage import reason
 from app.webhooks import envelope, retries, ssrf
 from app.webhooks import service as webhooks_service
-from app.webhooks.outbox import FAILED, PENDING, SUCCEEDED
+from app.webhooks.outbox import FAILED, PENDING
 
 if TYPE_CHECKING:
     # Imported when something is sent: start-up does without it
@@ -58,14 +58,8 @@ _WAITS_FOR_EARLIER = exists().where(
 )
 
 
-def _due(now: datetime) -> list[Any]:
-    return [
-        col(WebhookDelivery.status) == PENDING,
-        col(WebhookDelivery.next_attempt_at) <= now,
-    ]
-
-
 def _claimable(now: datetime, limit: int) -> Any:
+    """Due, unclaimed, of an active subscription, and first in line for its system."""
     return (
         select(col(WebhookDelivery.id))
         .join(
@@ -73,7 +67,8 @@ def _claimable(now: datetime, limit: int) -> Any:
             col(WebhookSubscription.id) == col(WebhookDelivery.subscription_id),
         )
         .where(
-            *_due(now),
+            col(WebhookDelivery.status) == PENDING,
+            col(WebhookDelivery.next_attempt_at) <= now,
             or_(
                 col(WebhookDelivery.claimed_until).is_(None),
                 col(WebhookDelivery.claimed_until) <= now,
@@ -83,9 +78,6 @@ def _claimable(now: datetime, limit: int) -> Any:
         )
         .order_by(col(WebhookDelivery.id))
         .limit(limit)
-        # PostgreSQL: rows another process is claiming are passed over, not waited for.
-        # SQLite has no such clause (SQLAlchemy leaves it out): its claims take turns.
-        .with_for_update(skip_locked=True, of=WebhookDelivery)
     )
 
 
@@ -114,7 +106,10 @@ def claim(
     """Claims up to `limit` due deliveries until `now + lease`."""
     token = uuid.uuid4().hex
     with write_transaction(database) as session:
-        ids = list(session.execute(_claimable(now, limit)).scalars())
+        # PostgreSQL: rows another process is claiming are passed over, not waited for.
+        # SQLite has no such clause (SQLAlchemy leaves it out): its claims take turns.
+        claimable = _claimable(now, limit).with_for_update(skip_locked=True, of=WebhookDelivery)
+        ids = list(session.execute(claimable).scalars())
         if not ids:
             return []
         session.execute(
@@ -153,15 +148,14 @@ def record(database: Database, attempts: list[Attempt], *, now: datetime) -> Non
             delivery = attempt.claimed.delivery
             verdict = retries.Verdict.failed if attempt.refused else retries.verdict(attempt.status)
             count = delivery.attempt + 1
-            retry_until = delivery.retry_until or now + retries.RETRY_WINDOW
-            next_attempt_at: datetime | None = None
-            status = SUCCEEDED if verdict == retries.Verdict.succeeded else FAILED
-            if verdict == retries.Verdict.retry and now < retry_until:
-                status = PENDING
-                delay = retries.backoff(count, random.random())
-                if attempt.retry_after is not None:
-                    delay = max(delay, attempt.retry_after)
-                next_attempt_at = now + delay
+            after = retries.after_attempt(
+                verdict,
+                attempts=count,
+                retry_until=delivery.retry_until,
+                now=now,
+                retry_after=attempt.retry_after,
+                jitter=random.random(),
+            )
             session.execute(
                 update(WebhookDelivery)
                 .where(
@@ -170,12 +164,12 @@ def record(database: Database, attempts: list[Attempt], *, now: datetime) -> Non
                 )
                 .values(
                     attempt=count,
-                    status=status,
+                    status=after.status,
                     response_status=attempt.status,
                     last_error=(attempt.error or None) and attempt.error[:MAX_ERROR_LENGTH],
                     last_attempt_at=now,
-                    next_attempt_at=next_attempt_at,
-                    retry_until=retry_until if status == PENDING else delivery.retry_until,
+                    next_attempt_at=after.next_attempt_at,
+                    retry_until=after.retry_until,
                     claimed_until=None,
                     claim_token=None,
                 )
@@ -184,7 +178,7 @@ def record(database: Database, attempts: list[Attempt], *, now: datetime) -> Non
                 webhooks_service.disable_subscription(
                     session, subscription_id=delivery.subscription_id, now=now
                 )
-            if status == FAILED:
+            if after.status == FAILED:
                 logger.warning(
                     "webhook delivery %s to subscription %s failed after %s attempts: %s",
                     delivery.id,
@@ -195,10 +189,10 @@ def record(database: Database, attempts: list[Attempt], *, now: datetime) -> Non
 
 
 def anything_due(database: Database, *, now: datetime) -> bool:
-    # A read, so that an idle dispatcher never takes SQLite's write lock.
+    # A read first, so that a dispatcher with nothing to claim (idle, or every due delivery
+    # waiting for an earlier one of its system) never takes SQLite's write lock.
     with read_transaction(database) as session:
-        found = session.execute(select(col(WebhookDelivery.id)).where(*_due(now)).limit(1))
-        return found.first() is not None
+        return session.execute(_claimable(now, 1)).first() is not None
 
 
 class WebhookDispatcher(BackgroundThread):

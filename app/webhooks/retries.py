@@ -1,7 +1,10 @@
 """When a delivery is tried again: pure rules of the answer and the attempt count."""
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
+
+from app.webhooks.outbox import FAILED, PENDING, SUCCEEDED
 
 # A delivery is retried for at least this long after its first failed attempt.
 RETRY_WINDOW = timedelta(hours=24)
@@ -42,3 +45,35 @@ def retry_after(value: str | None) -> timedelta | None:
     if value is None or not value.strip().isdigit():
         return None
     return min(timedelta(seconds=int(value.strip())), MAX_RETRY_AFTER)
+
+
+@dataclass(frozen=True)
+class Next:
+    """A delivery's state after an attempt."""
+
+    status: str
+    next_attempt_at: datetime | None
+    retry_until: datetime | None
+
+
+def after_attempt(
+    verdict: Verdict,
+    *,
+    attempts: int,
+    retry_until: datetime | None,
+    now: datetime,
+    retry_after: timedelta | None,
+    jitter: float,
+) -> Next:
+    """`attempts` counts this one; `retry_until` is None until a first attempt failed."""
+    if verdict == Verdict.succeeded:
+        return Next(SUCCEEDED, None, retry_until)
+    if verdict != Verdict.retry:
+        return Next(FAILED, None, retry_until)
+    retry_until = retry_until or now + RETRY_WINDOW
+    if now >= retry_until:
+        return Next(FAILED, None, retry_until)
+    delay = backoff(attempts, jitter)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return Next(PENDING, now + delay, retry_until)
