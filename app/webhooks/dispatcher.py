@@ -280,6 +280,14 @@ class WebhookDispatcher(BackgroundThread):
             return self._client
 
     def _send(self, claimed: Claimed) -> Attempt:
+        try:
+            return self._try(claimed)
+        except Exception as exc:
+            # Whatever failed (the network mostly), the attempt is recorded and retried:
+            # a delivery is never left claimed by an error.
+            return Attempt(claimed, None, f"{type(exc).__name__}: {exc}".rstrip(": "))
+
+    def _try(self, claimed: Claimed) -> Attempt:
         import httpx
 
         body = envelope.cloudevent(claimed.event, source=self._settings.readiness_webhook_source)
@@ -305,18 +313,15 @@ class WebhookDispatcher(BackgroundThread):
             if url.scheme == "https":
                 extensions["sni_hostname"] = url.host
             url = url.copy_with(host=str(addresses[0]))
-        try:
-            with self._http().stream(
-                "POST", url, content=body, headers=headers, extensions=extensions
-            ) as response:
-                # The body is never read: only the status counts.
-                return Attempt(
-                    claimed,
-                    response.status_code,
-                    retry_after=retries.retry_after(response.headers.get("Retry-After")),
-                )
-        except httpx.HTTPError as exc:
-            return Attempt(claimed, None, f"{type(exc).__name__}: {exc}".rstrip(": "))
+        with self._http().stream(
+            "POST", url, content=body, headers=headers, extensions=extensions
+        ) as response:
+            # The body is never read: only the status counts.
+            return Attempt(
+                claimed,
+                response.status_code,
+                retry_after=retries.retry_after(response.headers.get("Retry-After")),
+            )
 
 
 def _default_port(url: "httpx.URL") -> int:

@@ -14,6 +14,7 @@ from app.db import Database
 from app.webhooks import dispatcher as webhook_dispatcher
 from tests.conftest import START, FakeClock
 from tests.factories import make_system
+from tests.serving import free_port
 from tests.webhooks.conftest import deliveries, dispatch, subscribe
 from tests.webhooks.receiver import Receiver
 
@@ -289,3 +290,15 @@ def test_a_claim_whose_process_died_expires(
     clock.advance(seconds=61)
     assert dispatch(app) == 1
     assert [r.headers["webhook-id"] for r in hook.requests] == [f"msg_{claimed.delivery.id}"]
+
+
+def test_a_receiver_that_is_not_listening_is_retried(
+    app: FastAPI, client: TestClient, admin: dict[str, str]
+) -> None:
+    webhook = subscribe(client, admin, f"http://127.0.0.1:{free_port()}/hook")
+    make_system(client, admin)
+    assert dispatch(app) == 1
+    (delivery,) = deliveries(client, admin, webhook["id"])
+    assert (delivery["status"], delivery["attempt"]) == ("pending", 1)
+    assert delivery["response_status"] is None
+    assert delivery["last_error"].startswith("ConnectError")
