@@ -143,7 +143,12 @@ def url(path: str) -> str:
 
 
 def prepare(client: TestClient, admin: dict[str, str]) -> None:
-    """The resources the base bodies' paths name: a minimal-tier system, in stage proposed."""
+    """The resources the base bodies' paths name: a minimal-tier system, in stage proposed,
+    and webhook 1."""
+    webhook = client.post(
+        "/v1/webhooks", json={"url": "https://93.184.216.34/hooks/bounds"}, headers=admin
+    )
+    assert webhook.status_code == 201, webhook.text
     make_system(client, admin, key=SYSTEM, tier="minimal")
 
 
