@@ -7,7 +7,7 @@ from app.clock import Now
 from app.config import Settings
 from app.db import DatabaseDep, read_transaction, write_transaction
 from app.models import WebhookDelivery, WebhookSubscription
-from app.openapi_docs import errors
+from app.openapi_docs import NO_SECURITY, WEBHOOK_SIGNATURE_EXTENSION, errors
 from app.pagination import (
     DEFAULT_LIMIT,
     Cursor,
@@ -166,6 +166,8 @@ deliveries_sent = APIRouter(tags=["webhooks"])
     "readinessEvent",
     operation_id="readinessEvent",
     response_class=Response,
+    # No key: the receiver checks the signature in the headers below.
+    openapi_extra={**NO_SECURITY, WEBHOOK_SIGNATURE_EXTENSION: "webhook-signature"},
     summary="An event pushed to a subscriber",
     description=(
         "POSTed to a subscription's URL for each matching event, as a CloudEvents 1.0 JSON"
