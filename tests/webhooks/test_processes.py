@@ -101,17 +101,32 @@ def test_a_delivery_claimed_by_a_killed_process_is_sent_by_the_next(
     assert received[0].headers["webhook-id"] == received[1].headers["webhook-id"]
 
 
-def test_two_processes_send_each_event_once(
+def test_two_processes_send_each_event_once_in_order_per_system(
     client: TestClient, database_url: str, tmp_path: Path, hook: Receiver
 ) -> None:
+    systems = [f"system-{n}" for n in range(6)]
     with _server(database_url, tmp_path) as one, _server(database_url, tmp_path) as two:
         _subscribe(one.base, hook.url)
-        for n in range(30):
-            _register((one, two)[n % 2].base, f"system-{n}")
-        expected = _event_ids(one.base)
+        for n, key in enumerate(systems):
+            _register((one, two)[n % 2].base, key)
+        # Several events per system, written through both processes while both send.
+        for turn in range(4):
+            for n, key in enumerate(systems):
+                response = httpx.put(
+                    f"{(one, two)[(n + turn) % 2].base}/v1/systems/{key}/evidence/data_rules",
+                    json={"status": "met", "summary": f"Review {turn}"},
+                    headers=ADMIN,
+                )
+                assert response.status_code == 200, response.text
+        feed = httpx.get(f"{one.base}/v1/events?limit=200", headers=ADMIN).json()["items"]
+        expected = [item for item in feed if item["system_key"] in systems]
+        assert len(expected) == 30
         received = hook.wait_for(len(expected))
         # Time for any duplicate to arrive.
         time.sleep(1)
         ids = [r.json()["id"] for r in hook.requests]
-        assert Counter(ids) == Counter(expected), Counter(ids) - Counter(expected)
+        assert Counter(ids) == Counter(str(item["id"]) for item in expected)
         assert len({r.headers["webhook-id"] for r in received}) == len(expected)
+        for key in systems:
+            sent = [r.json()["id"] for r in hook.requests if r.json()["subject"] == key]
+            assert sent == [str(item["id"]) for item in expected if item["system_key"] == key]
