@@ -26,7 +26,7 @@ HEADER = b"idempotency-key"
 MAX_KEY_LENGTH = 200
 # Not replayed: responses that carry a secret are never stored, and the MLflow webhook takes
 # no key but has replays of its own, by delivery id (app.integrations.mlflow).
-NOT_REPLAYABLE = frozenset({"/v1/api-keys", "/v1/integrations/mlflow/webhook"})
+NOT_REPLAYABLE = frozenset({"/v1/api-keys", "/v1/webhooks", "/v1/integrations/mlflow/webhook"})
 # Headers that describe one delivery rather than the response itself.
 _NOT_REPLAYED = {"date", "server", "content-length"}
 

@@ -235,3 +235,11 @@ def test_no_subscription_no_deliveries(
 ) -> None:
     make_system(client, admin)
     assert dispatch(app) == 0
+
+
+def test_a_secret_is_never_stored_for_replay(client: TestClient, admin: dict[str, str]) -> None:
+    once = {**admin, "Idempotency-Key": "make-webhook"}
+    first = client.post("/v1/webhooks", json={"url": PUBLIC_URL}, headers=once)
+    second = client.post("/v1/webhooks", json={"url": PUBLIC_URL}, headers=once)
+    assert first.json()["secret"] != second.json()["secret"]
+    assert "idempotent-replayed" not in second.headers
