@@ -1,7 +1,7 @@
 import re
 from functools import lru_cache
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.audit.seed import decode_seed
@@ -101,6 +101,21 @@ class Settings(BaseSettings):
     # Base64 of the 32-byte Ed25519 seed that signs audit checkpoints (app.audit.signing);
     # unset, a key is made at first start and kept in the database (for trying out only).
     readiness_audit_signing_key: SecretStr | None = None
+    # Outbound webhooks (app.webhooks, docs/webhooks.md). Whether this process sends the
+    # deliveries due; off, they wait in the database for a process that does.
+    readiness_webhook_dispatch: bool = True
+    # How often the dispatcher looks for due deliveries when it has nothing to send.
+    readiness_webhook_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # How long one attempt may take, connecting included, before it counts as failed.
+    readiness_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # How long a dispatcher's claim on a delivery lasts: a delivery claimed by a process that
+    # died is sent by another once its claim has expired. Longer than the timeout.
+    readiness_webhook_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
+    # Allow webhook URLs whose host is a private, loopback, link-local or other non-public
+    # address (for receivers inside the same network, and tests).
+    readiness_webhook_allow_private: bool = False
+    # The CloudEvents `source` of every delivery: a URI naming this deployment.
+    readiness_webhook_source: str = Field(default="urn:readiness", min_length=1, max_length=500)
 
     @field_validator("readiness_cors_origins")
     @classmethod
@@ -146,6 +161,15 @@ class Settings(BaseSettings):
         if not _HTTP_URL.match(value) or "@" in value:
             raise ValueError("must be an http:// or https:// URL without credentials")
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_attempt(self) -> "Settings":
+        if self.readiness_webhook_lease_seconds <= self.readiness_webhook_timeout_seconds:
+            raise ValueError(
+                "READINESS_WEBHOOK_LEASE_SECONDS must be longer than"
+                " READINESS_WEBHOOK_TIMEOUT_SECONDS"
+            )
+        return self
 
     def mlflow_alias_stages(self) -> dict[str, GateStage]:
         return parse_alias_stages(self.readiness_mlflow_alias_stages)

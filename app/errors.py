@@ -150,6 +150,11 @@ class Unprocessable(DomainError):
         super().__init__(detail, errors=errors, **extra)
 
 
+class WebhookUrlRefused(Unprocessable):
+    type = "webhook-url-refused"
+    title = "The webhook URL's host is not a public address"
+
+
 class ServiceUnavailable(DomainError):
     status = 503
     type = "not-ready"

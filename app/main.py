@@ -47,6 +47,9 @@ from app.readiness.router import router as readiness_router
 from app.reports.router import router as reports_router
 from app.reports.warmup import MirrorWarmup
 from app.systems.router import router as systems_router
+from app.webhooks.dispatcher import WebhookDispatcher
+from app.webhooks.router import deliveries_sent
+from app.webhooks.router import router as webhooks_router
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 logger = logging.getLogger("app")
@@ -95,6 +98,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         clock=lambda: app.state.clock(),
         interval=settings.readiness_expiry_interval_s,
     )
+    dispatcher = WebhookDispatcher(database, settings=settings, clock=lambda: app.state.clock())
 
     secret = settings.readiness_bootstrap_admin_key
     bootstrap = (
@@ -126,8 +130,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             reevaluation.start()  # in the background too: stale answers are never served
         if settings.readiness_expiry_events:
             expiry.start()
+        dispatcher.start()  # unless READINESS_WEBHOOK_DISPATCH is off
         yield
         # Before the engines go: no build may go on reading from a disposed pool.
+        dispatcher.stop()
         expiry.stop()
         reevaluation.stop()
         warmup.stop()
@@ -165,6 +171,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.state.audit_signing_key = SigningKey(
         database, seed=settings.audit_signing_seed(), clock=lambda: app.state.clock()
     )
+    app.state.webhook_dispatcher = dispatcher
 
     install_error_handlers(app)
     # Innermost, so a 500 passes through every other middleware like any answer.
@@ -209,6 +216,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         pilots_router,
         events_router,
         audit_router,
+        webhooks_router,
         reports_router,
         badges_router,
         kubernetes_router,
@@ -223,6 +231,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             if isinstance(route, APIRoute) and route.operation_id is None:
                 route.operation_id = operation_id(route)
         app.router.routes.extend(router.routes)
+    # What the service sends to webhook subscribers, described in the document's `webhooks`.
+    app.webhooks.routes.extend(deliveries_sent.routes)
     install_openapi(app)
     return app
 

@@ -97,6 +97,10 @@ TAGS: list[dict[str, str]] = [
         "name": "audit",
         "description": "Proof of the audit trail: its hash chain verified, and signed checkpoints.",
     },
+    {
+        "name": "webhooks",
+        "description": "Events pushed to subscribers, signed, retried, in order per system.",
+    },
     {"name": "reports", "description": "Portfolio and drift reports across systems."},
     {
         "name": "integrations",
@@ -272,6 +276,15 @@ def _own_validation_status(
     return document
 
 
+def _webhook_answers(document: dict[str, Any]) -> dict[str, Any]:
+    """The requests this service sends (`webhooks`) are answered by their receivers: how a
+    receiver refuses a body is its own business, so FastAPI's 422 is left out."""
+    for operations in document.get("webhooks", {}).values():
+        for operation in operations.values():
+            operation["responses"].pop("422", None)
+    return document
+
+
 def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -281,6 +294,7 @@ def install_openapi(app: FastAPI) -> None:
                 summary=app.summary,
                 description=app.description,
                 routes=app.routes,
+                webhooks=app.webhooks.routes,
                 tags=app.openapi_tags,
                 servers=app.servers,
                 contact=app.contact,
@@ -288,7 +302,7 @@ def install_openapi(app: FastAPI) -> None:
                 separate_input_output_schemas=app.separate_input_output_schemas,
             )
             document = _own_validation_status(
-                _problem_content(_own_body_schemas(document)), app.routes
+                _problem_content(_webhook_answers(_own_body_schemas(document))), app.routes
             )
             app.openapi_schema = _oidc_tokens(_required_roles(document, app.routes))
         return app.openapi_schema

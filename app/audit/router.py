@@ -123,7 +123,7 @@ def verify_chain(_actor: Admin, database: DatabaseDep) -> AuditVerification:
         " hashes, no longer reach a checkpoint signed before. A checkpoint whose signature"
         " does not verify with this service's key is 422 `invalid-checkpoint`."
     ),
-    responses=errors(401, 403, 422),
+    responses=errors(400, 401, 403, 422),
 )
 def verify_against_checkpoint(
     _actor: Admin, database: DatabaseDep, signer: SignerDep, body: AuditCheckpoint

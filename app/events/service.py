@@ -9,6 +9,7 @@ from sqlmodel import Session, col
 from app.audit import chain
 from app.auth.roles import Principal
 from app.models import Event
+from app.webhooks import outbox as webhook_outbox
 
 # Any constant will do: it names the one lock that orders event appends on PostgreSQL.
 _EVENT_ORDER_LOCK = 7_406_120_101
@@ -93,6 +94,13 @@ def append_many(session: Session, new: list[NewEvent]) -> list[int]:
     # Written at once on the session's connection, outside the ORM: every write appends
     # one, and nothing reads the row back in the same unit of work.
     connection.execute(_APPEND, rows)
+    webhook_outbox.enqueue(
+        connection,
+        [
+            webhook_outbox.Appended(event_id, event.type.value, event.system_key, event.occurred_at)
+            for event_id, event in zip(ids, new, strict=True)
+        ],
+    )
     return ids
 
 

@@ -24,10 +24,13 @@ logger = logging.getLogger(__name__)
 
 HEADER = b"idempotency-key"
 MAX_KEY_LENGTH = 200
-# Not replayed: responses that carry a secret are never stored, the MLflow webhook takes no
-# key but has replays of its own, by delivery id (app.integrations.mlflow), and verifying
-# the audit trail writes nothing: a replayed `ok` would hide what changed since.
-NOT_REPLAYABLE = frozenset({"/v1/api-keys", "/v1/integrations/mlflow/webhook", "/v1/audit/verify"})
+# Not replayed: responses that carry a secret (a key, a webhook's signing secret) are never
+# stored, the MLflow webhook takes no key but has replays of its own, by delivery id
+# (app.integrations.mlflow), and verifying the audit trail writes nothing: a replayed `ok`
+# would hide what changed since.
+NOT_REPLAYABLE = frozenset(
+    {"/v1/api-keys", "/v1/webhooks", "/v1/integrations/mlflow/webhook", "/v1/audit/verify"}
+)
 # Headers that describe one delivery rather than the response itself.
 _NOT_REPLAYED = {"date", "server", "content-length"}
 

@@ -12,6 +12,7 @@ from app.models.pilot import Pilot, PilotResult
 from app.models.policy import Policy
 from app.models.readiness import ReadinessBlocker, ReadinessSnapshot
 from app.models.system import System, SystemLabel
+from app.models.webhook import WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "ApiKey",
@@ -32,4 +33,6 @@ __all__ = [
     "Transition",
     "UTCDateTime",
     "Waiver",
+    "WebhookDelivery",
+    "WebhookSubscription",
 ]

@@ -48,6 +48,7 @@ def concrete(path: str, pilot_id: int) -> str:
         "control": "risk_review",
         "version": str(DEFAULT_POLICY_VERSION),
         "pilot_id": str(pilot_id),
+        "webhook_id": "1",
     }
     return re.sub(r"\{(\w+)\}", lambda match: values[match.group(1)], path)
 
@@ -81,11 +82,16 @@ def test_head_answers_like_get_without_a_body_on_every_get_operation(
             assert answer_headers(head.headers) == expected, path
             assert int(head.headers["content-length"]) == len(got.content), path
         statuses[path] = got.status_code
-    # The GETs answered for real (the viewer may not list keys nor verify the audit trail):
-    # a HEAD of a 200 is compared.
-    refused = {"/v1/api-keys", "/v1/audit/verify"}
-    assert {path for path, status in statuses.items() if status != 200} == refused
-    assert {statuses[path] for path in refused} == {403}
+    # The GETs answered for real (the viewer may not list keys or webhooks, nor verify the
+    # audit trail): a HEAD of a 200 is compared.
+    admin_only = {
+        "/v1/api-keys",
+        "/v1/audit/verify",
+        "/v1/webhooks",
+        "/v1/webhooks/{webhook_id}/deliveries",
+    }
+    assert {path for path, status in statuses.items() if status != 200} == admin_only
+    assert {statuses[path] for path in admin_only} == {403}
 
 
 def test_405_lists_head_wherever_get_is_allowed(client: TestClient) -> None:

@@ -21,7 +21,13 @@ from tests.factories import make_system, system_body
 
 PROBLEM = "application/problem+json"
 SYSTEM = "drafty"
-PATH_VALUES = {"key": SYSTEM, "control": "training", "pilot_id": "1"}
+PATH_VALUES = {
+    "key": SYSTEM,
+    "control": "training",
+    "pilot_id": "1",
+    "webhook_id": "1",
+    "delivery_id": "1",
+}
 # Long enough for an override (20 characters at least).
 JUSTIFICATION = "Pushed through for the bounds tests, recorded as such."
 
@@ -51,6 +57,12 @@ def _checkpoint() -> dict[str, Any]:
 # (`test_every_base_body_is_accepted`): the transition comes before the pilot it enables.
 BASE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/api-keys"): {"name": "bounds-key", "role": "viewer", "teams": ["claims"]},
+    # A public address written out: the name of one would need DNS.
+    ("POST", "/v1/webhooks"): {
+        "url": "https://93.184.216.34/hooks/readiness",
+        "event_types": ["gate.checked"],
+        "description": "Bounds",
+    },
     ("POST", "/v1/policies"): _policy(),
     ("POST", "/v1/systems"): system_body(
         key="base-sys",
@@ -148,7 +160,12 @@ def url(path: str) -> str:
 
 
 def prepare(client: TestClient, admin: dict[str, str]) -> None:
-    """The resources the base bodies' paths name: a minimal-tier system, in stage proposed."""
+    """The resources the base bodies' paths name: a minimal-tier system, in stage proposed,
+    and webhook 1."""
+    webhook = client.post(
+        "/v1/webhooks", json={"url": "https://93.184.216.34/hooks/bounds"}, headers=admin
+    )
+    assert webhook.status_code == 201, webhook.text
     make_system(client, admin, key=SYSTEM, tier="minimal")
 
 

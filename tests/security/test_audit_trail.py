@@ -27,9 +27,14 @@ def test_the_document_offers_only_reads_of_events(app: FastAPI) -> None:
     for path in event_paths:
         assert set(paths[path]) == {"get"}, path
     # The only deletions anywhere are revocations, which append an event of their own
-    # (test_every_write_only_appends below).
+    # (test_every_write_only_appends below), and webhook subscriptions, which are no part of
+    # the trail.
     deletions = sorted(path for path, operations in paths.items() if "delete" in operations)
-    assert deletions == ["/v1/api-keys/{key_id}", "/v1/systems/{key}/waivers/{waiver_id}"]
+    assert deletions == [
+        "/v1/api-keys/{key_id}",
+        "/v1/systems/{key}/waivers/{waiver_id}",
+        "/v1/webhooks/{webhook_id}",
+    ]
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])

@@ -100,8 +100,12 @@ def _headers(
 
 
 def _world(client: TestClient, admin: dict[str, str]) -> dict[str, str]:
-    """A system of the owner team in stage pilot, with a pilot and a waiver: what the
-    operations' paths name."""
+    """A system of the owner team in stage pilot, with a pilot and a waiver, and a webhook
+    with a delivery: what the operations' paths name."""
+    webhook = client.post(
+        "/v1/webhooks", json={"url": "https://93.184.216.34/hooks/matrix"}, headers=admin
+    )
+    assert webhook.status_code == 201, webhook.text
     make_system(client, admin, key=SYSTEM, tier="limited")
     moved = transition(
         client,
@@ -129,7 +133,15 @@ def _world(client: TestClient, admin: dict[str, str]) -> dict[str, str]:
         "control": "monitoring",
         "key_id": "999999",
         "version": "1",
+        "webhook_id": str(webhook.json()["id"]),
+        "delivery_id": str(_first_delivery(client, admin, webhook.json()["id"])),
     }
+
+
+def _first_delivery(client: TestClient, admin: dict[str, str], webhook_id: int) -> int:
+    items = client.get(f"/v1/webhooks/{webhook_id}/deliveries", headers=admin).json()["items"]
+    first: int = items[-1]["id"]
+    return first
 
 
 def _example(operation: dict[str, Any]) -> Any:

@@ -17,6 +17,8 @@ SAMPLE = {
     "key_id": "1",
     "version": "1",
     "waiver_id": "1",
+    "webhook_id": "1",
+    "delivery_id": "1",
 }
 
 
