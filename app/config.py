@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     readiness_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     # How long a dispatcher's claim on a delivery lasts: a delivery claimed by a process that
     # died is sent by another once its claim has expired. Longer than the timeout.
-    readiness_webhook_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
+    readiness_webhook_lease_seconds: float = Field(default=300.0, ge=1, le=3600)
     # Allow webhook URLs whose host is a private, loopback, link-local or other non-public
     # address (for receivers inside the same network, and tests).
     readiness_webhook_allow_private: bool = False

@@ -30,6 +30,7 @@ from app.idempotency.middleware import Idempotency
 from app.integrations.kubernetes.router import router as kubernetes_router
 from app.integrations.mlflow.router import router as mlflow_router
 from app.lifecycle.router import router as lifecycle_router
+from app.metrics import http as http_metrics
 from app.metrics.router import router as metrics_router
 from app.middleware import (
     BodySizeLimit,
@@ -98,7 +99,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         clock=lambda: app.state.clock(),
         interval=settings.readiness_expiry_interval_s,
     )
-    dispatcher = WebhookDispatcher(database, settings=settings, clock=lambda: app.state.clock())
+    dispatcher = WebhookDispatcher(
+        database,
+        settings=settings,
+        clock=lambda: app.state.clock(),
+        requests_answered=http_metrics.answered,
+    )
 
     secret = settings.readiness_bootstrap_admin_key
     bootstrap = (

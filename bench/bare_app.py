@@ -14,6 +14,11 @@ async def constant() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@app.post("/deliveries", status_code=204)
+async def receive() -> None:
+    """Takes the app's webhook deliveries when `make bench` subscribes one."""
+
+
 @app.get("/healthz")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}

@@ -31,9 +31,21 @@ _latency = Histogram(
 )
 
 
+# Requests this process has answered: the webhook dispatcher paces itself while it grows.
+_answered = 0
+
+
 def observe(*, route: str, method: str, status: int, seconds: float) -> None:
+    global _answered
+    _answered += 1
     _requests.labels(route, method, str(status)).inc()
     _latency.labels(route, method).observe(seconds)
+
+
+def answered() -> int:
+    """How many requests this process has answered (a moving mark, not an exact count:
+    answers in other threads may add to it at the same moment)."""
+    return _answered
 
 
 def exposition() -> str:
