@@ -11,7 +11,8 @@ is broken (the app does not start or answers with errors).
 
     .venv/bin/python bench/run.py
 
-Environment: BENCH_SECONDS (per endpoint, default 10), BENCH_SYSTEMS (default 1000).
+Environment: BENCH_SECONDS (per endpoint, default 10), BENCH_SYSTEMS (default 1000),
+BENCH_SUBSCRIBE (default 1; 0 leaves out the subscribed write).
 """
 
 import json
@@ -59,6 +60,8 @@ from app.readiness.tiers import derive_tier  # noqa: E402
 HOST = "127.0.0.1"
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 SYSTEMS = int(os.environ.get("BENCH_SYSTEMS", "1000"))
+# BENCH_SUBSCRIBE=0 leaves out the write with a webhook subscribed (for code without webhooks).
+SUBSCRIBE = os.environ.get("BENCH_SUBSCRIBE", "1") != "0"
 VERSIONS_PER_CONTROL = 20
 CONNECTIONS = 64
 # Two wrk threads: the load generator shares this machine's cores with the server.
@@ -602,9 +605,10 @@ def main() -> None:
             for endpoint in ENDPOINTS:
                 token = getattr(keys, endpoint.credential)
                 results.append((endpoint, measure(wrk, app_base, endpoint, token)))
-            # The bare app is the receiver: it answers every delivery at once.
-            subscribe(app_base, keys.admin, f"{bare_base}/deliveries")
-            results.append((SUBSCRIBED, measure(wrk, app_base, SUBSCRIBED, keys.pipeline)))
+            if SUBSCRIBE:
+                # The bare app is the receiver: it answers every delivery at once.
+                subscribe(app_base, keys.admin, f"{bare_base}/deliveries")
+                results.append((SUBSCRIBED, measure(wrk, app_base, SUBSCRIBED, keys.pipeline)))
         server_errors = log_summary(app_log)
     report(results, server_errors)
 
