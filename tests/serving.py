@@ -82,12 +82,22 @@ def make_run_server(env: dict[str, str], scratch: Path) -> Iterator[Server]:
     """`make run`'s server on a free port with `env` added to this environment; stopped
     (SIGTERM, as Ctrl-C or a supervisor would) after, so its log is complete."""
     port = free_port()
-    output = scratch / f"server-{port}.log"
+    with serve(
+        make_run_command(port), {**env, "PORT": str(port)}, port, scratch / f"server-{port}.log"
+    ) as server:
+        yield server
+
+
+@contextmanager
+def serve(command: list[str], env: dict[str, str], port: int, output: Path) -> Iterator[Server]:
+    """A server process started with `command` (listening on `port`, with `env` added to
+    this environment, its output in `output`), once /healthz answers; stopped with SIGTERM
+    after, killed if it does not stop within 30 s."""
     with output.open("wb") as sink:
         process = subprocess.Popen(
-            make_run_command(port),
+            command,
             cwd=PROJECT_ROOT,
-            env={**os.environ, **env, "PORT": str(port)},
+            env={**os.environ, **env},
             stdout=sink,
             stderr=subprocess.STDOUT,
         )

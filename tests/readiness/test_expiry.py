@@ -2,8 +2,6 @@
 stored answer is refreshed and `readiness.changed` (and, in production, `system.drifted`)
 appended once, however many workers run the scheduler."""
 
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -22,10 +20,10 @@ from app.db import write_transaction
 from app.models import ReadinessSnapshot
 from app.readiness import service as readiness_service
 from app.readiness.expiry import store_expired
-from tests.conftest import START, FakeClock, project_path
+from tests.conftest import START, FakeClock
 from tests.factories import readiness, record_evidence, transition
 from tests.readiness.clocked_app import FileClock
-from tests.serving import Server, free_port, wait_for_health
+from tests.serving import Server, free_port, serve
 
 Headers = dict[str, str]
 
@@ -332,7 +330,6 @@ def test_the_scheduler_runs_in_the_app(
 def clocked_server(env: dict[str, str], scratch: Path, name: str) -> Iterator[Server]:
     """A server process of the app whose clock is the file `env` names."""
     port = free_port()
-    output = scratch / f"{name}.log"
     command = [
         sys.executable,
         "-m",
@@ -346,25 +343,8 @@ def clocked_server(env: dict[str, str], scratch: Path, name: str) -> Iterator[Se
         "--log-level",
         "warning",
     ]
-    with output.open("wb") as sink:
-        process = subprocess.Popen(
-            command,
-            cwd=project_path(),
-            env={**os.environ, **env},
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_for_health(base, process, output)
-        yield Server(process=process, base=base, output=output)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with serve(command, env, port, scratch / f"{name}.log") as server:
+        yield server
 
 
 def stored_since(engine: Engine, moment: datetime) -> int:
