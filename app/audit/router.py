@@ -12,6 +12,7 @@ from app.clock import Now
 from app.db import DatabaseDep, read_transaction
 from app.errors import Unprocessable
 from app.openapi_docs import errors
+from app.pagination import MAX_ID
 from app.schemas import RequestModel
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -52,7 +53,7 @@ class AuditCheckpoint(RequestModel):
     )
 
     event_id: int = Field(
-        ge=0, le=2**63 - 1, description="The newest event when signed; 0 for an empty log."
+        ge=0, le=MAX_ID, description="The newest event when signed; 0 for an empty log."
     )
     hash: str = Field(max_length=64, pattern=HASH, description="That event's `hash`.")
     signed_at: str = Field(

@@ -32,7 +32,9 @@ def check_destination(host: str, port: int, *, allow_private: bool) -> None:
     except ssrf.UnsafeAddress as exc:
         raise WebhookUrlRefused(
             f"Webhooks are sent to public addresses only: {exc}.",
-            errors=[{"field": "url", "message": str(exc), "code": "webhook_url_refused"}],
+            # The default code, "invalid": a rule of the world (where the name resolves) that
+            # no schema can state.
+            errors=[{"field": "url", "message": str(exc)}],
         ) from exc
 
 
