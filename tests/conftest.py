@@ -145,12 +145,14 @@ def app(
         database_url=database_url,
         readiness_bootstrap_admin_key=ADMIN_SECRET,  # type: ignore[arg-type]
         readiness_mirror_warmup=mirror_warmup,
-        # The scheduler is off unless a test turns it on: tests move the clock, and a pass
-        # it ran meanwhile would append events they do not expect (tests/readiness/
-        # test_expiry.py runs passes itself).
+        # The scheduler and the webhook dispatcher are off unless a test turns them on:
+        # tests move the clock, and a pass run meanwhile would append events, or read the
+        # outbox, where the test does not expect it (tests/readiness/test_expiry.py and
+        # tests/webhooks run their passes themselves).
         **{
             "readiness_audit_signing_key": base64.b64encode(AUDIT_SEED).decode(),
             "readiness_expiry_events": False,
+            "readiness_webhook_dispatch": False,
             **app_settings,
         },
     )
