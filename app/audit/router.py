@@ -1,4 +1,5 @@
 import base64
+from dataclasses import asdict
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -91,15 +92,6 @@ class AuditPublicKey(BaseModel):
     public_key: str = Field(description="Base64 of the raw 32-byte public key.")
 
 
-def _answer(verification: service.Verification) -> AuditVerification:
-    return AuditVerification(
-        ok=verification.ok,
-        checked=verification.checked,
-        first_bad_id=verification.first_bad_id,
-        reason=verification.reason,
-    )
-
-
 @router.get(
     "/verify",
     summary="Verify the event log's hash chain",
@@ -112,7 +104,7 @@ def _answer(verification: service.Verification) -> AuditVerification:
 )
 def verify_chain(_actor: Admin, database: DatabaseDep) -> AuditVerification:
     with read_transaction(database) as session:
-        return _answer(service.verify(session))
+        return AuditVerification(**asdict(service.verify(session)))
 
 
 @router.post(
@@ -134,9 +126,9 @@ def verify_against_checkpoint(
             "the checkpoint's signature does not verify with this service's key",
             errors=[{"field": "signature", "message": "does not verify"}],
         )
-    reaching = Checkpoint(body.event_id, body.hash, body.signed_at, body.signature, body.key_id)
+    reaching = Checkpoint(**body.model_dump())
     with read_transaction(database) as session:
-        return _answer(service.verify(session, reaching=reaching))
+        return AuditVerification(**asdict(service.verify(session, reaching=reaching)))
 
 
 @router.get(
@@ -153,13 +145,7 @@ def get_checkpoint(
 ) -> AuditCheckpoint:
     with read_transaction(database) as session:
         signed = service.checkpoint(session, signer, now=now)
-    return AuditCheckpoint(
-        event_id=signed.event_id,
-        hash=signed.hash,
-        signed_at=signed.signed_at,
-        signature=signed.signature,
-        key_id=signed.key_id,
-    )
+    return AuditCheckpoint(**asdict(signed))
 
 
 @router.get(

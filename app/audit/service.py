@@ -9,16 +9,16 @@ from typing import Any
 
 import rfc8785
 from sqlalchemy import Text, cast, select
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from app.audit import chain
 from app.audit.signing import Signer
+from app.events import service as events_service
 from app.models import Event
 
 # Rows read per query while verifying: memory stays flat whatever the log's length.
 VERIFY_BATCH = 2_000
 
-_HEAD = select(col(Event.id), col(Event.hash)).order_by(col(Event.id).desc()).limit(1)
 _EVENTS = Event.__table__  # type: ignore[attr-defined]
 
 
@@ -55,8 +55,7 @@ def signed_text(event_id: int, hash: str, signed_at: str) -> str:
 
 def checkpoint(session: Session, signer: Signer, *, now: datetime) -> Checkpoint:
     """The chain's head (event 0 and the genesis hash while the log is empty), signed."""
-    newest = session.execute(_HEAD).first()
-    event_id, hash = (newest[0], newest[1]) if newest is not None else (0, chain.GENESIS)
+    event_id, hash = events_service.chain_head(session.connection())
     signed_at = chain.timestamp(now)
     signature = signer.sign(signed_text(event_id, hash, signed_at))
     return Checkpoint(event_id, hash, signed_at, signature, signer.key_id)

@@ -112,10 +112,16 @@ def _claim_positions(connection: Connection, count: int) -> tuple[str, list[int]
         connection.execute(_TAKE_EVENT_ORDER_LOCK)
         claimed = connection.execute(_HEAD_AND_IDS, {"count": count}).all()
         return claimed[0][0] or chain.GENESIS, sorted(id for _, id in claimed)
-    newest = connection.execute(_HEAD).first()
-    last_id = (newest[0] or 0) if newest is not None else 0
-    head: str = newest[1] if newest is not None else chain.GENESIS
+    last_id, head = chain_head(connection)
     return head, list(range(last_id + 1, last_id + 1 + count))
+
+
+def chain_head(connection: Connection) -> tuple[int, str]:
+    """The newest event's id and hash; 0 and the genesis hash while the log is empty."""
+    newest = connection.execute(_HEAD).first()
+    if newest is None:
+        return 0, chain.GENESIS
+    return newest[0] or 0, newest[1]
 
 
 def list_events(

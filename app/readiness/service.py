@@ -380,12 +380,10 @@ def expired(now: datetime) -> ColumnElement[bool]:
 
 
 def is_expired(system: System, now: datetime) -> bool:
-    """`expired` for a loaded system."""
-    valid_until = system.readiness_valid_until
-    return (
-        system.readiness_rules_version == rules_version.RULES_VERSION
-        and valid_until is not None
-        and valid_until <= now
+    """`expired` for a loaded system: of this code's rules, and no longer current."""
+    evaluated_by = system.readiness_rules_version
+    return evaluated_by == rules_version.RULES_VERSION and not is_current(
+        system.readiness_valid_until, evaluated_by, now
     )
 
 
