@@ -100,6 +100,20 @@ def _keys_by_pattern(schema: JsonDict) -> None:
 KeysByPattern = Field(json_schema_extra=_keys_by_pattern)
 
 
+ReleaseVersion = Annotated[
+    str, Field(min_length=1, max_length=200, description="A release (model version).")
+]
+
+
+class Release(BaseModel):
+    """A release of a system: the model version a transition or gate check names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(min_length=1, max_length=200, description="The model release.")
+    uri: str | None = Field(default=None, max_length=2000)
+
+
 class Actor(BaseModel):
     """Who did something: one model for every response, so the document has one `Actor`."""
 

@@ -4,7 +4,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.readiness.scoring import EvidenceStatus
-from app.schemas import RequestModel, UtcDateTime
+from app.schemas import ReleaseVersion, RequestModel, UtcDateTime
 
 
 class EvidenceWrite(RequestModel):
@@ -17,6 +17,7 @@ class EvidenceWrite(RequestModel):
                     "summary": "Offline evaluation on 2,000 labelled claims: 94% agreement.",
                     "uri": "https://mlflow.example.com/runs/81f3",
                     "expires_at": "2027-06-30T00:00:00Z",
+                    "release": "2.4.1",
                 }
             ]
         },
@@ -27,6 +28,12 @@ class EvidenceWrite(RequestModel):
     uri: str | None = Field(default=None, max_length=2000)
     expires_at: UtcDateTime | None = Field(
         default=None, description="After this moment the evidence is stale."
+    )
+    release: ReleaseVersion | None = Field(
+        default=None,
+        description="The release (model version) this evidence is about. For the policy's"
+        " `release_bound` controls it counts only when that release is judged; without it,"
+        " for every release.",
     )
 
     @model_validator(mode="after")
@@ -49,5 +56,8 @@ class EvidenceRead(BaseModel):
     recorded_at: datetime
     recorded_by: int | None = Field(description="Id of the API key that recorded it.")
     source: str = Field(description="`api`, or the pilot whose conclusion recorded it.")
+    release: str | None = Field(
+        default=None, description="The release it is about; null: every release."
+    )
     current: bool
     stale: bool = Field(description="Stale now: past expires_at or older than the policy allows.")

@@ -86,6 +86,8 @@ class EvidenceVersion(Protocol):
     @property
     def source(self) -> str: ...
     @property
+    def release(self) -> str | None: ...
+    @property
     def is_current(self) -> bool: ...
 
 
@@ -103,6 +105,7 @@ class NewVersion(NamedTuple):
     recorded_at: datetime
     recorded_by: int | None
     source: str
+    release: str | None
     is_current: bool
 
 
@@ -160,13 +163,18 @@ def _record_versions(
                 recorded_at=now,
                 recorded_by=by.key_id,
                 source=source,
+                release=body.release,
                 is_current=last_of_pair[pair] == index,
             )
         )
     connection.execute(_ADD_VERSIONS, [version._asdict() for version in versions])
     refresh.store(
         [
-            (system, control, EvidenceFact(body.status, now, body.expires_at, source))
+            (
+                system,
+                control,
+                EvidenceFact(body.status, now, body.expires_at, source, body.release),
+            )
             for system, control, body, _ in recorded
         ]
     )
@@ -183,6 +191,7 @@ def _record_versions(
                     "version": evidence.version,
                     "status": evidence.status,
                     "source": source,
+                    "release": evidence.release,
                 },
             )
             for (system, _, _, by), evidence in zip(recorded, versions, strict=True)
@@ -322,6 +331,7 @@ class EvidenceReader:
             recorded_at=evidence.recorded_at,
             recorded_by=evidence.recorded_by,
             source=evidence.source,
+            release=evidence.release,
             current=evidence.is_current,
             stale=stale,
         )

@@ -13,7 +13,7 @@ from app.lifecycle.schemas import (
     GateCheckCreate,
     GateCheckRead,
     Override,
-    Release,
+    ReleaseRead,
     StageAt,
     TransitionCreate,
     TransitionRead,
@@ -32,7 +32,7 @@ from app.pagination import (
     next_cursor_for,
 )
 from app.readiness.schemas import BlockingItemRead
-from app.schemas import Actor, UtcDateTime
+from app.schemas import Actor, Release, UtcDateTime
 from app.systems import service as system_service
 from app.systems.dependencies import KeyPath
 
@@ -64,7 +64,7 @@ def _transition_read(key: str, row: Transition) -> TransitionRead:
 
 
 def _gate_check_read(
-    key: str, current_stage: str, row: GateCheck, move_valid: bool
+    key: str, current_stage: str, row: GateCheck, decision: lifecycle_service.GateDecision
 ) -> GateCheckRead:
     return GateCheckRead(
         id=row.id or 0,
@@ -72,7 +72,8 @@ def _gate_check_read(
         allowed=row.allowed,
         current_stage=current_stage,
         target_stage=row.target_stage,
-        move_valid=move_valid,
+        move_valid=decision.move_valid,
+        release_move=decision.release_move,
         score=row.score,
         required_score=row.required_score or 0.0,
         blocking=[BlockingItemRead.model_validate(item) for item in row.blocking],
@@ -115,6 +116,9 @@ def _waiver_read(key: str, row: Waiver, now: datetime) -> WaiverRead:
     description=(
         "May this system move to the target stage now? Evaluates the gate afresh (score,"
         " required controls, pilot rule, approvals, findings) and records what was answered."
+        " A target stage the system is in already is a release move (`release_move`), judged"
+        " by that stage's gate; with a `release`, release-bound controls count only evidence"
+        " naming it or naming none (`release_evidence_missing`)."
     ),
     responses=errors(400, 401, 403, 404, 422),
 )
@@ -123,23 +127,34 @@ def check_gate(
 ) -> GateCheckRead:
     with write_transaction(database) as session:
         system = system_service.get_system(session, key)
-        check, move_valid = lifecycle_service.check_gate(
+        check, decision = lifecycle_service.check_gate(
             session, system=system, body=body, actor=actor, now=now
         )
-        return _gate_check_read(key, system.stage, check, move_valid)
+        return _gate_check_read(key, system.stage, check, decision)
 
 
 @router.post(
     "/transitions",
     status_code=status.HTTP_201_CREATED,
-    summary="Move a system to another stage",
+    summary="Move a system to another stage, or a release into its stage",
     description=(
-        "Re-evaluates the gate in the same transaction that changes the stage. 409 problems:"
-        " `gate-denied` (with `blocking`), `invalid-transition`, `stage-conflict` (when"
-        " `expected_stage` differs or another move won). `override` is for admins only."
-        " A team-scoped identity moves only its teams' systems (403 `out-of-scope`)."
+        "Re-evaluates the gate in the same transaction that changes the stage. A `to_stage`"
+        " the system is in already records a release move: it names a `release`, judged by"
+        " that stage's gate for that release; naming the release already current there"
+        " answers 200 with the transition that recorded it and records nothing. 409"
+        " problems: `gate-denied` (with `blocking`), `invalid-transition` (also a move to the"
+        " current stage without a release), `stage-conflict` (when `expected_stage` differs"
+        " or another move won). `override` is for admins only. A team-scoped identity moves"
+        " only its teams' systems (403 `out-of-scope`)."
     ),
-    responses=errors(400, 401, 403, 404, 409, 422),
+    responses={
+        200: {
+            "description": "The release named is current in that stage already: the"
+            " transition that recorded it; nothing new is recorded.",
+            "model": TransitionRead,
+        },
+        **errors(400, 401, 403, 404, 409, 422),
+    },
     openapi_extra=TEAM_SCOPED,
 )
 def create_transition(
@@ -152,11 +167,13 @@ def create_transition(
 ) -> TransitionRead:
     with write_transaction(database) as session:
         system = system_service.lock_for_write(session, key, actor=actor, now=now)
-        record = lifecycle_service.transition(
+        moved = lifecycle_service.transition(
             session, system=system, body=body, actor=actor, now=now
         )
-    response.headers["Location"] = f"/v1/systems/{key}/transitions/{record.id}"
-    return _transition_read(key, record)
+    if not moved.recorded:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"/v1/systems/{key}/transitions/{moved.transition.id}"
+    return _transition_read(key, moved.transition)
 
 
 @router.get(
@@ -181,6 +198,35 @@ def list_transitions(
     return Page(
         items=[_transition_read(key, row) for row in rows[:limit]],
         next_cursor=next_cursor_for(rows, limit, lambda row: row.id or 0),
+    )
+
+
+@router.get(
+    "/releases",
+    summary="List a system's releases",
+    description=(
+        "One item per period a named release spent in a stage, newest first, from the"
+        " transitions: it entered with the transition that named it and left with the"
+        " system's next transition (`left_at` null: it is there now)."
+    ),
+    responses=errors(400, 401, 403, 404, 422),
+)
+def list_releases(
+    _actor: Viewer,
+    key: KeyPath,
+    database: DatabaseDep,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[ReleaseRead]:
+    before = decode_int_cursor(cursor)
+    with read_transaction(database) as session:
+        system = system_service.get_system(session, key)
+        periods = lifecycle_service.list_releases(
+            session, system=system, before=before, limit=limit
+        )
+    return Page(
+        items=[ReleaseRead.of(period.transition, period.left_at) for period in periods[:limit]],
+        next_cursor=next_cursor_for(periods, limit, lambda period: period.transition.id or 0),
     )
 
 

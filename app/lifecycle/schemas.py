@@ -6,17 +6,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.controls.catalogue import ControlKey
 from app.lifecycle.stages import GateStage, Stage
+from app.models import Transition
 from app.readiness.schemas import BlockingItemRead
-from app.schemas import Actor, RequestModel, UtcDateTime
+from app.schemas import Actor, Release, RequestModel, UtcDateTime
 
 MIN_OVERRIDE_JUSTIFICATION = 20
-
-
-class Release(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    version: str = Field(min_length=1, max_length=200, description="The model release.")
-    uri: str | None = Field(default=None, max_length=2000)
 
 
 class Override(BaseModel):
@@ -53,7 +47,15 @@ class GateCheckRead(BaseModel):
     )
     current_stage: Stage
     target_stage: GateStage
-    move_valid: bool = Field(description="The lifecycle allows current_stage -> target_stage.")
+    move_valid: bool = Field(
+        description="The lifecycle allows current_stage -> target_stage (a release move, when"
+        " they are the same stage)."
+    )
+    release_move: bool = Field(
+        default=False,
+        description="The system is in target_stage already: a new release entering it,"
+        " judged by that stage's gate.",
+    )
     score: float
     required_score: float
     blocking: list[BlockingItemRead]
@@ -166,6 +168,30 @@ class WaiverRead(BaseModel):
     granted_at: datetime
     revoked_at: datetime | None
     revoked_by: Actor | None
+
+
+class ReleaseRead(BaseModel):
+    version: str
+    uri: str | None
+    stage: Stage
+    entered_at: datetime = Field(description="When the transition naming it was recorded.")
+    left_at: datetime | None = Field(
+        description="When the system next moved (stage or release); null: it is there now."
+    )
+    transition_id: int
+
+    @classmethod
+    def of(cls, row: Transition, left_at: datetime | None) -> "ReleaseRead":
+        assert row.release_version is not None
+        assert row.id is not None
+        return cls(
+            version=row.release_version,
+            uri=row.release_uri,
+            stage=Stage(row.to_stage),
+            entered_at=row.occurred_at,
+            left_at=left_at,
+            transition_id=row.id,
+        )
 
 
 class StageAt(BaseModel):

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
+from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
@@ -23,16 +24,16 @@ from app.lifecycle.schemas import (
     MIN_OVERRIDE_JUSTIFICATION,
     ApprovalCreate,
     GateCheckCreate,
-    Release,
     TransitionCreate,
     WaiverCreate,
 )
-from app.lifecycle.stages import GateStage, InvalidMove, Stage, gate_for
+from app.lifecycle.stages import GateStage, InvalidMove, Stage, gate_for, is_release_move
 from app.models import Approval, GateCheck, System, Transition, Waiver
 from app.models.queries import newest_first
 from app.policies import service as policy_service
 from app.readiness import service as readiness_service
 from app.readiness.scoring import BlockingItem, Evaluation
+from app.schemas import Release
 
 
 def _items(blocking: tuple[BlockingItem, ...]) -> list[dict[str, str | None]]:
@@ -54,6 +55,8 @@ class GateDecision:
     target_stage: GateStage
     allowed: bool
     move_valid: bool
+    # The system is in the target stage already: a new release entering it.
+    release_move: bool
     score: float
     required_score: float
     blocking: tuple[BlockingItem, ...]
@@ -61,15 +64,24 @@ class GateDecision:
 
 
 def judge_gate(
-    session: Session, *, system: System, target_stage: GateStage, now: datetime
+    session: Session,
+    *,
+    system: System,
+    target_stage: GateStage,
+    release: Release | None,
+    now: datetime,
 ) -> GateDecision:
-    """The decision for a gate now, written nowhere (a dry run, or `check_gate`'s first
-    half)."""
-    evaluation, readiness = readiness_service.evaluate_now(session, system, now=now)
+    """The decision for a gate now, for `release` if one is named, written nowhere (a dry
+    run, or `check_gate`'s first half). The one rule every caller answers by: the API's
+    gate checks and transitions, admission reviews and MLflow aliases."""
+    evaluation, readiness = readiness_service.evaluate_now(
+        session, system, now=now, release=release.version if release else None
+    )
     gate = evaluation.gates[target_stage]
+    from_stage, to_stage = Stage(system.stage), Stage(target_stage.value)
     try:
         # Some moves have no gate (production -> pilot): then nothing blocks them.
-        gated = gate_for(Stage(system.stage), Stage(target_stage.value)) is not None
+        gated = gate_for(from_stage, to_stage) is not None
         move_valid = True
     except InvalidMove:
         gated, move_valid = True, False
@@ -78,6 +90,7 @@ def judge_gate(
         target_stage=target_stage,
         allowed=move_valid and not blocking,
         move_valid=move_valid,
+        release_move=is_release_move(from_stage, to_stage),
         score=evaluation.score,
         required_score=gate.required_score,
         blocking=blocking,
@@ -123,6 +136,7 @@ def record_gate_check(
             "target_stage": check.target_stage,
             "allowed": check.allowed,
             "move_valid": decision.move_valid,
+            "release_move": decision.release_move,
             "score": check.score,
             "blocking": check.blocking,
             "policy_version": check.policy_version,
@@ -134,19 +148,40 @@ def record_gate_check(
 
 def check_gate(
     session: Session, *, system: System, body: GateCheckCreate, actor: Principal, now: datetime
-) -> tuple[GateCheck, bool]:
-    """Record the decision for a gate now; also says whether the lifecycle allows the move."""
-    decision = judge_gate(session, system=system, target_stage=body.target_stage, now=now)
+) -> tuple[GateCheck, GateDecision]:
+    """Record the decision for a gate now, and return it with the record."""
+    decision = judge_gate(
+        session, system=system, target_stage=body.target_stage, release=body.release, now=now
+    )
     check = record_gate_check(
         session, system=system, decision=decision, release=body.release, actor=actor, now=now
     )
-    return check, decision.move_valid
+    return check, decision
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A transition asked for, and whether this request recorded it (false: the release
+    named was already current in that stage, recorded by this earlier transition)."""
+
+    transition: Transition
+    recorded: bool
+
+
+def _last_transition(session: Session, system: System) -> Transition | None:
+    return session.exec(
+        select(Transition)
+        .where(col(Transition.system_id) == system.id)
+        .order_by(col(Transition.id).desc())
+        .limit(1)
+    ).first()
 
 
 def transition(
     session: Session, *, system: System, body: TransitionCreate, actor: Principal, now: datetime
-) -> Transition:
-    """Move a locked system to another stage, re-evaluating its gate in this transaction."""
+) -> Moved:
+    """Move a locked system to another stage, or a new release into its stage,
+    re-evaluating the gate in this transaction."""
     if body.override is not None:
         if not actor.role.allows(Role.admin):
             raise Forbidden("Only an admin key may override a gate.", required_role="admin")
@@ -166,10 +201,24 @@ def transition(
         gate = gate_for(from_stage, body.to_stage)
     except InvalidMove as exc:
         raise InvalidTransition(str(exc), current_stage=from_stage.value) from exc
+    if is_release_move(from_stage, body.to_stage):
+        if body.release is None:
+            raise InvalidTransition(
+                f"The system is in {from_stage.value} already: a transition to its own stage"
+                " records a new release, so it names one (`release.version`).",
+                current_stage=from_stage.value,
+            )
+        if body.release.version == system.release_version:
+            # Recorded before (a re-run of the same deploy): the same answer, nothing new.
+            current = _last_transition(session, system)
+            if current is not None:
+                return Moved(current, recorded=False)
 
     # The inputs are loaded once: the gate is judged on them, and the answer stored after
     # the move is evaluated from them too.
-    move = readiness_service.StageMove(session, system, now=now)
+    move = readiness_service.StageMove(
+        session, system, now=now, release=body.release.version if body.release else None
+    )
     evaluation: Evaluation
     evaluation, readiness = move.evaluate()
     blocking = evaluation.gates[gate].blocking if gate else ()
@@ -193,16 +242,24 @@ def transition(
 
     # The row is locked, so this cannot miss; the version condition keeps the move safe
     # even for a caller that forgot the lock.
+    # The release the move names is the one current in the stage from now on (none named:
+    # none known).
+    values = {
+        "stage": body.to_stage.value,
+        "release_version": body.release.version if body.release else None,
+        "release_uri": body.release.uri if body.release else None,
+        "version": system.version + 1,
+        "updated_at": now,
+    }
     moved = session.execute(
         update(System)
         .where(col(System.id) == system.id, col(System.version) == system.version)
-        .values(stage=body.to_stage.value, version=system.version + 1, updated_at=now)
+        .values(**values)
     )
     if moved.rowcount != 1:  # type: ignore[attr-defined]
         raise StageConflict("The system moved while this request was deciding; retry.")
-    set_committed_value(system, "stage", body.to_stage.value)
-    set_committed_value(system, "version", system.version + 1)
-    set_committed_value(system, "updated_at", now)
+    for name, value in values.items():
+        set_committed_value(system, name, value)
 
     assert system.id is not None
     record = Transition(
@@ -243,13 +300,49 @@ def transition(
             "overridden": record.blocking,
         },
     )
-    return record
+    return Moved(record, recorded=True)
 
 
 def list_transitions(
     session: Session, *, system: System, before: int | None, limit: int
 ) -> list[Transition]:
     return newest_first(session, Transition, system_id=system.id, before=before, limit=limit)
+
+
+@dataclass(frozen=True)
+class ReleasePeriod:
+    """A period a release spent in a stage: from the transition that named it to the next
+    transition of the system (none: it is there still)."""
+
+    transition: Transition
+    left_at: datetime | None
+
+
+def list_releases(
+    session: Session, *, system: System, before: int | None, limit: int
+) -> list[ReleasePeriod]:
+    """The periods of named releases, newest first, `limit + 1` at most (the extra one says
+    there is a next page), before the transition id `before`."""
+    later = aliased(Transition)
+    left_at = (
+        select(col(later.occurred_at))
+        .where(
+            col(later.system_id) == col(Transition.system_id), col(later.id) > col(Transition.id)
+        )
+        .order_by(col(later.id))
+        .limit(1)
+        .correlate(Transition)
+        .scalar_subquery()
+    )
+    query = (
+        select(Transition, left_at)
+        .where(col(Transition.system_id) == system.id, col(Transition.release_version).is_not(None))
+        .order_by(col(Transition.id).desc())
+        .limit(limit + 1)
+    )
+    if before is not None:
+        query = query.where(col(Transition.id) < before)
+    return [ReleasePeriod(row, left) for row, left in session.execute(query).all()]
 
 
 def stage_at(session: Session, *, system: System, at: datetime) -> tuple[str, Transition | None]:

@@ -41,4 +41,7 @@ class Evidence(SQLModel, table=True):
     recorded_at: datetime = Field(sa_type=UTCDateTime)
     recorded_by: int | None = Field(default=None)
     source: str = Field(default="api", max_length=200)
+    # The release (model version) this evidence belongs to; null: every release. Only the
+    # policy's release-bound controls tell releases apart (docs/domain.md, Releases).
+    release: str | None = Field(default=None, max_length=200)
     is_current: bool = Field(default=True)

@@ -33,6 +33,8 @@ class Pilot(SQLModel, table=True):
     status: str = Field(default="running", max_length=20)
     outcome: str | None = Field(default=None, max_length=20)
     score: float | None = Field(default=None)
+    # The release the pilot tries; its conclusion's evidence names it.
+    release: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(sa_type=UTCDateTime)
     created_by_name: str = Field(max_length=100)
     concluded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -50,6 +50,10 @@ class System(SQLModel, table=True):
     # (`mlflow:models/<name>`, app.integrations.mlflow).
     external_ref: str | None = Field(default=None, max_length=500, index=True)
     stage: str = Field(default="proposed", max_length=20, index=True)
+    # The release the last transition named, so the one current in `stage` (null: it named
+    # none). Kept with the stage so answers need no look at the transitions.
+    release_version: str | None = Field(default=None, max_length=200)
+    release_uri: str | None = Field(default=None, max_length=2000)
     # Bumped on every change of the representation; the ETag is derived from it.
     version: int = Field(default=1)
     created_at: datetime = Field(sa_type=UTCDateTime)

@@ -14,7 +14,7 @@ from pydantic import (
 )
 
 from app.pilots.evaluation import Criterion, CriterionResult, Op, Outcome, warning_is_lenient
-from app.schemas import KeysByPattern, RequestModel, UtcDateTime, WholeNumber
+from app.schemas import KeysByPattern, ReleaseVersion, RequestModel, UtcDateTime, WholeNumber
 
 MAX_CRITERIA = 50
 MAX_METRICS_PER_RESULT = 200
@@ -85,6 +85,11 @@ class PilotCreate(RequestModel):
     name: str = Field(min_length=1, max_length=200)
     objective: str | None = Field(default=None, max_length=5000)
     planned_end: UtcDateTime | None = None
+    release: ReleaseVersion | None = Field(
+        default=None,
+        description="The release (model version) the pilot tries; the evidence its"
+        " conclusion records names it.",
+    )
     criteria: list[CriterionWrite] = Field(min_length=1, max_length=MAX_CRITERIA)
 
     @field_validator("criteria")
@@ -173,6 +178,7 @@ class PilotRead(BaseModel):
     name: str
     objective: str | None
     planned_end: datetime | None
+    release: str | None = Field(default=None, description="The release the pilot tries.")
     status: str = Field(description="running or concluded")
     overdue: bool = Field(description="Running past planned_end.")
     outcome: Outcome | None

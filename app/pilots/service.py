@@ -83,6 +83,7 @@ def create_pilot(
         name=body.name,
         objective=body.objective,
         planned_end=body.planned_end,
+        release=body.release,
         criteria=[criterion.model_dump(mode="json") for criterion in body.criteria],
         created_at=now,
         created_by_name=actor.name,
@@ -95,7 +96,12 @@ def create_pilot(
         actor=actor,
         now=now,
         system_key=system.key,
-        data={"pilot_id": pilot.id, "name": pilot.name, "criteria": pilot.criteria},
+        data={
+            "pilot_id": pilot.id,
+            "name": pilot.name,
+            "release": pilot.release,
+            "criteria": pilot.criteria,
+        },
     )
     return pilot
 
@@ -220,7 +226,9 @@ def conclude(
             session,
             system=system,
             control=control,
-            body=EvidenceWrite(status=OUTCOME_EVIDENCE[outcome], summary=summary),
+            body=EvidenceWrite(
+                status=OUTCOME_EVIDENCE[outcome], summary=summary, release=pilot.release
+            ),
             actor=actor,
             now=now,
             source=f"pilot:{pilot.id}",
@@ -271,6 +279,7 @@ def read(session: Session, pilot: Pilot, *, system_key: str, now: datetime) -> P
         name=pilot.name,
         objective=pilot.objective,
         planned_end=pilot.planned_end,
+        release=pilot.release,
         status=pilot.status,
         overdue=running and pilot.planned_end is not None and pilot.planned_end < now,
         outcome=Outcome(pilot.outcome)

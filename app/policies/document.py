@@ -142,6 +142,15 @@ class PolicyRules(RequestModel):
             " need pipeline. Left out: risk_review and approval_path need approver."
         ),
     )
+    release_bound: ControlList = Field(
+        default_factory=lambda: [ControlKey.testing_evidence],
+        description=(
+            "Controls whose evidence belongs to one release: judging release R, such a control"
+            " counts its latest evidence naming R or naming no release; evidence of other"
+            " releases does not count (`release_evidence_missing` where a gate requires it)."
+            " Left out: testing_evidence."
+        ),
+    )
     # Keys are tiers, so at least as many keys as tiers is every tier (what _every_tier checks).
     tiers: dict[Tier, TierPolicy] = Field(json_schema_extra={"minProperties": len(TIER_ORDER)})
 
@@ -177,6 +186,19 @@ class PolicyRules(RequestModel):
             raise ValueError(
                 f"attested_by names {', '.join(fields)}, which the system's own fields satisfy,"
                 " not evidence"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _release_bound_evidence(self) -> Self:
+        _no_duplicates(self.release_bound, "release_bound")
+        fields = sorted(
+            control.value for control in self.release_bound if control in SYSTEM_FIELD_CONTROLS
+        )
+        if fields:
+            raise ValueError(
+                f"release_bound names {', '.join(fields)}, which the system's own fields"
+                " satisfy, not evidence of a release"
             )
         return self
 

@@ -44,6 +44,7 @@ _CURRENT_EVIDENCE = PerSystemQuery(
         col(Evidence.recorded_at),
         col(Evidence.expires_at),
         col(Evidence.source),
+        col(Evidence.release),
     ).where(of_systems(col(Evidence.system_id)), col(Evidence.is_current))
 )
 _ACTIVE_WAIVERS = PerSystemQuery(
@@ -115,10 +116,40 @@ def _current_evidence(
     found: dict[int, dict[str, EvidenceFact]] = {system_id: {} for system_id in system_ids}
     # All rows at once: fetched one by one, fetching cost more than the facts.
     rows = _CURRENT_EVIDENCE.rows(session.connection(), system_ids).all()
-    for system_id, control, status, recorded_at, expires_at, source in rows:
+    for system_id, control, status, recorded_at, expires_at, source, release in rows:
         found[system_id][control] = EvidenceFact(
-            _EVIDENCE_STATUS[status], recorded_at, expires_at, source
+            _EVIDENCE_STATUS[status], recorded_at, expires_at, source, release
         )
+    return found
+
+
+def _release_evidence(
+    session: Session, system_id: int, controls: list[str], release: str
+) -> dict[str, EvidenceFact]:
+    """For these controls of one system, the latest version that counts for `release`: one
+    naming it or naming none (scoring.counted_evidence says when it is read)."""
+    rows = session.execute(
+        select(
+            col(Evidence.control),
+            col(Evidence.status),
+            col(Evidence.recorded_at),
+            col(Evidence.expires_at),
+            col(Evidence.source),
+            col(Evidence.release),
+        )
+        .where(
+            col(Evidence.system_id) == system_id,
+            col(Evidence.control).in_(controls),
+            (col(Evidence.release) == release) | col(Evidence.release).is_(None),
+        )
+        .order_by(col(Evidence.control), col(Evidence.version).desc())
+    )
+    found: dict[str, EvidenceFact] = {}
+    for control, status, recorded_at, expires_at, source, named in rows:
+        if control not in found:
+            found[control] = EvidenceFact(
+                _EVIDENCE_STATUS[status], recorded_at, expires_at, source, named
+            )
     return found
 
 
@@ -318,6 +349,9 @@ class Inputs:
     # it again without a load (`moved`).
     moved_at: datetime | None = None
     decisions: tuple[Decision, ...] = ()
+    # Loaded only when judging a release: see ReadinessFacts.release_evidence.
+    release: str | None = None
+    release_evidence: dict[str, EvidenceFact] = field(default_factory=dict)
 
     def moved(self, *, at: datetime, approval_validity_days: int) -> "Inputs":
         """The inputs as a load would read them at `at` (no earlier than this load's
@@ -338,10 +372,16 @@ class Inputs:
 
 
 def load_inputs(
-    session: Session, systems: list[System], policy: ActiveRules, now: datetime
+    session: Session,
+    systems: list[System],
+    policy: ActiveRules,
+    now: datetime,
+    *,
+    release: str | None = None,
 ) -> dict[int, Inputs]:
     """Each system's inputs as of `now`, by system id: six queries whatever the number of
-    systems (the one loader; every evaluation starts here)."""
+    systems (the one loader; every evaluation starts here). Judging a release, a seventh
+    per system whose release-bound evidence names another release."""
     system_ids = [system.id for system in systems if system.id is not None]
     # Judged from the rows as they stand in this unit of work, a change not yet flushed
     # included: whose approvals count depends on the tier and owner team now.
@@ -371,6 +411,21 @@ def load_inputs(
             moved_at=since,
             decisions=decided,
         )
+    if release is not None:
+        bound = policy.rules.release_bound
+        for system_id, inputs in loaded.items():
+            inputs.release = release
+            of_others = [
+                control.value
+                for control in bound
+                if (fact := inputs.evidence.get(control.value)) is not None
+                and fact.release not in (None, release)
+            ]
+            if of_others:
+                with session.no_autoflush:
+                    inputs.release_evidence = _release_evidence(
+                        session, system_id, of_others, release
+                    )
     return loaded
 
 
@@ -388,4 +443,6 @@ def facts_for(system: System, inputs: Inputs, now: datetime) -> ReadinessFacts:
         pilot=inputs.pilot,
         open_findings=open_findings(inputs.findings, inputs.evidence, system.owner_updated_at),
         now=now,
+        release=inputs.release,
+        release_evidence=inputs.release_evidence,
     )

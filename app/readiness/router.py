@@ -1,4 +1,6 @@
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
 
 from app.auth.dependencies import (
     BearerCredentials,
@@ -15,6 +17,7 @@ from app.openapi_docs import errors
 from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, decode_int_cursor, next_cursor_for
 from app.readiness import service as readiness_service
 from app.readiness.schemas import ReadinessRead, ReadinessSnapshotRead
+from app.schemas import NO_NUL
 from app.systems import service as system_service
 from app.systems.dependencies import KeyPath
 
@@ -34,13 +37,23 @@ READINESS_ROLE = Role.viewer
         " when time has made it stale."
     ),
     response_model=ReadinessRead,
-    responses=errors(401, 403, 404),
+    responses=errors(401, 403, 404, 422),
     openapi_extra=checks_role_inline(READINESS_ROLE),
 )
 async def get_readiness(
     request: Request,
     credentials: BearerCredentials,
     key: KeyPath,
+    release: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            pattern=NO_NUL,
+            description="Judge for this release: the policy's release-bound controls count"
+            " only evidence naming it or naming none. Evaluated afresh, never stored.",
+        ),
+    ] = None,
 ) -> Response:
     # The call dashboards poll, so it is one short read on one connection (on SQLite run
     # on the event loop, see `run_read`): the key lookup happens here rather than in the
@@ -65,11 +78,14 @@ async def get_readiness(
             note_caller(request, caller)
             check_role(caller, READINESS_ROLE)
             stored = readiness_service.stored_document(connection, key, now=now)
-        if stored.document is not None:
+        if stored.document is not None and release is None:
             return stored.document
-        # Past its validity: evaluated afresh, in a transaction for one consistent view.
+        # Past its validity, or for a release: evaluated afresh, in a transaction for one
+        # consistent view.
         with read_transaction(database) as session:
-            return readiness_service.fresh_document(session, stored.system_id, now=now)
+            return readiness_service.fresh_document(
+                session, stored.system_id, now=now, release=release
+            )
 
     try:
         document = await run_read(database, read)

@@ -13,4 +13,6 @@ tests/readiness/test_rules_version.py keeps a digest of golden evaluations per v
 fails when the evaluations change but the version does not.
 """
 
-RULES_VERSION = 1
+# 2: release-bound evidence (`release_evidence_missing`), and the answer's `release` and
+# `current_release`.
+RULES_VERSION = 2

@@ -4,6 +4,7 @@ from pydantic import BaseModel, Field
 
 from app.readiness.scoring import BlockingCode, ControlStatus, Level
 from app.readiness.tiers import Tier, TierRule
+from app.schemas import Release
 from app.vocabulary import GateStage, Stage
 
 
@@ -56,6 +57,16 @@ class ReadinessRead(BaseModel):
     rules_version: int = Field(
         description="The version of the service's readiness rules (how controls score, tiers"
         " derive and gates decide) this answer was evaluated by."
+    )
+    release: str | None = Field(
+        default=None,
+        description="The release this answer judges (`?release=`): release-bound controls"
+        " count only evidence naming it or naming none. Null: judged without a release.",
+    )
+    current_release: Release | None = Field(
+        default=None,
+        description="The release current in the system's stage: the one its last transition"
+        " named (null when it named none).",
     )
     evaluated_at: datetime
     valid_until: datetime | None = Field(

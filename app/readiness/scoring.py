@@ -52,6 +52,7 @@ class BlockingCode(StrEnum):
     approvals_missing = "approvals_missing"
     approval_rejected = "approval_rejected"
     open_finding = "open_finding"
+    release_evidence_missing = "release_evidence_missing"
 
 
 POINTS: dict[ControlStatus, float] = {
@@ -74,6 +75,7 @@ class EvidenceFact:
     recorded_at: datetime
     expires_at: datetime | None = None
     source: str = "api"
+    release: str | None = None  # null: the evidence counts for every release
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,11 @@ class ReadinessFacts:
     pilot: PilotFact | None = None
     approvals: Mapping[GateStage, ApprovalFacts] = field(default_factory=dict)
     open_findings: tuple[FindingFact, ...] = ()
+    # The release judged for (null: judged without one, every current version counting).
+    release: str | None = None
+    # For a release-bound control whose current version names another release than
+    # `release`: its latest earlier version that counts for `release`, when there is one.
+    release_evidence: Mapping[str, EvidenceFact] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,7 @@ class Evaluation:
     # The earliest moment after `now` at which time alone changes this evaluation.
     valid_until: datetime | None
     open_findings: tuple[FindingFact, ...] = ()
+    release: str | None = None  # the release judged for, if one was
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,7 @@ class _TierPlan:
     conversions, list scans) cost more than the rule's arithmetic."""
 
     rules: TierPolicy
+    release_bound: frozenset[str]
     weights: dict[str, float]
     required_for: dict[str, tuple[GateStage, ...]]
     non_waivable: frozenset[str]
@@ -168,6 +177,7 @@ def _plan_tier(policy: PolicyRules, tier: Tier) -> _TierPlan:
     rules = policy.tier(tier)
     return _TierPlan(
         rules=rules,
+        release_bound=frozenset(policy.release_bound),
         weights={control: policy.weight(control) for control in CONTROL_KEYS},
         required_for={
             control: tuple(stage for stage in GateStage if control in rules.required_for(stage))
@@ -229,11 +239,42 @@ def is_stale(fact: EvidenceFact, tier: Tier, policy: PolicyRules, now: datetime)
     return _evidence_status(fact, _tier_plan(policy, tier).fresh_for, now) is ControlStatus.stale
 
 
-def _time_limits(facts: ReadinessFacts, fresh_for: timedelta | None) -> list[datetime]:
+def counted_evidence(
+    control: str, facts: ReadinessFacts, release_bound: frozenset[str]
+) -> EvidenceFact | None:
+    """The evidence a control counts: its current version, unless the control is bound to
+    releases and that version names another release than the one judged; then its latest
+    version naming that release or none (`facts.release_evidence`), if any."""
+    fact = facts.evidence.get(control)
+    if (
+        fact is None
+        or facts.release is None
+        or fact.release is None
+        or fact.release == facts.release
+        or control not in release_bound
+    ):
+        return fact
+    return facts.release_evidence.get(control)
+
+
+def _counted(facts: ReadinessFacts, plan: _TierPlan) -> dict[str, EvidenceFact]:
+    if facts.release is None:
+        return facts.evidence
+    counted = {}
+    for control in facts.evidence:
+        fact = counted_evidence(control, facts, plan.release_bound)
+        if fact is not None:
+            counted[control] = fact
+    return counted
+
+
+def _time_limits(
+    facts: ReadinessFacts, evidence: Mapping[str, EvidenceFact], fresh_for: timedelta | None
+) -> list[datetime]:
     limits = list(facts.waivers.values())
     for approvals in facts.approvals.values():
         limits.extend(approvals.expires_at)
-    for fact in facts.evidence.values():
+    for fact in evidence.values():
         if fact.expires_at is not None:
             limits.append(fact.expires_at)
         if fresh_for is not None:
@@ -243,14 +284,17 @@ def _time_limits(facts: ReadinessFacts, fresh_for: timedelta | None) -> list[dat
 
 
 def control_status(control: str, facts: ReadinessFacts, policy: PolicyRules) -> ControlStatus:
-    return _control_status(control, facts, _tier_plan(policy, facts.tier))
+    plan = _tier_plan(policy, facts.tier)
+    return _control_status(control, facts, _counted(facts, plan), plan)
 
 
-def _control_status(control: str, facts: ReadinessFacts, plan: _TierPlan) -> ControlStatus:
+def _control_status(
+    control: str, facts: ReadinessFacts, evidence: Mapping[str, EvidenceFact], plan: _TierPlan
+) -> ControlStatus:
     if control in SYSTEM_FIELD_CONTROLS:
         raw = ControlStatus.met if facts.system_fields.get(control) else ControlStatus.missing
     else:
-        raw = _evidence_status(facts.evidence.get(control), plan.fresh_for, facts.now)
+        raw = _evidence_status(evidence.get(control), plan.fresh_for, facts.now)
     # A control the policy will not let anyone waive cannot be set aside as not_applicable
     # either: otherwise a pipeline could do what an approver is refused.
     if raw is ControlStatus.not_applicable and control in plan.not_applicable_refused:
@@ -279,6 +323,7 @@ def _gate(
     statuses: dict[str, ControlStatus],
     facts: ReadinessFacts,
     plan: _TierPlan,
+    of_other_releases: frozenset[str],
 ) -> GateResult:
     tier_policy = plan.rules
     rule = tier_policy.pilot if stage is GateStage.pilot else tier_policy.production
@@ -299,6 +344,9 @@ def _gate(
                 why = f"system field '{control}' is empty"
             if status is ControlStatus.not_met and control in plan.not_applicable_refused:
                 why = "evidence says not met, or not_applicable, which this tier refuses"
+            if status is ControlStatus.missing and control in of_other_releases:
+                code = BlockingCode.release_evidence_missing
+                why = f"no evidence for release {facts.release}, only for other releases"
             blocking.append(
                 BlockingItem(code, f"{control} is required for {stage.value}: {why}", control)
             )
@@ -354,9 +402,16 @@ def _gate(
 
 def evaluate(facts: ReadinessFacts, policy: PolicyRules) -> Evaluation:
     plan = _tier_plan(policy, facts.tier)
+    evidence = _counted(facts, plan)
     statuses: dict[str, ControlStatus] = {
-        control: _control_status(control, facts, plan) for control in CONTROL_KEYS
+        control: _control_status(control, facts, evidence, plan) for control in CONTROL_KEYS
     }
+    # Controls with evidence, none of it counting for the release judged.
+    of_other_releases = (
+        frozenset(facts.evidence.keys() - evidence.keys())
+        if evidence is not facts.evidence
+        else frozenset()
+    )
 
     earned = 0.0
     possible = 0.0
@@ -371,7 +426,9 @@ def evaluate(facts: ReadinessFacts, policy: PolicyRules) -> Evaluation:
         controls.append(ControlResult(control, status, points, weight, plan.required_for[control]))
     score = round_score(100 * earned / possible) if possible > 0 else 0.0
 
-    gates = {stage: _gate(stage, score, statuses, facts, plan) for stage in GateStage}
+    gates = {
+        stage: _gate(stage, score, statuses, facts, plan, of_other_releases) for stage in GateStage
+    }
 
     def ready_apart_from_approvals(stage: GateStage) -> bool:
         return all(item.code in APPROVAL_CODES for item in gates[stage].blocking)
@@ -383,7 +440,7 @@ def evaluate(facts: ReadinessFacts, policy: PolicyRules) -> Evaluation:
     else:
         level = Level.not_ready
 
-    limits = _time_limits(facts, plan.fresh_for)
+    limits = _time_limits(facts, evidence, plan.fresh_for)
     return Evaluation(
         tier=facts.tier,
         score=score,
@@ -392,4 +449,5 @@ def evaluate(facts: ReadinessFacts, policy: PolicyRules) -> Evaluation:
         gates=gates,
         valid_until=min(limits) if limits else None,
         open_findings=facts.open_findings,
+        release=facts.release,
     )

@@ -1,6 +1,6 @@
 """Evaluates readiness from the inputs `app.readiness.inputs` loads, and stores the answer."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -75,6 +75,12 @@ def render(
             "level": evaluation.level,
             "policy_version": policy_version,
             "rules_version": rules_version.RULES_VERSION,
+            "release": evaluation.release,
+            "current_release": (
+                {"version": system.release_version, "uri": system.release_uri}
+                if system.release_version is not None
+                else None
+            ),
             "evaluated_at": now,
             "valid_until": evaluation.valid_until,
             "controls": [
@@ -192,13 +198,15 @@ class StageMove:
     changes no input but the time of the last transition (`Inputs.moved`); the stage
     itself is read from the system row."""
 
-    def __init__(self, session: Session, system: System, *, now: datetime) -> None:
+    def __init__(
+        self, session: Session, system: System, *, now: datetime, release: str | None = None
+    ) -> None:
         assert system.id is not None
         self._session = session
         self._system = system
         self._now = now
         self._policy = policy_service.active_rules(session)
-        self._inputs = load_inputs(session, [system], self._policy, now)[system.id]
+        self._inputs = load_inputs(session, [system], self._policy, now, release=release)[system.id]
 
     @property
     def last_moved_at(self) -> datetime | None:
@@ -206,17 +214,19 @@ class StageMove:
         return self._inputs.moved_at
 
     def evaluate(self) -> tuple[Evaluation, ReadinessRead]:
-        """A fresh evaluation of the system as it stands, not stored: what the gate decides
-        on, as `evaluate_now` would answer."""
+        """A fresh evaluation of the system as it stands, for the release moving if one is
+        named, not stored: what the gate decides on, as `evaluate_now` would answer."""
         return _evaluate(self._system, self._inputs, self._policy, self._now)
 
     def store_moved(self, *, at: datetime) -> ReadinessRead:
         """Store the answer and a history snapshot once the system row has its new stage,
         moved at `at` (no earlier than this object's `now`): what `refresh` at `at` would
-        store, without loading the inputs again."""
+        store, without loading the inputs again. Stored answers are judged without a
+        release, as every other write stores them."""
         inputs = self._inputs.moved(
             at=at, approval_validity_days=self._policy.rules.approval_validity_days
         )
+        inputs = replace(inputs, release=None, release_evidence={})
         return _refresh(self._session, self._system, inputs, self._policy, at)
 
 
@@ -452,12 +462,14 @@ def stored_document(connection: Connection, system_key: str, *, now: datetime) -
     return StoredDocument(system_id=system_id, document=str(document) if still_true else None)
 
 
-def fresh_document(session: Session, system_id: int, *, now: datetime) -> str:
-    """A fresh answer as JSON. A read does not write, so it is not stored here: the next
-    write that touches the system stores one."""
+def fresh_document(
+    session: Session, system_id: int, *, now: datetime, release: str | None = None
+) -> str:
+    """A fresh answer as JSON, for `release` if one is named. A read does not write, so it
+    is not stored here: the next write that touches the system stores one."""
     system = session.get(System, system_id)
     assert system is not None
-    _, readiness = evaluate_now(session, system, now=now)
+    _, readiness = evaluate_now(session, system, now=now, release=release)
     return readiness.model_dump_json()
 
 
@@ -483,13 +495,13 @@ def summary(session: Session, system: System, *, now: datetime) -> Summary:
 
 
 def evaluate_now(
-    session: Session, system: System, *, now: datetime
+    session: Session, system: System, *, now: datetime, release: str | None = None
 ) -> tuple[Evaluation, ReadinessRead]:
-    """A fresh evaluation, not stored: what gate checks decide on (transitions use
-    `StageMove`)."""
+    """A fresh evaluation, not stored, for `release` if one is named: what gate checks
+    decide on (transitions use `StageMove`)."""
     assert system.id is not None
     policy = policy_service.active_rules(session)
-    inputs = load_inputs(session, [system], policy, now)[system.id]
+    inputs = load_inputs(session, [system], policy, now, release=release)[system.id]
     return _evaluate(system, inputs, policy, now)
 
 

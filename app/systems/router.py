@@ -13,7 +13,7 @@ from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, decode_int_cursor
 from app.readiness import service as readiness_service
 from app.readiness.service import Summary
 from app.readiness.tiers import Tier
-from app.schemas import NO_NUL
+from app.schemas import NO_NUL, Release
 from app.systems import service as system_service
 from app.systems.dependencies import KeyPath
 from app.systems.schemas import (
@@ -39,6 +39,9 @@ def to_read(system: System, readiness: Summary) -> SystemRead:
             **system.model_dump(exclude={"readiness_document", "owner_updated_at"}),
             "owner": owner,
             "risk_tier_rule": RiskTierRule.model_validate(system.risk_tier_rule),
+            "current_release": Release(version=system.release_version, uri=system.release_uri)
+            if system.release_version is not None
+            else None,
             **asdict(readiness),
         }
     )

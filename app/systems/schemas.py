@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from app.lifecycle.stages import Stage
 from app.readiness.scoring import Level
 from app.readiness.tiers import ImpactArea, Oversight, Tier, TierRule
-from app.schemas import KeysByPattern, RequestModel
+from app.schemas import KeysByPattern, Release, RequestModel
 
 SYSTEM_KEY_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 LABEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$"
@@ -128,6 +128,11 @@ class SystemRead(BaseModel):
     labels: dict[str, str]
     external_ref: str | None
     stage: Stage
+    current_release: Release | None = Field(
+        default=None,
+        description="The release current in `stage`: the one the system's last transition"
+        " named (null when it named none).",
+    )
     score: float = Field(description="The current readiness score.")
     level: Level
     pilot_ready: bool

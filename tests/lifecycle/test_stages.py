@@ -1,6 +1,6 @@
 import pytest
 
-from app.lifecycle.stages import ALLOWED, GateStage, InvalidMove, Stage, gate_for
+from app.lifecycle.stages import ALLOWED, GateStage, InvalidMove, Stage, gate_for, is_release_move
 
 P, X = GateStage.pilot, GateStage.production
 # docs/domain.md, Lifecycle: every allowed move and its gate; None means no gate.
@@ -18,6 +18,11 @@ EXPECTED: dict[tuple[Stage, Stage], GateStage | None] = {
     (Stage.production, Stage.retired): None,
     (Stage.suspended, Stage.retired): None,
 }
+# A release moving into the stage the system is in: that stage's gate judges it.
+RELEASE_MOVES: dict[tuple[Stage, Stage], GateStage | None] = {
+    (Stage.pilot, Stage.pilot): P,
+    (Stage.production, Stage.production): X,
+}
 
 
 @pytest.mark.parametrize("from_stage", list(Stage))
@@ -25,8 +30,10 @@ EXPECTED: dict[tuple[Stage, Stage], GateStage | None] = {
 def test_every_pair_is_allowed_with_its_gate_or_rejected(
     from_stage: Stage, to_stage: Stage
 ) -> None:
-    if (from_stage, to_stage) in EXPECTED:
-        assert gate_for(from_stage, to_stage) == EXPECTED[(from_stage, to_stage)]
+    moves = {**EXPECTED, **RELEASE_MOVES}
+    assert is_release_move(from_stage, to_stage) == ((from_stage, to_stage) in RELEASE_MOVES)
+    if (from_stage, to_stage) in moves:
+        assert gate_for(from_stage, to_stage) == moves[(from_stage, to_stage)]
     else:
         with pytest.raises(InvalidMove):
             gate_for(from_stage, to_stage)

@@ -168,9 +168,9 @@ def input_loads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     loads: list[int] = []
     load_inputs: Callable[..., Any] = readiness_service.load_inputs
 
-    def counted(session: Any, systems: list[System], *args: Any) -> Any:
+    def counted(session: Any, systems: list[System], *args: Any, **kwargs: Any) -> Any:
         loads.append(len(systems))
-        return load_inputs(session, systems, *args)
+        return load_inputs(session, systems, *args, **kwargs)
 
     monkeypatch.setattr(readiness_service, "load_inputs", counted)
     return loads

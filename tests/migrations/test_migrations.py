@@ -171,3 +171,53 @@ def test_the_chain_is_filled_for_events_logged_before_it(empty_database_url: str
             assert connection.execute(text("SELECT count(*) FROM events")).scalar() == 3
     finally:
         engine.dispose()
+
+
+def test_each_system_gets_the_release_its_last_transition_named(empty_database_url: str) -> None:
+    config = alembic_config(empty_database_url)
+    engine = create_engine(empty_database_url)
+    try:
+        command.upgrade(config, "5c0a1f7e2b93")
+        with engine.begin() as connection:
+            for system_id, key in ((1, "named"), (2, "unnamed"), (3, "unmoved")):
+                connection.execute(
+                    text(
+                        "INSERT INTO systems (id, key, name, impact_areas, oversight, risk_tier,"
+                        " risk_tier_rule, labels, stage, version, created_at, updated_at,"
+                        " score, level, pilot_ready, production_ready, readiness_document,"
+                        " readiness_policy_version, readiness_rules_version, readiness_seq)"
+                        " VALUES (:id, :key, :key, '[]', 'none', 'minimal', '{}', '{}',"
+                        " 'production', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', 0,"
+                        " 'not_ready', false, false, '{}', 1, 1, 0)"
+                    ),
+                    {"id": system_id, "key": key},
+                )
+            moves = [
+                (1, "pilot", "0.9", "models:/m/9"),
+                (1, "production", "1.0", "models:/m/10"),
+                (2, "pilot", "0.9", None),
+                (2, "production", None, None),
+            ]
+            for system_id, stage, version, uri in moves:
+                connection.execute(
+                    text(
+                        "INSERT INTO transitions (system_id, from_stage, to_stage, reason,"
+                        " release_version, release_uri, score, policy_version, blocking,"
+                        " actor_name, actor_kind, occurred_at) VALUES (:system_id, 'proposed',"
+                        " :stage, 'r', :version, :uri, 0, 1, '[]', 'a', 'api_key',"
+                        " '2026-01-02 00:00:00')"
+                    ),
+                    {"system_id": system_id, "stage": stage, "version": version, "uri": uri},
+                )
+        command.upgrade(config, "head")
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT key, release_version, release_uri FROM systems ORDER BY id")
+            ).all()
+        assert [tuple(row) for row in rows] == [
+            ("named", "1.0", "models:/m/10"),
+            ("unnamed", None, None),
+            ("unmoved", None, None),
+        ]
+    finally:
+        engine.dispose()

@@ -49,6 +49,7 @@ from tests.readiness.later_rules import upgrade_to_later_rules
 # digest here; the old ones stay as the record of what each version meant.
 GOLDEN_DIGESTS = {
     1: "518f087df8a31e8489a0315e176441394ba909d0f4f4416bc97b1fa703d78205",
+    2: "f2e0fd9e1823be9acac08a34d7dbdc71ca85a018b073d873a354d4278845db74",
 }
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -108,6 +109,20 @@ def _golden_facts(rng: random.Random) -> ReadinessFacts:
         FindingFact(control=control, pilot_id=1, finding=rng.choice(["bias", "drift"]))
         for control in rng.sample(EVIDENCE_CONTROLS, rng.choice([0, 0, 1]))
     )
+    # Judged for a release about a third of the time, over evidence naming that release,
+    # an earlier one (with or without an earlier version that counts), or none.
+    release = rng.choice([None, None, "2.0"])
+    release_evidence = {}
+    if release is not None:
+        evidence = {
+            control: dataclasses.replace(fact, release=rng.choice([None, "2.0", "1.9"]))
+            for control, fact in evidence.items()
+        }
+        release_evidence = {
+            control: EvidenceFact(EvidenceStatus.met, NOW - timedelta(days=3))
+            for control, fact in evidence.items()
+            if fact.release == "1.9" and rng.random() < 0.5
+        }
     return ReadinessFacts(
         tier=rng.choice(list(Tier)),
         system_fields={name: rng.random() < 0.9 for name in ("purpose", "owner", "scope")},
@@ -117,6 +132,8 @@ def _golden_facts(rng: random.Random) -> ReadinessFacts:
         pilot=pilot,
         approvals=approvals,
         open_findings=findings,
+        release=release,
+        release_evidence=release_evidence,
     )
 
 

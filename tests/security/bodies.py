@@ -89,6 +89,7 @@ BASE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "Everyone trained.",
         "uri": "https://wiki.example.com/training",
         "expires_at": "2026-09-01T00:00:00Z",
+        "release": "2.4.1",
     },
     ("POST", "/v1/systems/{key}/gate-checks"): {
         "target_stage": "pilot",
@@ -115,6 +116,7 @@ BASE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "name": "Two sprints",
         "objective": "Less time on release notes",
         "planned_end": "2026-04-15T00:00:00Z",
+        "release": "2.4.1",
         "criteria": [
             {
                 "metric": "precision",

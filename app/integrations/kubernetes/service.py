@@ -22,8 +22,8 @@ from app.integrations.kubernetes.schemas import (
     Operation,
 )
 from app.lifecycle import service as lifecycle_service
-from app.lifecycle.schemas import Release
 from app.readiness.scoring import BlockingItem
+from app.schemas import Release
 from app.systems import service as system_service
 from app.systems.schemas import SYSTEM_KEY_PATTERN
 from app.vocabulary import GateStage
@@ -182,9 +182,10 @@ def decide(
     """The answer for a target: the gate judged now and, unless `dry_run`, recorded as a
     gate check with its `gate.checked` event, as `POST .../gate-checks` records one.
 
-    Admitted when the gate check allows the move, or when the system is already in the
-    target stage and its gate still passes (a new release of a system in production: the
-    gate check says the move is no move, and records it so)."""
+    Admitted when the gate check allows it: a move the lifecycle allows whose gate
+    passes, or a release moving into the stage the system is in, judged by that stage's
+    gate for that release. Admission records the check, never a transition: a move is
+    recorded by whoever makes it (`readiness gate --record`, MLflow, POST transitions)."""
     audit = {"system": target.system, "stage": target.stage.value}
     try:
         system = system_service.get_system(session, target.system)
@@ -196,7 +197,7 @@ def decide(
             audit=audit,
         )
     decision = lifecycle_service.judge_gate(
-        session, system=system, target_stage=target.stage, now=now
+        session, system=system, target_stage=target.stage, release=target.release, now=now
     )
     recorded = "dry run, not recorded"
     if not dry_run:
@@ -210,20 +211,19 @@ def decide(
         )
         recorded = f"gate check {check.id}"
         audit["gate-check"] = str(check.id)
-    stays = system.stage == target.stage.value
-    if decision.allowed or (stays and not decision.blocking):
+    if decision.allowed:
         audit["allowed"] = "true"
         # Admitted, but not moved: the stage changes only with a recorded transition.
         warning = (
             None
-            if stays
+            if decision.release_move
             else f"readiness: {system.key} is in stage {system.stage}; record its move to"
             f" {target.stage.value} with a transition"
         )
         return allow(uid, warning=warning, audit=audit)
     audit["allowed"] = "false"
     reasons = []
-    if not decision.move_valid and not stays:
+    if not decision.move_valid:
         reasons.append(f"the lifecycle does not allow {system.stage} -> {target.stage.value}")
     if decision.blocking:
         reasons.append(

@@ -15,10 +15,11 @@ from app.events import service as events
 from app.events.service import EventType
 from app.integrations.mlflow.schemas import AliasCreated, DeliveryOutcome, SystemDecision
 from app.lifecycle import service as lifecycle_service
-from app.lifecycle.schemas import GateCheckCreate, Release, TransitionCreate
+from app.lifecycle.schemas import GateCheckCreate, TransitionCreate
 from app.lifecycle.stages import GateStage, Stage, gate_for
 from app.models import GateCheck, MlflowDelivery, System
 from app.readiness.schemas import BlockingItemRead
+from app.schemas import Release
 from app.systems import service as system_service
 
 # Who the records of a delivery name: the service acting for MLflow, with the pipeline role
@@ -93,8 +94,8 @@ def linked_systems(session: Session, model: str, *, now: datetime) -> list[Syste
 class _Checked:
     """One linked system's gate check, and what it means for the alias.
 
-    A system already in the alias's stage takes a new version when that stage's gate still
-    passes; one before it moves through the gate; one past it (production, for an alias of
+    A system before the alias's stage moves through its gate; one in it takes the version
+    as a release move, through the same gate; one past it (production, for an alias of
     pilot) stays where it is. Retired systems take nothing: the lifecycle refuses."""
 
     system: System
@@ -106,17 +107,16 @@ class _Checked:
 
     @classmethod
     def of(
-        cls, system: System, target: GateStage, check: GateCheck, move_valid: bool
+        cls,
+        system: System,
+        target: GateStage,
+        check: GateCheck,
+        decision: lifecycle_service.GateDecision,
     ) -> "_Checked":
         from_stage = Stage(system.stage)
-        if from_stage.value == target.value:
-            allowed, moves = not check.blocking, False
-        elif not check.allowed:
-            allowed, moves = False, False
-        else:
-            allowed, moves = True, gate_for(from_stage, Stage(target.value)) is not None
-        refuses = not move_valid and from_stage.value != target.value
-        return cls(system, from_stage, check, allowed, moves, refuses)
+        # Moves without a gate (back from production to pilot) are not what an alias asks.
+        moves = check.allowed and gate_for(from_stage, Stage(target.value)) is not None
+        return cls(system, from_stage, check, check.allowed, moves, not decision.move_valid)
 
 
 def receive(
@@ -149,14 +149,14 @@ def receive(
     the_release = release(alias)
     checked: list[_Checked] = []
     for system in systems:
-        check, move_valid = lifecycle_service.check_gate(
+        check, decision = lifecycle_service.check_gate(
             session,
             system=system,
             body=GateCheckCreate(target_stage=target, release=the_release),
             actor=MLFLOW,
             now=now,
         )
-        checked.append(_Checked.of(system, target, check, move_valid))
+        checked.append(_Checked.of(system, target, check, decision))
 
     # The alias is the version's stage for every linked system: it stands only if each may
     # take it, and then the ones before that stage move, as `readiness gate --record` would.
@@ -180,8 +180,13 @@ def receive(
                 actor=MLFLOW,
                 now=now,
             )
-            transition_id = moved.id
-            notes.append(f"{system.key} moved from {from_stage.value} to {target.value}.")
+            transition_id = moved.transition.id
+            if not moved.recorded:
+                notes.append(f"{system.key} has version {alias.version} in {target.value} already.")
+            elif from_stage.value == target.value:
+                notes.append(f"{system.key} takes version {alias.version} in {target.value}.")
+            else:
+                notes.append(f"{system.key} moved from {from_stage.value} to {target.value}.")
         elif every_one_may:
             notes.append(f"{system.key} stays in {from_stage.value}.")
         elif one.allowed:

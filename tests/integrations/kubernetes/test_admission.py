@@ -102,10 +102,12 @@ def test_a_system_already_in_the_stage_is_admitted_while_its_gate_passes(
     answer = admit(client, viewer, review(deployment(annotations=gate(ready))))
     assert answer["allowed"] is True
     assert "warnings" not in answer
-    # Recorded as a gate check records it: production -> production is no move.
+    # Recorded as a gate check records it: production -> production is a release move,
+    # judged by the production gate.
     (event,) = gate_checks(client, viewer, ready)
     assert event["data"]["from_stage"] == "production"
-    assert (event["data"]["allowed"], event["data"]["move_valid"]) == (False, False)
+    assert (event["data"]["allowed"], event["data"]["move_valid"]) == (True, True)
+    assert event["data"]["release_move"] is True
     assert event["data"]["blocking"] == []
     assert answer["auditAnnotations"]["allowed"] == "true"
 

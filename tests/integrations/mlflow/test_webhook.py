@@ -219,10 +219,12 @@ def test_a_delivery_id_seen_before_is_answered_and_nothing_is_done_again(
     assert len(transitions(client, admin, "drafty")) == 1
     assert len(events(client, admin, "gate.checked")) == 1
 
-    # Another delivery id with the same body is a new delivery (here: already in production).
+    # Another delivery id with the same body is a new delivery: that version is production's
+    # already, so it answers with the transition that recorded it and records nothing.
     fresh = send(data=alias_data())
     assert fresh.json()["outcome"] == "allowed"
-    assert fresh.json()["systems"][0]["transition_id"] is None
+    (recorded,) = transitions(client, admin, "drafty")
+    assert fresh.json()["systems"][0]["transition_id"] == recorded["id"]
 
 
 def test_a_replay_of_an_ignored_delivery_is_a_replay(
@@ -400,11 +402,14 @@ def test_a_new_champion_of_a_system_in_production_passes_its_gate_again(
 ) -> None:
     ready_system(client, admin)
     assert send(data=alias_data("champion", "3")).json()["outcome"] == "allowed"
-    # Still ready: version 4 may be champion, and the system stays where it is.
+    # Still ready: version 4 may be champion, recorded as a release moving into production.
     answer = send(data=alias_data("champion", "4")).json()
     assert answer["outcome"] == "allowed"
-    assert answer["systems"][0]["transition_id"] is None
-    assert len(transitions(client, admin, "drafty")) == 1
+    newest, first = transitions(client, admin, "drafty")
+    assert answer["systems"][0]["transition_id"] == newest["id"]
+    assert (newest["from_stage"], newest["to_stage"]) == ("production", "production")
+    assert newest["release"] == {"version": "4", "uri": "models:/claims-triage-model/4"}
+    assert first["release"]["version"] == "3"
 
     # Its evidence no longer holds: the next version may not be champion.
     record_evidence(client, admin, key="drafty", control="data_rules", status="not_met")
