@@ -1,6 +1,7 @@
 """Shared OpenAPI declarations, so every route documents its errors the same way."""
 
 import copy
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -144,6 +145,21 @@ def _own_body_schemas(document: dict[str, Any]) -> dict[str, Any]:
         schemas[name] = schema
     document["components"]["schemas"] = dict(sorted(schemas.items()))
     return document
+
+
+def _without_unreferenced_schemas(document: dict[str, Any]) -> dict[str, Any]:
+    """Drops the component schemas nothing refers to: FastAPI lists the definitions of every
+    type a model names, also of one whose field states its own schema instead
+    (`readiness.schemas.BlockingCodeRead`)."""
+    schemas: dict[str, Any] = document.get("components", {}).get("schemas", {})
+    while True:
+        others = json.dumps({**document, "components": {**document["components"], "schemas": {}}})
+        text = others + json.dumps(schemas)
+        unused = [name for name in schemas if f'"#/components/schemas/{name}"' not in text]
+        if not unused:
+            return document
+        for name in unused:
+            del schemas[name]
 
 
 # Handled by app.idempotency.middleware for every POST, so declared here once.
@@ -304,6 +320,7 @@ def install_openapi(app: FastAPI) -> None:
             document = _own_validation_status(
                 _problem_content(_webhook_answers(_own_body_schemas(document))), app.routes
             )
+            document = _without_unreferenced_schemas(document)
             app.openapi_schema = _oidc_tokens(_required_roles(document, app.routes))
         return app.openapi_schema
 

@@ -1,15 +1,34 @@
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from app.readiness.scoring import BlockingCode, ControlStatus, Level
 from app.readiness.tiers import Tier, TierRule
 from app.schemas import Release
 from app.vocabulary import GateStage, Stage
 
+# The codes grow as the rules do (v1.2 added release_evidence_missing), so the document lists
+# them as an extensible set: a client generated from it accepts a code it does not know yet
+# instead of failing to read the whole answer.
+BlockingCodeRead = Annotated[
+    BlockingCode,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "title": "BlockingCode",
+            "description": "What blocks the gate; new codes may be added, so treat one you do"
+            " not know as blocking. Known: "
+            + ", ".join(f"`{code.value}`" for code in BlockingCode)
+            + ".",
+            "x-extensible-enum": [code.value for code in BlockingCode],
+        }
+    ),
+]
+
 
 class BlockingItemRead(BaseModel):
-    code: BlockingCode
+    code: BlockingCodeRead
     control: str | None = None
     detail: str
 
