@@ -47,11 +47,11 @@ async def get_readiness(
     release: Annotated[
         str | None,
         Query(
-            min_length=1,
             max_length=200,
             pattern=NO_NUL,
             description="Judge for this release: the policy's release-bound controls count"
-            " only evidence naming it or naming none. Evaluated afresh, never stored.",
+            " only evidence naming it or naming none. Evaluated afresh, never stored. Empty,"
+            " as left out (a template that always sends the parameter may leave it blank).",
         ),
     ] = None,
 ) -> Response:
@@ -60,6 +60,7 @@ async def get_readiness(
     # `require` dependency. Only a malformed key (422) is refused before 401/403.
     # The database and the clock come straight from the app's state, as their
     # dependencies would give them, without a dependency resolution each.
+    release = release or None
     database: Database = request.app.state.database
     identities = identities_of(request)
     now = get_now(request)

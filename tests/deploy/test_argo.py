@@ -15,9 +15,10 @@ import yaml
 from fastapi.testclient import TestClient
 from jsonpath_ng import parse
 
+from app.controls.catalogue import EVIDENCE_CONTROLS
 from app.main import app
 from tests.deploy.dockerfile import PROJECT_ROOT
-from tests.factories import make_system, meet_every_control
+from tests.factories import make_system, meet_every_control, record_evidence
 
 TEMPLATE = PROJECT_ROOT / "deploy" / "argo" / "analysis-template.yaml"
 READINESS_ROUTE = "/v1/systems/{key}/readiness"
@@ -87,11 +88,17 @@ def test_every_arg_is_declared_and_used_and_the_token_comes_from_a_secret() -> N
 def test_the_url_is_the_apps_readiness_route_through_the_service() -> None:
     args = {arg["name"]: arg.get("value", "") for arg in template()["spec"]["args"]}
     url = substitute(web()["url"], {**args, "system": "claims-triage", "readiness-token": ""})
-    assert url == "http://readiness.readiness.svc/v1/systems/claims-triage/readiness"
-    route = substitute(web()["url"], {"readiness-url": "", "system": "{key}"})
+    assert url == "http://readiness.readiness.svc/v1/systems/claims-triage/readiness?release="
+    route, query = substitute(
+        web()["url"], {"readiness-url": "", "system": "{key}", "release": "{release}"}
+    ).split("?")
     assert route == READINESS_ROUTE
+    assert query == "release={release}"
     operation = app.openapi()["paths"][route]["get"]
     assert operation["x-required-role"] == "viewer"
+    assert [param["name"] for param in operation["parameters"] if param["in"] == "query"] == [
+        "release"
+    ]
     # The JSONPath names a boolean the answer always has (GatesRead.production.ready).
     schemas = app.openapi()["components"]["schemas"]
     answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
@@ -112,9 +119,9 @@ def test_the_measurements_stop_a_rollout_at_the_first_not_ready_answer() -> None
     assert web()["timeoutSeconds"] <= 30
 
 
-def _get(client: TestClient, system: str, token: str) -> Any:
+def _get(client: TestClient, system: str, token: str, release: str = "") -> Any:
     """The request Argo sends for this system, through the test client."""
-    args = {"readiness-url": "", "system": system, "readiness-token": token}
+    args = {"readiness-url": "", "system": system, "readiness-token": token, "release": release}
     headers = {header["key"]: substitute(header["value"], args) for header in web()["headers"]}
     return client.get(substitute(web()["url"], args), headers=headers)
 
@@ -180,3 +187,23 @@ def test_no_error_answer_reads_as_ready(
     body = response.json()
     assert body["type"] == f"/problems/{problem}"
     assert read(body) == []
+
+
+def test_a_release_reads_as_the_deploy_jobs_gate_check_judges_it(
+    client: TestClient, admin: Headers, pipeline: Headers, viewer: Headers
+) -> None:
+    """The analysis of a rollout of release R reads what a gate check of R answers: a
+    release whose testing evidence names only an earlier release is not ready."""
+    make_system(client, admin, key="drafty", tier="limited")
+    for control in EVIDENCE_CONTROLS:
+        tested = {"release": "1.0"} if control == "testing_evidence" else {}
+        record_evidence(client, admin, key="drafty", control=control, **tested)
+    for release in ("1.0", "1.1", ""):
+        response = _get(client, "drafty", _secret(viewer), release)
+        assert response.status_code == 200, response.text
+        body = {"target_stage": "production"}
+        if release:
+            body["release"] = {"version": release}  # type: ignore[assignment]
+        check = client.post("/v1/systems/drafty/gate-checks", json=body, headers=pipeline)
+        assert read(response.json()) == [check.json()["allowed"]], release
+    assert read(_get(client, "drafty", _secret(viewer), "1.1").json()) == [False]
