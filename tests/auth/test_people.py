@@ -3,15 +3,18 @@ still approve: keys name their person, two keys of one person count once, and re
 key takes back at once what its approvals and waivers gave, in every worker, in the stored
 answers too. Evidence the key recorded stays."""
 
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from app.config import Settings
+from app.controls.catalogue import EVIDENCE_CONTROLS
 from app.main import create_app
 from tests.conftest import ADMIN_SECRET, FakeClock, auth
 from tests.factories import (
@@ -21,6 +24,7 @@ from tests.factories import (
     problem,
     readiness,
     record_evidence,
+    system_body,
     transition,
 )
 
@@ -282,3 +286,62 @@ def test_a_persons_latest_decision_counts_whichever_key_gave_it(
     assert gate_codes(client, pipeline, "triage", "pilot") == set()
     approve(client, laptop, key="triage", stage="pilot", decision="reject")
     assert "approval_rejected" in gate_codes(client, pipeline, "triage", "pilot")
+
+
+# Approvals racing the revocation of their key
+
+RACING_SYSTEMS = 6
+
+
+@pytest.mark.slow
+def test_no_stored_answer_counts_a_key_revoked_while_it_was_approving(
+    live_server: str, engine: Engine
+) -> None:
+    """Approvals with a key land while an admin revokes it: each approval commits before
+    the revocation (which then stores its system again) or is refused with 401 after it, so
+    no stored answer is left counting the revoked key."""
+    admin = auth(ADMIN_SECRET)
+    keys = [f"race-{n}" for n in range(RACING_SYSTEMS)]
+    with httpx.Client(base_url=live_server, timeout=60) as http:
+        for key in keys:
+            body = system_body(key=key, tier="critical")
+            assert http.post("/v1/systems", json=body, headers=admin).status_code == 201
+            for control in EVIDENCE_CONTROLS:
+                put = http.put(
+                    f"/v1/systems/{key}/evidence/{control}", json={"status": "met"}, headers=admin
+                )
+                assert put.status_code == 200, put.text
+        made = http.post(
+            "/v1/api-keys", json={"name": "racer", "role": "approver"}, headers=admin
+        ).json()
+    racer = auth(made["key"])
+    barrier = threading.Barrier(RACING_SYSTEMS + 1)
+    statuses: list[int] = []
+
+    def approve_one(key: str) -> None:
+        with httpx.Client(base_url=live_server, timeout=60) as http:
+            barrier.wait()
+            response = http.post(
+                f"/v1/systems/{key}/approvals",
+                json={"target_stage": "pilot", "decision": "approve"},
+                headers=racer,
+            )
+        statuses.append(response.status_code)
+
+    def revoke_it() -> None:
+        with httpx.Client(base_url=live_server, timeout=60) as http:
+            barrier.wait()
+            assert http.delete(f"/v1/api-keys/{made['id']}", headers=admin).status_code == 204
+
+    threads = [threading.Thread(target=approve_one, args=(key,)) for key in keys]
+    threads.append(threading.Thread(target=revoke_it))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+
+    assert len(statuses) == RACING_SYSTEMS
+    assert set(statuses) <= {201, 401}
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT key, pilot_ready FROM systems")).all()
+    assert {key: bool(ready) for key, ready in rows} == dict.fromkeys(keys, False)
