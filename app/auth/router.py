@@ -5,6 +5,7 @@ from app.auth.dependencies import Admin
 from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 from app.clock import Now
 from app.db import DatabaseDep, read_transaction, write_transaction
+from app.flows import key_revocation
 from app.models import ApiKey
 from app.openapi_docs import errors
 from app.pagination import (
@@ -36,7 +37,13 @@ def create_api_key(
 ) -> ApiKeyCreated:
     with write_transaction(database) as session:
         key, secret = auth_service.create_key(
-            session, name=body.name, role=body.role, teams=body.teams, actor=actor, now=now
+            session,
+            name=body.name,
+            role=body.role,
+            teams=body.teams,
+            person=body.person,
+            actor=actor,
+            now=now,
         )
     response.headers["Location"] = f"/v1/api-keys/{key.id}"
     return ApiKeyCreated(**_read(key).model_dump(), key=secret)
@@ -67,9 +74,13 @@ def list_api_keys(
     "/{key_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Revoke an API key",
-    description="Requests with the key get 401 from now on. Revoking twice is harmless.",
+    description=(
+        "Requests with the key get 401 from now on, and its approvals and waivers stop"
+        " counting at once (its rejects stand; evidence it recorded stays). Revoking twice"
+        " is harmless."
+    ),
     responses=errors(401, 403, 404, 422),
 )
 def revoke_api_key(actor: Admin, key_id: IdPath, database: DatabaseDep, now: Now) -> None:
     with write_transaction(database) as session:
-        auth_service.revoke_key(session, key_id=key_id, actor=actor, now=now)
+        key_revocation.revoke(session, key_id=key_id, actor=actor, now=now)

@@ -28,12 +28,29 @@ Teams = Annotated[
 ]
 
 
+MAX_PERSON = 200
+Person = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_PERSON,
+        description=(
+            "The person who holds the key, such as an e-mail address. Approvals are counted"
+            " by person, compared case-insensitively: two keys of one person count as one"
+            " approver. Absent or null: the key counts as a person of its own."
+        ),
+        examples=["ann@example.com"],
+    ),
+]
+
+
 class ApiKeyCreate(RequestModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"name": "training-pipeline", "role": "pipeline", "teams": ["claims-platform"]}
+                {"name": "training-pipeline", "role": "pipeline", "teams": ["claims-platform"]},
+                {"name": "ann-laptop", "role": "approver", "person": "ann@example.com"},
             ]
         },
     )
@@ -41,6 +58,7 @@ class ApiKeyCreate(RequestModel):
     name: str = Field(min_length=1, max_length=100, description="Who or what uses the key.")
     role: Role
     teams: Teams | None = None
+    person: Person | None = None
 
     @model_validator(mode="after")
     def _scope(self) -> Self:
@@ -63,6 +81,10 @@ class ApiKeyRead(BaseModel):
     revoked_at: datetime | None
     teams: list[str] | None = Field(
         description="The owner teams the key acts for; null: every team (platform-wide)."
+    )
+    person: str | None = Field(
+        default=None,
+        description="The person who holds the key; null: the key counts as a person of its own.",
     )
 
     @field_validator("key_prefix")

@@ -8,7 +8,7 @@ from sqlmodel import Session, col
 
 from app.auth.roles import BOOTSTRAP, Principal, Role
 from app.db import Database
-from app.errors import NotFound
+from app.errors import NotFound, Unauthorized
 from app.events import service as events
 from app.events.service import EventType
 from app.models import ApiKey
@@ -41,6 +41,7 @@ def create_key(
     name: str,
     role: Role,
     teams: list[str] | None = None,
+    person: str | None = None,
     actor: Principal,
     now: datetime,
 ) -> tuple[ApiKey, str]:
@@ -49,6 +50,7 @@ def create_key(
         name=name,
         role=role.value,
         teams=sorted(teams) if teams is not None else None,
+        person=person,
         key_hash=hash_key(secret),
         key_prefix=shown_prefix(secret),
         created_at=now,
@@ -61,7 +63,13 @@ def create_key(
         type=EventType.api_key_created,
         actor=actor,
         now=now,
-        data={"id": key.id, "name": name, "role": role.value, "teams": key.teams},
+        data={
+            "id": key.id,
+            "name": name,
+            "role": role.value,
+            "teams": key.teams,
+            "person": person,
+        },
     )
     return key, secret
 
@@ -73,22 +81,73 @@ def list_keys(session: Session, *, after: int | None, limit: int) -> list[ApiKey
     return list(session.execute(query).scalars())
 
 
-def revoke_key(session: Session, *, key_id: int, actor: Principal, now: datetime) -> None:
-    key = session.get(ApiKey, key_id)
+def lock_key(session: Session, *, key_id: int) -> ApiKey:
+    """The key, locked until the caller's unit of work ends (404 when there is none): a
+    revocation holds it while it finds and stores again what the key's approvals and
+    waivers counted for, so no approval or waiver of the key (`hold_active_key`) lands in
+    between."""
+    key: ApiKey | None = session.execute(
+        select(ApiKey).where(col(ApiKey.id) == key_id).with_for_update()
+    ).scalar_one_or_none()
     if key is None:
         raise NotFound(f"No API key with id {key_id}.")
-    if key.revoked_at is not None:
-        return
+    return key
+
+
+def mark_revoked(session: Session, key: ApiKey, *, now: datetime) -> None:
+    """Revokes a key locked by `lock_key` (not revoked yet) in the caller's unit of work;
+    requests with it get 401 from the commit on."""
     key.revoked_at = now
     session.add(key)
     session.flush()
+
+
+def revoked(
+    session: Session, key: ApiKey, *, systems: list[str], actor: Principal, now: datetime
+) -> None:
+    """Appends `api_key.revoked`, naming the systems whose stored answers the revocation
+    stored again (those its approvals or waivers counted for)."""
     events.append(
         session,
         type=EventType.api_key_revoked,
         actor=actor,
         now=now,
-        data={"id": key.id, "name": key.name, "role": key.role},
+        data={"id": key.id, "name": key.name, "role": key.role, "systems": systems},
     )
+
+
+def revoked_among(session: Session, key_ids: list[int | None]) -> frozenset[int]:
+    """Which of these keys are revoked (None, an identity without a key, never is)."""
+    wanted = {key_id for key_id in key_ids if key_id is not None}
+    if not wanted:
+        return frozenset()
+    rows = session.execute(
+        select(col(ApiKey.id)).where(
+            col(ApiKey.id).in_(wanted), col(ApiKey.revoked_at).is_not(None)
+        )
+    ).scalars()
+    return frozenset(rows)
+
+
+_HOLD_ACTIVE_KEY = (
+    select(col(ApiKey.id))
+    .where(col(ApiKey.id) == bindparam("key_id"), col(ApiKey.revoked_at).is_(None))
+    .with_for_update(read=True)
+)
+
+
+def hold_active_key(session: Session, principal: Principal) -> None:
+    """For a write that gives something the key's revocation takes back (an approval, a
+    waiver), first in its unit of work: 401 if the key was revoked since the request was
+    authenticated, else the key is held (shared) until the commit, so a revocation waits
+    for this write and then finds what it gave. Taken before the system's lock, as the
+    revocation takes them, so the two never wait for each other. OIDC identities have no
+    revocation list: nothing to hold."""
+    if principal.key_id is None:
+        return
+    held = session.connection().execute(_HOLD_ACTIVE_KEY, {"key_id": principal.key_id}).first()
+    if held is None:
+        raise Unauthorized("The API key is unknown or revoked.")
 
 
 _api_keys = ApiKey.__table__  # type: ignore[attr-defined]

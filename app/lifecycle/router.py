@@ -3,6 +3,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from app.auth import service as auth_service
 from app.auth.dependencies import TEAM_SCOPED, Approver, Pipeline, Viewer
 from app.clock import Now
 from app.db import DatabaseDep, read_transaction, write_transaction
@@ -83,7 +84,7 @@ def _gate_check_read(
     )
 
 
-def _approval_read(key: str, row: Approval) -> ApprovalRead:
+def _approval_read(key: str, row: Approval, revoked_keys: frozenset[int]) -> ApprovalRead:
     return ApprovalRead(
         id=row.id or 0,
         system_key=key,
@@ -91,19 +92,22 @@ def _approval_read(key: str, row: Approval) -> ApprovalRead:
         decision=row.decision,
         comment=row.comment,
         approver=Actor.recorded(row, "approver"),
+        revoked=row.approver_id in revoked_keys,
         created_at=row.created_at,
     )
 
 
-def _waiver_read(key: str, row: Waiver, now: datetime) -> WaiverRead:
+def _waiver_read(key: str, row: Waiver, now: datetime, revoked_keys: frozenset[int]) -> WaiverRead:
+    granted_by_revoked = row.granted_by_id in revoked_keys
     return WaiverRead(
         id=row.id or 0,
         system_key=key,
         control=row.control,
         justification=row.justification,
         expires_at=row.expires_at,
-        active=row.revoked_at is None and row.expires_at > now,
+        active=row.revoked_at is None and row.expires_at > now and not granted_by_revoked,
         granted_by=Actor.recorded(row, "granted_by"),
+        granted_by_revoked=granted_by_revoked,
         granted_at=row.granted_at,
         revoked_at=row.revoked_at,
         revoked_by=Actor.recorded(row, "revoked_by") if row.revoked_by_name else None,
@@ -264,7 +268,9 @@ def get_stage_at(
     summary="Approve or reject a target stage",
     description=(
         "Counts toward the gate while newer than the last transition and within the"
-        " policy's validity. A reject blocks until the same approver approves again."
+        " policy's validity, and while the approver's key is not revoked. Approvers are"
+        " counted by person (a key's `person`, an OIDC identity's issuer and subject): a"
+        " reject blocks until the same person approves again."
         " Approvers of any team may approve; where the tier's policy asks for"
         " `independent_approval` (high and critical by default), an approver scoped to the"
         " system's owner team is refused (403 `not-independent`)."
@@ -275,17 +281,22 @@ def create_approval(
     actor: Approver, key: KeyPath, body: ApprovalCreate, database: DatabaseDep, now: Now
 ) -> ApprovalRead:
     with write_transaction(database) as session:
+        auth_service.hold_active_key(session, actor)
         system = system_service.lock_system(session, key, now=now)
         row = lifecycle_service.record_approval(
             session, system=system, body=body, actor=actor, now=now
         )
-    return _approval_read(key, row)
+    # The key is held active until the commit: a revocation comes after it.
+    return _approval_read(key, row, frozenset())
 
 
 @router.get(
     "/approvals",
     summary="List a system's approvals",
-    description="Every approval and rejection, newest first.",
+    description=(
+        "Every approval and rejection, newest first; `revoked` marks those given with an API"
+        " key since revoked (its approvals no longer count; its rejects still block)."
+    ),
     responses=errors(400, 401, 403, 404, 422),
 )
 def list_approvals(
@@ -299,8 +310,9 @@ def list_approvals(
     with read_transaction(database) as session:
         system = system_service.get_system(session, key)
         rows = lifecycle_service.list_approvals(session, system=system, before=before, limit=limit)
+        revoked = auth_service.revoked_among(session, [row.approver_id for row in rows])
     return Page(
-        items=[_approval_read(key, row) for row in rows[:limit]],
+        items=[_approval_read(key, row, revoked) for row in rows[:limit]],
         next_cursor=next_cursor_for(rows, limit, lambda row: row.id or 0),
     )
 
@@ -327,18 +339,23 @@ def create_waiver(
     response: Response,
 ) -> WaiverRead:
     with write_transaction(database) as session:
+        auth_service.hold_active_key(session, actor)
         system = system_service.lock_for_write(session, key, actor=actor, now=now)
         row = lifecycle_service.grant_waiver(
             session, system=system, body=body, actor=actor, now=now
         )
     response.headers["Location"] = f"/v1/systems/{key}/waivers/{row.id}"
-    return _waiver_read(key, row, now)
+    # The key is held active until the commit: a revocation comes after it.
+    return _waiver_read(key, row, now, frozenset())
 
 
 @router.get(
     "/waivers",
     summary="List a system's waivers",
-    description="Every waiver, newest first, with whether it is active now.",
+    description=(
+        "Every waiver, newest first, with whether it is active now: not expired, not revoked,"
+        " and not granted with an API key since revoked (`granted_by_revoked`)."
+    ),
     responses=errors(400, 401, 403, 404, 422),
 )
 def list_waivers(
@@ -353,8 +370,9 @@ def list_waivers(
     with read_transaction(database) as session:
         system = system_service.get_system(session, key)
         rows = lifecycle_service.list_waivers(session, system=system, before=before, limit=limit)
+        revoked = auth_service.revoked_among(session, [row.granted_by_id for row in rows])
     return Page(
-        items=[_waiver_read(key, row, now) for row in rows[:limit]],
+        items=[_waiver_read(key, row, now, revoked) for row in rows[:limit]],
         next_cursor=next_cursor_for(rows, limit, lambda row: row.id or 0),
     )
 

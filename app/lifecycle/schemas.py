@@ -135,6 +135,12 @@ class ApprovalRead(BaseModel):
     decision: Decision
     comment: str | None
     approver: Actor
+    revoked: bool = Field(
+        description=(
+            "Given with an API key since revoked: an approve no longer counts, a reject still"
+            " blocks. Always false for OIDC identities, which have no revocation list."
+        )
+    )
     created_at: datetime
 
 
@@ -163,8 +169,16 @@ class WaiverRead(BaseModel):
     control: ControlKey
     justification: str
     expires_at: datetime
-    active: bool
+    active: bool = Field(
+        description="Counts now: not expired, not revoked, and its granter's key not revoked."
+    )
     granted_by: Actor
+    granted_by_revoked: bool = Field(
+        description=(
+            "Granted with an API key since revoked: the waiver no longer counts. Always false"
+            " for OIDC identities, which have no revocation list."
+        )
+    )
     granted_at: datetime
     revoked_at: datetime | None
     revoked_by: Actor | None

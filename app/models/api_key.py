@@ -22,3 +22,6 @@ class ApiKey(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # The owner teams a scoped key acts for; null: every team (platform-wide).
     teams: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # The person who holds the key (an e-mail, say): approvals are counted by person, so
+    # two keys of one person count once. Null: the key is a person of its own.
+    person: str | None = Field(default=None, max_length=200)

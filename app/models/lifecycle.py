@@ -65,7 +65,11 @@ class GateCheck(SQLModel, table=True):
 
 class Approval(SQLModel, table=True):
     __tablename__ = "approvals"
-    __table_args__ = (Index("ix_approvals_system_id_id", "system_id", "id"),)
+    __table_args__ = (
+        Index("ix_approvals_system_id_id", "system_id", "id"),
+        # Revoking a key stores again the answers of the systems it approved for.
+        Index("ix_approvals_approver_id", "approver_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     system_id: int = _system_fk()
@@ -85,7 +89,11 @@ class Approval(SQLModel, table=True):
 
 class Waiver(SQLModel, table=True):
     __tablename__ = "waivers"
-    __table_args__ = (Index("ix_waivers_system_id_id", "system_id", "id"),)
+    __table_args__ = (
+        Index("ix_waivers_system_id_id", "system_id", "id"),
+        # Revoking a key stores again the answers of the systems it waived controls for.
+        Index("ix_waivers_granted_by_id", "granted_by_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     system_id: int = _system_fk()

@@ -15,11 +15,20 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Select, bindparam, func, select, union
 from sqlmodel import Session, col
 
 from app.auth import scope
-from app.models import Approval, Evidence, Pilot, PilotResult, System, Transition, Waiver
+from app.models import (
+    ApiKey,
+    Approval,
+    Evidence,
+    Pilot,
+    PilotResult,
+    System,
+    Transition,
+    Waiver,
+)
 from app.models.queries import PerSystemQuery
 from app.policies.service import ActiveRules
 from app.readiness.scoring import (
@@ -47,13 +56,22 @@ _CURRENT_EVIDENCE = PerSystemQuery(
         col(Evidence.release),
     ).where(of_systems(col(Evidence.system_id)), col(Evidence.is_current))
 )
+# A waiver or approval counts only while the key that gave it is not revoked: read with
+# them, in the same statement, so a revocation committed in any process counts from the next
+# evaluation on (a key's person never changes, so it is read the same way). Identities
+# without a key (OIDC, the service) match no key row.
+_GRANTING_KEY = ApiKey.__table__.alias("granting_key")  # type: ignore[attr-defined]
+_APPROVING_KEY = ApiKey.__table__.alias("approving_key")  # type: ignore[attr-defined]
 _ACTIVE_WAIVERS = PerSystemQuery(
-    lambda of_systems: select(
-        col(Waiver.system_id), col(Waiver.control), col(Waiver.expires_at)
-    ).where(
-        of_systems(col(Waiver.system_id)),
-        col(Waiver.revoked_at).is_(None),
-        col(Waiver.expires_at) > bindparam("now"),
+    lambda of_systems: (
+        select(col(Waiver.system_id), col(Waiver.control), col(Waiver.expires_at))
+        .outerjoin(_GRANTING_KEY, _GRANTING_KEY.c.id == col(Waiver.granted_by_id))
+        .where(
+            of_systems(col(Waiver.system_id)),
+            col(Waiver.revoked_at).is_(None),
+            col(Waiver.expires_at) > bindparam("now"),
+            _GRANTING_KEY.c.revoked_at.is_(None),
+        )
     )
 )
 _LAST_TRANSITIONS = PerSystemQuery(
@@ -77,7 +95,10 @@ _APPROVALS = PerSystemQuery(
             col(Approval.approver_teams),
             col(Approval.decision),
             col(Approval.created_at),
+            _APPROVING_KEY.c.person,
+            _APPROVING_KEY.c.revoked_at.is_not(None),
         )
+        .outerjoin(_APPROVING_KEY, _APPROVING_KEY.c.id == col(Approval.approver_id))
         .where(of_systems(col(Approval.system_id)))
         .order_by(col(Approval.id))
     )
@@ -186,35 +207,85 @@ class Decision(NamedTuple):
     approver: str  # the approver's name, as a reject names who blocks
 
 
+def approver_of(
+    key_id: int | None, person: str | None, issuer: str | None, subject: str | None, name: str
+) -> tuple[str, ...]:
+    """Who an approver is, for counting distinct approvers: the person a key names (compared
+    case-insensitively, as mail systems compare addresses in practice; erring this way can
+    only count fewer approvers), else the key itself; an OIDC identity by issuer and subject
+    (its name may change from token to token); else the name."""
+    if key_id is not None:
+        return ("person", person.casefold()) if person else ("key", str(key_id))
+    if subject:
+        return ("oidc", issuer or "", subject)
+    return ("name", name)
+
+
 def _latest_decisions(
     session: Session, system_ids: list[int], *, independent_of: Mapping[int, str | None]
 ) -> dict[int, list[Decision]]:
     """Per system, each approver's latest decision on each gate, in the order the approvers
-    first decided.
+    first decided. An approver is a person (`approver_of`): of two keys of one person, the
+    later decision stands.
 
     `independent_of` names the systems whose tier now needs independent approval, with
     their owner team: there an approve counts only from an approver outside that team,
     judged as the system is now, so raising its tier or moving its owner after the
     approval cannot turn an insider's approval into an independent one.
+
+    An approve given with a key since revoked does not count either, and leaves its
+    person's earlier say as it was, so a stolen key's approve neither counts nor buries
+    the person's own reject. A reject given with a revoked key stands: revoking a key
+    takes back what it gave, and never opens a gate.
     """
     rows = _APPROVALS.rows(session.connection(), system_ids)
-    # Keyed by who the approver is: an API key's id, or an OIDC identity's issuer and
-    # subject (its name may change from token to token), or else the name.
-    latest: dict[tuple[int, str, object], Decision] = {}
-    for system_id, stage, key_id, issuer, subject, name, teams, decision, created_at in rows:
-        who = key_id if key_id is not None else (issuer, subject) if subject else name
-        if (
-            decision == "approve"
-            and system_id in independent_of
-            and not scope.independent_of(teams, independent_of[system_id])
-        ):
-            # Not an approval this tier accepts; it leaves the approver's earlier say as it was.
-            continue
+    latest: dict[tuple[int, str, tuple[str, ...]], Decision] = {}
+    for (
+        system_id,
+        stage,
+        key_id,
+        issuer,
+        subject,
+        name,
+        teams,
+        decision,
+        created_at,
+        person,
+        key_revoked,
+    ) in rows:
+        if decision == "approve":
+            if key_revoked:
+                continue
+            if system_id in independent_of and not scope.independent_of(
+                teams, independent_of[system_id]
+            ):
+                # Not an approval this tier accepts; it leaves the approver's earlier say as
+                # it was.
+                continue
+        who = approver_of(key_id, person, issuer, subject, name)
         latest[(system_id, stage, who)] = Decision(stage, decision, created_at, name)
     found: dict[int, list[Decision]] = defaultdict(list)
     for (system_id, _, _), said in latest.items():
         found[system_id].append(said)
     return found
+
+
+def granted_by_key(key_id: int, *, now: datetime) -> Select[tuple[int]]:
+    """The systems whose answers may count what a key gave: an approve of it, or an active
+    waiver it granted (found through their approver and granter indexes). Its rejects are
+    left out: revoking the key leaves them standing."""
+    approved = select(col(Approval.system_id)).where(
+        col(Approval.approver_id) == key_id,
+        col(Approval.approver_kind) == "api_key",
+        col(Approval.decision) == "approve",
+    )
+    waived = select(col(Waiver.system_id)).where(
+        col(Waiver.granted_by_id) == key_id,
+        col(Waiver.granted_by_kind) == "api_key",
+        col(Waiver.revoked_at).is_(None),
+        col(Waiver.expires_at) > now,
+    )
+    return select(union(approved, waived).subquery().c.system_id)
 
 
 NO_APPROVALS: Mapping[GateStage, ApprovalFacts] = MappingProxyType(

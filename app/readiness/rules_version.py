@@ -15,4 +15,8 @@ fails when the evaluations change but the version does not.
 
 # 2: release-bound evidence (`release_evidence_missing`), and the answer's `release` and
 # `current_release`.
-RULES_VERSION = 2
+# 3: approvals and waivers given with a revoked API key no longer count, and approvers are
+# counted by person (a key's `person`). The scoring rule itself is unchanged (same golden
+# digest); what changed is which approvals and waivers reach it, so answers stored before
+# may count a revoked key's and are stored anew.
+RULES_VERSION = 3

@@ -25,7 +25,7 @@ from app.models.queries import newest_first
 from app.policies import service as policy_service
 from app.policies.service import ActiveRules
 from app.readiness import marker, rules_version
-from app.readiness.inputs import Inputs, facts_for, load_inputs
+from app.readiness.inputs import Inputs, facts_for, granted_by_key, load_inputs
 from app.readiness.schemas import (
     ReadinessRead,
 )
@@ -303,6 +303,37 @@ def reevaluate_batch(
     _store(session, answers, snapshots)
     session.flush()
     return [system.id for system in systems if system.id is not None]
+
+
+def lock_granted_by_key(session: Session, *, key_id: int, now: datetime) -> list[System]:
+    """The systems whose answers may count what a key gave (`inputs.granted_by_key`),
+    locked in id order, as every writer of many systems locks them."""
+    query = (
+        select(System)
+        .where(col(System.id).in_(granted_by_key(key_id, now=now)))
+        .order_by(col(System.id))
+        .with_for_update()
+    )
+    return list(session.execute(query).scalars())
+
+
+def store_anew(session: Session, systems: list[System], *, now: datetime) -> None:
+    """Re-evaluate and store, with a history snapshot, these systems (locked by the caller)
+    once an input of theirs changed outside them (a key's revocation), a batch of inputs
+    at a time."""
+    active = policy_service.active_rules(session)
+    for start in range(0, len(systems), REEVALUATE_BATCH):
+        batch = systems[start : start + REEVALUATE_BATCH]
+        inputs = load_inputs(session, batch, active, now)
+        answers: list[Answer] = []
+        snapshots = []
+        for system in batch:
+            assert system.id is not None
+            evaluation, readiness = _evaluate(system, inputs[system.id], active, now)
+            answers.append((system, evaluation, readiness))
+            snapshots.append(_snapshot(system.id, evaluation, readiness))
+        _store(session, answers, snapshots)
+    session.flush()
 
 
 @dataclass(frozen=True)

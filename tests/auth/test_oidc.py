@@ -571,3 +571,39 @@ def test_remembered_tokens_are_bounded(github: Issuer, clock: FakeClock) -> None
         assert remembered == tokens[-3:]
     finally:
         verifier.close()
+
+
+def test_an_identity_is_one_person_across_its_tokens_and_is_never_marked_revoked(
+    client: TestClient, admin: dict[str, str], github: Issuer, clock: FakeClock
+) -> None:
+    make_system(client, admin, key="claims-triage", tier="critical")  # production: 2
+    claims = github_claims("acme/risk-reviews", environment="risk-office")
+    url = "/v1/systems/claims-triage/approvals"
+
+    def decide(decision: str) -> None:
+        # A fresh token each time, as each job run asks for one.
+        clock.advance(minutes=5)
+        token = github.token(clock.now, **claims)
+        body = {"target_stage": "production", "decision": decision}
+        assert client.post(url, json=body, headers=bearer(token)).status_code == 201
+
+    def codes() -> set[str]:
+        check = client.post(
+            "/v1/systems/claims-triage/gate-checks",
+            json={"target_stage": "production"},
+            headers=admin,
+        )
+        return {item["code"] for item in check.json()["blocking"]}
+
+    decide("reject")
+    assert "approval_rejected" in codes()
+    decide("approve")  # its latest decision: the reject no longer blocks
+    decide("approve")
+    assert "approval_rejected" not in codes()
+    assert "approvals_missing" in codes()  # one person, one approver
+    listed = client.get(url, headers=admin).json()["items"]
+    assert [(item["decision"], item["revoked"]) for item in listed] == [
+        ("approve", False),
+        ("approve", False),
+        ("reject", False),
+    ]

@@ -221,3 +221,38 @@ def test_each_system_gets_the_release_its_last_transition_named(empty_database_u
         ]
     finally:
         engine.dispose()
+
+
+def test_keys_of_before_people_keep_working_and_lose_only_their_person_on_downgrade(
+    empty_database_url: str,
+) -> None:
+    config = alembic_config(empty_database_url)
+    engine = create_engine(empty_database_url)
+    try:
+        command.upgrade(config, "e7a1c3d5f902")
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO api_keys (id, name, role, key_hash, key_prefix, created_at)"
+                    " VALUES (7, 'risk-office', 'approver', :hash, 'rdy_abcd',"
+                    " '2026-01-01 00:00:00')"
+                ),
+                {"hash": "a" * 64},
+            )
+        command.upgrade(config, "4f6a8c2e1b37")
+        with engine.begin() as connection:
+            assert connection.execute(text("SELECT person FROM api_keys")).all() == [(None,)]
+            connection.execute(text("UPDATE api_keys SET person = 'ann@example.com'"))
+        indexes = {index["name"] for index in inspect(engine).get_indexes("approvals")}
+        assert "ix_approvals_approver_id" in indexes
+        command.downgrade(config, "e7a1c3d5f902")
+        columns = {column["name"] for column in inspect(engine).get_columns("api_keys")}
+        assert "person" not in columns
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT id, name FROM api_keys")).all() == [
+                (7, "risk-office")
+            ]
+        indexes = {index["name"] for index in inspect(engine).get_indexes("approvals")}
+        assert "ix_approvals_approver_id" not in indexes
+    finally:
+        engine.dispose()

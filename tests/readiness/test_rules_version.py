@@ -50,6 +50,9 @@ from tests.readiness.later_rules import upgrade_to_later_rules
 GOLDEN_DIGESTS = {
     1: "518f087df8a31e8489a0315e176441394ba909d0f4f4416bc97b1fa703d78205",
     2: "f2e0fd9e1823be9acac08a34d7dbdc71ca85a018b073d873a354d4278845db74",
+    # The same decisions over the same facts: version 3 changed which approvals and
+    # waivers the loader hands the rule (app.readiness.inputs), not the rule.
+    3: "f2e0fd9e1823be9acac08a34d7dbdc71ca85a018b073d873a354d4278845db74",
 }
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

@@ -56,7 +56,12 @@ def _checkpoint() -> dict[str, Any]:
 # Keyed by (method, path template); the order is one that every body is accepted in
 # (`test_every_base_body_is_accepted`): the transition comes before the pilot it enables.
 BASE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
-    ("POST", "/v1/api-keys"): {"name": "bounds-key", "role": "viewer", "teams": ["claims"]},
+    ("POST", "/v1/api-keys"): {
+        "name": "bounds-key",
+        "role": "viewer",
+        "teams": ["claims"],
+        "person": "ann@example.com",
+    },
     # A public address written out: the name of one would need DNS.
     ("POST", "/v1/webhooks"): {
         "url": "https://93.184.216.34/hooks/readiness",
