@@ -15,4 +15,5 @@ fails when the evaluations change but the version does not.
 
 # 2: release-bound evidence (`release_evidence_missing`), and the answer's `release` and
 # `current_release`.
-RULES_VERSION = 2
+# 3: classification confirmation (`classification_unconfirmed`).
+RULES_VERSION = 3

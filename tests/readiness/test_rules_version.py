@@ -50,6 +50,7 @@ from tests.readiness.later_rules import upgrade_to_later_rules
 GOLDEN_DIGESTS = {
     1: "518f087df8a31e8489a0315e176441394ba909d0f4f4416bc97b1fa703d78205",
     2: "f2e0fd9e1823be9acac08a34d7dbdc71ca85a018b073d873a354d4278845db74",
+    3: "4f45f79f4cbb60100eab09b86385d25f251f3c8996da2fd56c88ac1233a7c917",
 }
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -134,6 +135,7 @@ def _golden_facts(rng: random.Random) -> ReadinessFacts:
         open_findings=findings,
         release=release,
         release_evidence=release_evidence,
+        classification_confirmed=rng.random() < 0.7,
     )
 
 
