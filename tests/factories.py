@@ -73,10 +73,23 @@ def meet_every_control(
     attester: dict[str, str] | None = None,
 ) -> None:
     """Every evidence control met: by `headers`, and the ones the policy lets only a higher
-    role attest by `attester` (default: `headers` too, an approver or admin key)."""
+    role attest by `attester` (default: `headers` too, an approver or admin key), which also
+    confirms the system's risk tier."""
     for control in EVIDENCE_CONTROLS:
         by = attester or headers if control in ATTESTED_CONTROLS else headers
         record_evidence(client, by, key=key, control=control)
+    confirm_tier(client, attester or headers, key=key)
+
+
+def confirm_tier(client: TestClient, headers: dict[str, str], *, key: str) -> dict[str, Any]:
+    """A person (an approver or admin key) confirms the system's current risk tier."""
+    tier = client.get(f"/v1/systems/{key}", headers=headers).json()["risk_tier"]
+    response = client.post(
+        f"/v1/systems/{key}/classification", json={"tier": tier}, headers=headers
+    )
+    assert response.status_code == 201, response.text
+    result: dict[str, Any] = response.json()
+    return result
 
 
 def readiness(client: TestClient, headers: dict[str, str], *, key: str) -> dict[str, Any]:

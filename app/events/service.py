@@ -27,6 +27,7 @@ class EventType(StrEnum):
     system_created = "system.created"
     system_updated = "system.updated"
     system_tier_changed = "system.tier_changed"
+    system_classification_confirmed = "system.classification_confirmed"
     evidence_recorded = "evidence.recorded"
     pilot_created = "pilot.created"
     pilot_result_recorded = "pilot.result_recorded"

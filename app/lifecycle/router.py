@@ -11,6 +11,8 @@ from app.lifecycle import service as lifecycle_service
 from app.lifecycle.schemas import (
     ApprovalCreate,
     ApprovalRead,
+    ClassificationCreate,
+    ClassificationRead,
     GateCheckCreate,
     GateCheckRead,
     Override,
@@ -33,6 +35,7 @@ from app.pagination import (
     next_cursor_for,
 )
 from app.readiness.schemas import BlockingItemRead
+from app.readiness.tiers import Tier
 from app.schemas import Actor, Release, UtcDateTime
 from app.systems import service as system_service
 from app.systems.dependencies import KeyPath
@@ -288,6 +291,38 @@ def create_approval(
         )
     # The key is held active until the commit: a revocation comes after it.
     return _approval_read(key, row, frozenset())
+
+
+@router.post(
+    "/classification",
+    status_code=status.HTTP_201_CREATED,
+    summary="Confirm a system's risk tier",
+    description=(
+        "A person confirms the tier the system has now (409 `tier-mismatch` for another"
+        " tier). The policy's `classification_confirmed_for` gates (production by default)"
+        " block with `classification_unconfirmed` until then, and again after any tier"
+        " change. Independence as for approvals: where the tier's policy asks for"
+        " `independent_approval`, an approver scoped to the owner team is refused (403"
+        " `not-independent`)."
+    ),
+    responses=errors(400, 401, 403, 404, 409, 422),
+)
+def confirm_classification(
+    actor: Approver, key: KeyPath, body: ClassificationCreate, database: DatabaseDep, now: Now
+) -> ClassificationRead:
+    with write_transaction(database) as session:
+        system = system_service.lock_system(session, key, now=now)
+        row = lifecycle_service.confirm_classification(
+            session, system=system, body=body, actor=actor, now=now
+        )
+    return ClassificationRead(
+        id=row.id or 0,
+        system_key=key,
+        tier=Tier(row.tier),
+        comment=row.comment,
+        confirmed_by=Actor.recorded(row, "confirmed_by"),
+        confirmed_at=row.confirmed_at,
+    )
 
 
 @router.get(

@@ -8,6 +8,7 @@ from app.controls.catalogue import ControlKey
 from app.lifecycle.stages import GateStage, Stage
 from app.models import Transition
 from app.readiness.schemas import BlockingItemRead
+from app.readiness.tiers import Tier
 from app.schemas import Actor, Release, RequestModel, UtcDateTime
 
 MIN_OVERRIDE_JUSTIFICATION = 20
@@ -126,6 +127,27 @@ class ApprovalCreate(RequestModel):
     target_stage: GateStage
     decision: Decision
     comment: str | None = Field(default=None, max_length=5000)
+
+
+class ClassificationCreate(RequestModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"tier": "high", "comment": "Touches money; reviewed with the DPO"}]
+        },
+    )
+
+    tier: Tier = Field(description="The tier confirmed: must be the system's current one.")
+    comment: str | None = Field(default=None, max_length=5000)
+
+
+class ClassificationRead(BaseModel):
+    id: int
+    system_key: str
+    tier: Tier
+    comment: str | None
+    confirmed_by: Actor
+    confirmed_at: datetime
 
 
 class ApprovalRead(BaseModel):

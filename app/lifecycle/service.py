@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 from app.auth import scope
 from app.auth.roles import Principal, Role
 from app.errors import (
+    Conflict,
     Forbidden,
     GateDenied,
     InvalidTransition,
@@ -23,12 +24,20 @@ from app.events.service import EventType
 from app.lifecycle.schemas import (
     MIN_OVERRIDE_JUSTIFICATION,
     ApprovalCreate,
+    ClassificationCreate,
     GateCheckCreate,
     TransitionCreate,
     WaiverCreate,
 )
 from app.lifecycle.stages import GateStage, InvalidMove, Stage, gate_for, is_release_move
-from app.models import Approval, GateCheck, System, Transition, Waiver
+from app.models import (
+    Approval,
+    ClassificationConfirmation,
+    GateCheck,
+    System,
+    Transition,
+    Waiver,
+)
 from app.models.queries import newest_first
 from app.policies import service as policy_service
 from app.readiness import service as readiness_service
@@ -396,6 +405,65 @@ def record_approval(
         },
     )
     return approval
+
+
+class TierMismatch(Conflict):
+    type = "tier-mismatch"
+    title = "The tier confirmed is not the system's current tier"
+
+
+def confirm_classification(
+    session: Session,
+    *,
+    system: System,
+    body: ClassificationCreate,
+    actor: Principal,
+    now: datetime,
+) -> ClassificationConfirmation:
+    """A person confirms the system's current risk tier, under the independence rule of
+    approvals: the confirmation holds until the tier changes."""
+    if body.tier.value != system.risk_tier:
+        raise TierMismatch(
+            f"'{system.key}' is {system.risk_tier} tier now, not {body.tier.value}; confirm the"
+            " tier it has, or change what it touches first.",
+            current_tier=system.risk_tier,
+        )
+    scope.ensure_independent(
+        actor,
+        owner_team=system.owner_team,
+        tier=system.risk_tier,
+        rules=policy_service.active_rules(session).rules,
+    )
+    assert system.id is not None
+    confirmation = ClassificationConfirmation(
+        system_id=system.id,
+        tier=system.risk_tier,
+        comment=body.comment,
+        **actor.columns("confirmed_by"),
+        confirmed_by_teams=sorted(actor.teams) if actor.teams is not None else None,
+        confirmed_at=now,
+    )
+    session.add(confirmation)
+    session.flush()
+    system.classification_confirmed_tier = system.risk_tier
+    system.classification_confirmation_id = confirmation.id
+    system.version += 1
+    system.updated_at = now
+    session.add(system)
+    readiness_service.refresh(session, system, now=now)
+    events.append(
+        session,
+        type=EventType.system_classification_confirmed,
+        actor=actor,
+        now=now,
+        system_key=system.key,
+        data={
+            "confirmation_id": confirmation.id,
+            "tier": confirmation.tier,
+            "comment": confirmation.comment,
+        },
+    )
+    return confirmation
 
 
 def list_approvals(

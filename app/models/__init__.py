@@ -7,7 +7,13 @@ from app.models.event import Event
 from app.models.evidence import Evidence
 from app.models.idempotency import IdempotentRequest
 from app.models.integration import MlflowDelivery
-from app.models.lifecycle import Approval, GateCheck, Transition, Waiver
+from app.models.lifecycle import (
+    Approval,
+    ClassificationConfirmation,
+    GateCheck,
+    Transition,
+    Waiver,
+)
 from app.models.pilot import Pilot, PilotResult
 from app.models.policy import Policy
 from app.models.readiness import ReadinessBlocker, ReadinessSnapshot
@@ -18,6 +24,7 @@ __all__ = [
     "ApiKey",
     "Approval",
     "AuditSigningKey",
+    "ClassificationConfirmation",
     "Event",
     "Evidence",
     "GateCheck",

@@ -112,3 +112,28 @@ class Waiver(SQLModel, table=True):
     revoked_by_kind: str | None = Field(default=None, max_length=10)
     revoked_by_issuer: str | None = Field(default=None, max_length=500)
     revoked_by_subject: str | None = Field(default=None, max_length=500)
+
+
+class ClassificationConfirmation(SQLModel, table=True):
+    """A person's confirmation of a system's risk tier: the record behind the system's
+    `classification_confirmed_*` columns, kept when a tier change voids them."""
+
+    __tablename__ = "classification_confirmations"
+    __table_args__ = (Index("ix_classification_confirmations_system_id_id", "system_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    system_id: int = _system_fk()
+    tier: str = Field(max_length=20)
+    comment: str | None = Field(default=None, sa_type=Text)
+    confirmed_by_id: int | None = Field(default=None)
+    confirmed_by_name: str = Field(max_length=100)
+    confirmed_by_kind: str = Field(
+        default="api_key", max_length=10, sa_column_kwargs=API_KEY_DEFAULT
+    )
+    confirmed_by_issuer: str | None = Field(default=None, max_length=500)
+    confirmed_by_subject: str | None = Field(default=None, max_length=500)
+    # The teams the confirmer acted for (null: platform-wide), as for approvals.
+    confirmed_by_teams: list[str] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
+    confirmed_at: datetime = Field(sa_type=UTCDateTime)

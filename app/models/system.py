@@ -54,6 +54,10 @@ class System(SQLModel, table=True):
     # none). Kept with the stage so answers need no look at the transitions.
     release_version: str | None = Field(default=None, max_length=200)
     release_uri: str | None = Field(default=None, max_length=2000)
+    # The tier a person last confirmed and that confirmation (a ClassificationConfirmation);
+    # cleared by any change of the tier, so the confirmation holds only for the tier it saw.
+    classification_confirmed_tier: str | None = Field(default=None, max_length=20)
+    classification_confirmation_id: int | None = Field(default=None)
     # Bumped on every change of the representation; the ETag is derived from it.
     version: int = Field(default=1)
     created_at: datetime = Field(sa_type=UTCDateTime)

@@ -16,7 +16,7 @@ from pydantic import (
 from app.auth.roles import Role
 from app.controls.catalogue import SYSTEM_FIELD_CONTROLS, ControlKey
 from app.schemas import JsonInt, RequestModel, WholeNumber
-from app.vocabulary import TIER_ORDER, Tier
+from app.vocabulary import TIER_ORDER, GateStage, Tier
 
 # Statements a pipeline cannot make about itself: a risk review is signed by someone
 # accountable, an approval path confirmed by an approver.
@@ -151,6 +151,17 @@ class PolicyRules(RequestModel):
             " Left out: testing_evidence."
         ),
     )
+    classification_confirmed_for: list[GateStage] = Field(
+        default_factory=lambda: [GateStage.production],
+        max_length=len(GateStage),
+        json_schema_extra={"uniqueItems": True},
+        description=(
+            "Gates that stay closed (`classification_unconfirmed`) until a person has"
+            " confirmed the system's current risk tier (POST .../classification); any tier"
+            " change voids the confirmation. Left out: production. Policy versions published"
+            " before this field existed require no confirmation."
+        ),
+    )
     # Keys are tiers, so at least as many keys as tiers is every tier (what _every_tier checks).
     tiers: dict[Tier, TierPolicy] = Field(json_schema_extra={"minProperties": len(TIER_ORDER)})
 
@@ -187,6 +198,12 @@ class PolicyRules(RequestModel):
                 f"attested_by names {', '.join(fields)}, which the system's own fields satisfy,"
                 " not evidence"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _confirmed_gates_once(self) -> Self:
+        if len(set(self.classification_confirmed_for)) != len(self.classification_confirmed_for):
+            raise ValueError("classification_confirmed_for lists a gate twice")
         return self
 
     @model_validator(mode="after")

@@ -49,10 +49,18 @@ def new_policy(
 _parsed: dict[str, PolicyRules] = {}
 
 
+# What a stored document that predates a field means by leaving it out, where that is not
+# the field's default for a new publication: a gate a person must open is added by
+# publishing a version that asks for it, never by upgrading the service under a policy
+# already in force (docs/operations.md, Upgrading).
+STORED_BEFORE: dict[str, Any] = {"classification_confirmed_for": []}
+
+
 def rules_of(policy: Policy) -> PolicyRules:
     rules = _parsed.get(policy.digest)
     if rules is None:
-        rules = _parsed[policy.digest] = PolicyRules.model_validate(policy.document)
+        document = {**STORED_BEFORE, **policy.document}
+        rules = _parsed[policy.digest] = PolicyRules.model_validate(document)
     return rules
 
 

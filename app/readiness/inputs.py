@@ -513,6 +513,7 @@ def facts_for(system: System, inputs: Inputs, now: datetime) -> ReadinessFacts:
         approvals=inputs.approvals,
         pilot=inputs.pilot,
         open_findings=open_findings(inputs.findings, inputs.evidence, system.owner_updated_at),
+        classification_confirmed=system.classification_confirmed_tier == system.risk_tier,
         now=now,
         release=inputs.release,
         release_evidence=inputs.release_evidence,

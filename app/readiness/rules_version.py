@@ -19,4 +19,5 @@ fails when the evaluations change but the version does not.
 # counted by person (a key's `person`). The scoring rule itself is unchanged (same golden
 # digest); what changed is which approvals and waivers reach it, so answers stored before
 # may count a revoked key's and are stored anew.
-RULES_VERSION = 3
+# 4: classification confirmation (`classification_unconfirmed`).
+RULES_VERSION = 4

@@ -53,6 +53,7 @@ class BlockingCode(StrEnum):
     approval_rejected = "approval_rejected"
     open_finding = "open_finding"
     release_evidence_missing = "release_evidence_missing"
+    classification_unconfirmed = "classification_unconfirmed"
 
 
 POINTS: dict[ControlStatus, float] = {
@@ -64,9 +65,15 @@ POINTS: dict[ControlStatus, float] = {
     ControlStatus.stale: 0.0,
 }
 
-# Approval items never keep a system from being called ready: `level` says whether the
-# evidence is there, approvals are a separate human decision.
-APPROVAL_CODES = frozenset({BlockingCode.approvals_missing, BlockingCode.approval_rejected})
+# Items a person's decision clears (approvals, the confirmation of the tier) never keep a
+# system from being called ready: `level` says whether the evidence is there.
+APPROVAL_CODES = frozenset(
+    {
+        BlockingCode.approvals_missing,
+        BlockingCode.approval_rejected,
+        BlockingCode.classification_unconfirmed,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,9 @@ class ReadinessFacts:
     pilot: PilotFact | None = None
     approvals: Mapping[GateStage, ApprovalFacts] = field(default_factory=dict)
     open_findings: tuple[FindingFact, ...] = ()
+    # A person confirmed the current risk tier (true where nobody needs to: the default
+    # for facts that do not say).
+    classification_confirmed: bool = True
     # The release judged for (null: judged without one, every current version counting).
     release: str | None = None
     # For a release-bound control whose current version names another release than
@@ -165,6 +175,7 @@ class _TierPlan:
 
     rules: TierPolicy
     release_bound: frozenset[str]
+    confirmation_for: frozenset[GateStage]
     weights: dict[str, float]
     required_for: dict[str, tuple[GateStage, ...]]
     non_waivable: frozenset[str]
@@ -178,6 +189,7 @@ def _plan_tier(policy: PolicyRules, tier: Tier) -> _TierPlan:
     return _TierPlan(
         rules=rules,
         release_bound=frozenset(policy.release_bound),
+        confirmation_for=frozenset(policy.classification_confirmed_for),
         weights={control: policy.weight(control) for control in CONTROL_KEYS},
         required_for={
             control: tuple(stage for stage in GateStage if control in rules.required_for(stage))
@@ -370,6 +382,14 @@ def _gate(
                 )
             )
 
+    if stage in plan.confirmation_for and not facts.classification_confirmed:
+        blocking.append(
+            BlockingItem(
+                BlockingCode.classification_unconfirmed,
+                f"the {facts.tier.value} risk tier has not been confirmed by an approver since"
+                " it was last set (POST .../classification)",
+            )
+        )
     approvals = facts.approvals.get(stage, ApprovalFacts())
     for approver in approvals.rejected_by:
         blocking.append(

@@ -17,6 +17,7 @@ from app.schemas import NO_NUL, Release
 from app.systems import service as system_service
 from app.systems.dependencies import KeyPath
 from app.systems.schemas import (
+    ConfirmedClassification,
     LabelFilter,
     Owner,
     RiskTierRule,
@@ -39,6 +40,12 @@ def to_read(system: System, readiness: Summary) -> SystemRead:
             **system.model_dump(exclude={"readiness_document", "owner_updated_at"}),
             "owner": owner,
             "risk_tier_rule": RiskTierRule.model_validate(system.risk_tier_rule),
+            "classification": ConfirmedClassification(
+                tier=Tier(system.risk_tier), confirmation_id=system.classification_confirmation_id
+            )
+            if system.classification_confirmed_tier == system.risk_tier
+            and system.classification_confirmation_id is not None
+            else None,
             "current_release": Release(version=system.release_version, uri=system.release_uri)
             if system.release_version is not None
             else None,

@@ -113,6 +113,11 @@ class RiskTierRule(BaseModel):
     detail: str
 
 
+class ConfirmedClassification(BaseModel):
+    tier: Tier
+    confirmation_id: int = Field(description="The POST .../classification that confirmed it.")
+
+
 class SystemRead(BaseModel):
     key: str
     name: str
@@ -125,6 +130,11 @@ class SystemRead(BaseModel):
     declared_risk_tier: Tier | None
     risk_tier: Tier
     risk_tier_rule: RiskTierRule
+    classification: ConfirmedClassification | None = Field(
+        default=None,
+        description="The current risk tier as a person confirmed it; null until confirmed,"
+        " and again after any tier change.",
+    )
     labels: dict[str, str]
     external_ref: str | None
     stage: Stage

@@ -304,6 +304,10 @@ def patch_system(
             tier=from_tier,
             rules=policy_service.active_rules(session).rules,
         )
+    if system.risk_tier != from_tier:
+        # A confirmation holds for the tier a person saw, never for the next one.
+        system.classification_confirmed_tier = None
+        system.classification_confirmation_id = None
     system.version += 1
     system.updated_at = now
     if changes.keys() & {"owner_team", "owner_contact"}:

@@ -11,6 +11,7 @@ from app.controls.catalogue import EVIDENCE_CONTROLS
 from tests.conftest import FakeClock
 from tests.factories import (
     blocking_codes,
+    confirm_tier,
     make_system,
     problem,
     readiness,
@@ -31,6 +32,7 @@ def ready_limited(
     for control in EVIDENCE_CONTROLS:
         named = {"release": tested} if control == "testing_evidence" and tested else {}
         record_evidence(client, admin, key=key, control=control, **named)
+    confirm_tier(client, admin, key=key)
 
 
 def gate_check(

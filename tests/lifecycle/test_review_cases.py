@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import FakeClock
 from tests.factories import (
     approve,
+    confirm_tier,
     make_system,
     meet_every_control,
     readiness,
@@ -40,9 +41,10 @@ def test_not_applicable_cannot_sidestep_a_non_waivable_control(
 
 
 def test_system_reads_and_ready_for_see_time_passing(
-    client: TestClient, pipeline: Headers, clock: FakeClock
+    client: TestClient, pipeline: Headers, approver: Headers, clock: FakeClock
 ) -> None:
     make_system(client, pipeline, key="drafty", tier="minimal")
+    confirm_tier(client, approver, key="drafty")
     tomorrow = (clock.now + timedelta(days=1)).isoformat()
     for control in ("data_rules", "access_boundaries", "support_plan"):
         record_evidence(client, pipeline, key="drafty", control=control, expires_at=tomorrow)

@@ -6,6 +6,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import FakeClock
 from tests.factories import (
     approve,
+    confirm_tier,
     make_system,
     meet_every_control,
     readiness,
@@ -27,7 +28,7 @@ def denied(response: Any) -> set[tuple[str, str | None]]:
     return codes(response)
 
 
-def test_minimal_walk(client: TestClient, pipeline: Headers) -> None:
+def test_minimal_walk(client: TestClient, pipeline: Headers, approver: Headers) -> None:
     make_system(client, pipeline, key="drafty", tier="minimal")
     moved = transition(client, pipeline, key="drafty", to="pilot", expected_stage="proposed")
     assert moved.status_code == 201, moved.text
@@ -40,7 +41,10 @@ def test_minimal_walk(client: TestClient, pipeline: Headers) -> None:
         ("control_missing", "data_rules"),
         ("control_missing", "access_boundaries"),
         ("control_missing", "support_plan"),
+        ("classification_unconfirmed", None),
     }
+    # A person confirms the minimal tier the pipeline's answers gave it.
+    confirm_tier(client, approver, key="drafty")
     for control in ("data_rules", "access_boundaries", "support_plan"):
         record_evidence(client, pipeline, key="drafty", control=control)
     # 6 of 17 controls met: 35.3 is below the minimal production threshold of 50.

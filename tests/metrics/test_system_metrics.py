@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import FakeClock, auth
-from tests.factories import make_system, record_evidence
+from tests.factories import confirm_tier, make_system, record_evidence
 from tests.metrics.test_request_metrics import samples
 
 Headers = dict[str, str]
@@ -81,6 +81,7 @@ def test_system_metrics_follow_time(
         record_evidence(client, admin, key="drafty", control=control, expires_at=tomorrow)
     for control in ("monitoring", "training", "workflow"):
         record_evidence(client, admin, key="drafty", control=control)
+    confirm_tier(client, admin, key="drafty")
     gauge = (
         'readiness_gate_ready{system="drafty",tier="minimal",stage="proposed",gate="production"}'
     )

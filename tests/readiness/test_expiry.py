@@ -20,8 +20,8 @@ from app.db import write_transaction
 from app.models import ReadinessSnapshot
 from app.readiness import service as readiness_service
 from app.readiness.expiry import store_expired
-from tests.conftest import START, FakeClock
-from tests.factories import readiness, record_evidence, transition
+from tests.conftest import ADMIN_SECRET, START, FakeClock, auth
+from tests.factories import confirm_tier, readiness, record_evidence, transition
 from tests.readiness.clocked_app import FileClock
 from tests.serving import Server, free_port, serve
 
@@ -48,6 +48,7 @@ def make_minimal(client: TestClient, headers: Headers, *, key: str) -> None:
         headers=headers,
     )
     assert response.status_code == 201, response.text
+    confirm_tier(client, auth(ADMIN_SECRET), key=key)  # a person, not the pipeline
 
 
 def ready_until_tomorrow(

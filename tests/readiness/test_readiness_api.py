@@ -11,6 +11,7 @@ from app.models import Evidence, System
 from tests.conftest import FakeClock
 from tests.factories import (
     blocking_codes,
+    confirm_tier,
     make_system,
     meet_every_control,
     readiness,
@@ -57,6 +58,7 @@ def test_new_high_tier_system_lists_every_missing_piece(
         "control_missing",
         "pilot_required",
         "approvals_missing",
+        "classification_unconfirmed",
     }
 
 
@@ -77,26 +79,26 @@ def test_full_evidence_high_tier_is_production_ready_but_gate_waits_for_pilot(
 
 
 def test_minimal_tier_reaches_production_ready(
-    client: TestClient, pipeline: dict[str, str]
+    client: TestClient, pipeline: dict[str, str], approver: dict[str, str]
 ) -> None:
     make_system(client, pipeline, key="sys-m", tier="minimal")
     for control in ("data_rules", "access_boundaries", "support_plan"):
         record_evidence(client, pipeline, key="sys-m", control=control)
     answer = readiness(client, pipeline, key="sys-m")
     assert answer["score"] == round(100 * 6 / 17, 1)
-    assert answer["gates"]["production"]["blocking"] == [
-        {
-            "code": "score_below_threshold",
-            "control": None,
-            "detail": answer["gates"]["production"]["blocking"][0]["detail"],
-        }
+    assert [item["code"] for item in answer["gates"]["production"]["blocking"]] == [
+        "score_below_threshold",
+        "classification_unconfirmed",
     ]
     for control in ("data_quality", "monitoring", "testing_evidence"):
         record_evidence(client, pipeline, key="sys-m", control=control)
     answer = readiness(client, pipeline, key="sys-m")
     assert answer["score"] == 52.9
-    assert answer["gates"]["production"]["ready"] is True
+    # The evidence is all there; what is left is a person's confirmation of the tier.
     assert answer["level"] == "production_ready"
+    assert blocking_codes(answer, "production") == {("classification_unconfirmed", None)}
+    confirm_tier(client, approver, key="sys-m")
+    assert readiness(client, pipeline, key="sys-m")["gates"]["production"]["ready"] is True
 
 
 def test_partial_and_not_applicable(client: TestClient, pipeline: dict[str, str]) -> None:

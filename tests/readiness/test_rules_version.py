@@ -53,6 +53,7 @@ GOLDEN_DIGESTS = {
     # The same decisions over the same facts: version 3 changed which approvals and
     # waivers the loader hands the rule (app.readiness.inputs), not the rule.
     3: "f2e0fd9e1823be9acac08a34d7dbdc71ca85a018b073d873a354d4278845db74",
+    4: "4f45f79f4cbb60100eab09b86385d25f251f3c8996da2fd56c88ac1233a7c917",
 }
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -137,6 +138,7 @@ def _golden_facts(rng: random.Random) -> ReadinessFacts:
         open_findings=findings,
         release=release,
         release_evidence=release_evidence,
+        classification_confirmed=rng.random() < 0.7,
     )
 
 

@@ -40,7 +40,13 @@ from app.reports.mirror import Mirror
 from app.reports.service import portfolio_counts
 from app.systems.service import SystemFilters
 from tests.conftest import FakeClock
-from tests.factories import make_system, meet_every_control, record_evidence, transition
+from tests.factories import (
+    confirm_tier,
+    make_system,
+    meet_every_control,
+    record_evidence,
+    transition,
+)
 from tests.readiness.later_rules import upgrade_to_later_rules
 
 Headers = dict[str, str]
@@ -131,6 +137,7 @@ def seed_first(client: TestClient, admin: Headers, clock: FakeClock) -> None:
         record_evidence(client, admin, key="drafty", control=control, expires_at=in_a_week)
     for control in ("monitoring", "training", "workflow"):
         record_evidence(client, admin, key="drafty", control=control)
+    confirm_tier(client, admin, key="drafty")
     assert transition(client, admin, key="drafty", to="production").status_code == 201
 
     system(client, admin, "helpdesk", "limited", "writing", "dev", "us")
@@ -176,6 +183,7 @@ def seed_later(client: TestClient, admin: Headers, clock: FakeClock) -> None:
 
     # drafty leaves production and comes back with its week-long evidence.
     assert transition(client, admin, key="drafty", to="suspended").status_code == 201
+    confirm_tier(client, admin, key="drafty")
     assert transition(client, admin, key="drafty", to="production").status_code == 201
     # helpdesk's training is met now, with evidence that expires in three days.
     in_three_days = (clock.now + timedelta(days=3)).isoformat()

@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import FakeClock
 from tests.factories import (
     blocking_codes,
+    confirm_tier,
     make_system,
     meet_every_control,
     record_evidence,
@@ -117,6 +118,7 @@ def test_drift_appears_when_time_passes(
         record_evidence(client, admin, key="drafty", control=control, expires_at=in_a_week)
     for control in ("monitoring", "training", "workflow"):
         record_evidence(client, admin, key="drafty", control=control)
+    confirm_tier(client, admin, key="drafty")
     assert transition(client, admin, key="drafty", to="production").status_code == 201
     make_system(client, admin, key="care", tier="critical")
     transition(client, admin, key="care", to="production", override=OVERRIDE)

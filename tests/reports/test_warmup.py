@@ -19,7 +19,13 @@ from app.main import create_app
 from app.reports import warmup as warmup_module
 from app.reports.mirror import BuildStopped, Mirror, mirror_for
 from tests.conftest import FakeClock, alembic_config, warmup_threads
-from tests.factories import make_system, meet_every_control, record_evidence, transition
+from tests.factories import (
+    confirm_tier,
+    make_system,
+    meet_every_control,
+    record_evidence,
+    transition,
+)
 from tests.reports.test_mirror import OVERRIDE, reports, warm
 
 Headers = dict[str, str]
@@ -61,6 +67,7 @@ def test_answers_before_the_mirror_is_built_match_those_after(
         record_evidence(client, admin, key="drafty", control=control, expires_at=in_a_week)
     for control in ("monitoring", "training", "workflow"):
         record_evidence(client, admin, key="drafty", control=control)
+    confirm_tier(client, admin, key="drafty")
     assert transition(client, admin, key="drafty", to="production").status_code == 201
     assert transition(client, admin, key="care", to="production", override=OVERRIDE).status_code
     clock.advance(days=8)  # drafty's evidence expired: its stored answer is stale, it drifts

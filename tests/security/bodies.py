@@ -107,6 +107,7 @@ BASE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "release": {"version": "1.0.0", "uri": "https://registry.example.com/m/1"},
         "override": {"justification": JUSTIFICATION},
     },
+    ("POST", "/v1/systems/{key}/classification"): {"tier": "minimal", "comment": "Reviewed."},
     ("POST", "/v1/systems/{key}/approvals"): {
         "target_stage": "production",
         "decision": "approve",

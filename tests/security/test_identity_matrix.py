@@ -189,8 +189,8 @@ def test_every_caller_gets_what_its_role_and_teams_allow(
 
 def test_every_write_to_a_system_or_pilot_is_team_scoped() -> None:
     """So a new write route cannot leave the scope out unnoticed: every write under a system
-    or a pilot declares it, but for the two that are never scoped (gate checks ask; approvals
-    need outsiders)."""
+    or a pilot declares it, but for the three that are never scoped (gate checks ask;
+    approvals and confirmations of the tier need outsiders)."""
     writes = {
         (method, path)
         for method, path, _ in OPERATIONS
@@ -199,6 +199,7 @@ def test_every_write_to_a_system_or_pilot_is_team_scoped() -> None:
     unscoped = {
         ("POST", "/v1/systems/{key}/gate-checks"),
         ("POST", "/v1/systems/{key}/approvals"),
+        ("POST", "/v1/systems/{key}/classification"),
     }
     scoped = {
         (method, path)
