@@ -13,7 +13,7 @@ from app.audit.router import router as audit_router
 from app.audit.signing import SigningKey
 from app.auth.bootstrap import START_WAIT as BOOTSTRAP_START_WAIT
 from app.auth.bootstrap import BootstrapKey
-from app.auth.dependencies import Identities
+from app.auth.dependencies import Identities, authenticate_before_body
 from app.auth.oidc import OidcVerifier, load_providers
 from app.auth.router import router as api_keys_router
 from app.badges.router import router as badges_router
@@ -234,8 +234,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         # prefixes already. Shared by every app of the process, they take no
         # `app.dependency_overrides`.
         for route in router.routes:
-            if isinstance(route, APIRoute) and route.operation_id is None:
-                route.operation_id = operation_id(route)
+            if isinstance(route, APIRoute):
+                if route.operation_id is None:
+                    route.operation_id = operation_id(route)
+                authenticate_before_body(route)
         app.router.routes.extend(router.routes)
     # What the service sends to webhook subscribers, described in the document's `webhooks`.
     app.webhooks.routes.extend(deliveries_sent.routes)

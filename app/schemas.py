@@ -1,5 +1,6 @@
 """Building blocks shared by every request model, and the one `Actor` responses name."""
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -22,39 +23,77 @@ from app.auth.roles import ActorKind
 MAX_BODY_DEPTH = 16
 
 
+# Unicode's bidirectional embeddings, overrides (U+202A..U+202E) and isolates (U+2066..U+2069):
+# in a name, summary or justification they make text display in another order than it is
+# stored, so a reviewer reads something else than what was recorded ("Trojan Source").
+BIDI_CONTROLS = "\u202a-\u202e\u2066-\u2069"
+_UNSAFE_TEXT = re.compile(f"[\x00{BIDI_CONTROLS}]")
+
+
+def _where(path: tuple[str | int, ...]) -> str:
+    return ".".join(str(part) for part in path) or "the body"
+
+
 def _plain_data(value: Any) -> None:
     # A loop, not recursion, and a depth bound: a body nested about as deep as the JSON
     # parser allows (a few KB of brackets) overflowed the stack here, and in an enum
     # field's error message (repr of the value), answering 500 instead of 422.
-    pending = [(value, 0)]
+    # Every string is checked, keys too: a map's keys (a pilot's metrics) are shown as well.
+    pending: list[tuple[Any, int, tuple[str | int, ...]]] = [(value, 0, ())]
     while pending:
-        item, depth = pending.pop()
+        item, depth, path = pending.pop()
         if isinstance(item, str):
-            if "\x00" in item:
-                raise ValueError("text may not contain NUL characters")
-        elif isinstance(item, dict | list):
+            unsafe = _UNSAFE_TEXT.search(item)
+            if unsafe is not None:
+                if unsafe.group() == "\x00":
+                    raise ValueError(f"text may not contain NUL characters (at {_where(path)})")
+                raise ValueError(
+                    "text may not contain Unicode bidirectional controls (U+202A..U+202E,"
+                    f" U+2066..U+2069) (at {_where(path)})"
+                )
+        elif isinstance(item, dict):
             if depth == MAX_BODY_DEPTH:
                 raise ValueError(f"the body nests deeper than {MAX_BODY_DEPTH} levels")
-            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
-            pending.extend((child, depth + 1) for child in children)
+            for key, child in item.items():
+                pending.append((key, depth + 1, path))
+                pending.append((child, depth + 1, (*path, str(key))))
+        elif isinstance(item, list):
+            if depth == MAX_BODY_DEPTH:
+                raise ValueError(f"the body nests deeper than {MAX_BODY_DEPTH} levels")
+            pending.extend((child, depth + 1, (*path, index)) for index, child in enumerate(item))
 
 
 class RequestModel(BaseModel):
-    """A request body: unknown fields are refused, and so is text a database cannot store."""
+    """A request body: unknown fields are refused, and so is text a database cannot store or
+    that displays in another order than it is stored."""
 
     model_config = ConfigDict(extra="forbid")
 
     @model_validator(mode="before")
     @classmethod
     def _storable_text(cls, data: Any) -> Any:
-        # PostgreSQL refuses NUL in text; refusing it here keeps both back-ends alike.
+        # PostgreSQL refuses NUL in text; refusing it here keeps both back-ends alike. Bidi
+        # controls are refused in every string of every body at once, rather than field by
+        # field, so a free-text field added later is covered too.
         # Runs before any field is validated, so the depth bound protects them all.
         _plain_data(data)
         return data
 
 
-# An owner team, as systems name it (`owner.team`), and as keys and identities are scoped.
-TeamName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+# An owner team, as systems name it (`owner.team`), and as keys and identities are scoped: a
+# slug, so two spellings of one team (case, spaces, look-alike letters) cannot scope apart.
+# Names stored before this rule are kept as they are; only new ones must match.
+TEAM_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+TeamName = Annotated[
+    str,
+    # The lengths repeat what the pattern says, so the document states the bound plainly.
+    StringConstraints(min_length=1, max_length=63, pattern=TEAM_NAME_PATTERN),
+    Field(
+        description="A team: lower-case letters, digits, `.`, `_` and `-`, at most 63"
+        " characters, starting with a letter or digit.",
+        examples=["claims-platform"],
+    ),
+]
 
 
 def _to_utc(value: datetime) -> datetime:

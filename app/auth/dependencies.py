@@ -5,8 +5,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection
+from starlette.types import Receive, Scope, Send
 
 from app.auth import service as auth_service
 from app.auth.oidc import OidcVerifier, looks_like_jwt
@@ -158,6 +160,10 @@ def check_role(principal: Principal, role: Role) -> None:
 BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
+# Where `authenticate_before_body` leaves the caller for `require` to take up.
+_PRINCIPAL_SCOPE_KEY = "readiness.principal"
+
+
 def require(role: Role) -> Callable[..., Awaitable[Principal]]:
     # A dependency, not a check inside endpoints, so a request without a valid key is
     # refused (401/403) before its body is even validated.
@@ -165,9 +171,11 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
     # dependencies would give them: every request resolves this one, and each dependency
     # costs a resolution.
     async def dependency(request: Request, credentials: BearerCredentials) -> Principal:
-        principal = await identities_of(request).identify_async(
-            request, credentials, now=get_now(request)
-        )
+        principal: Principal | None = request.scope.get(_PRINCIPAL_SCOPE_KEY)
+        if principal is None:
+            principal = await identities_of(request).identify_async(
+                request, credentials, now=get_now(request)
+            )
         check_role(principal, role)
         return principal
 
@@ -198,3 +206,39 @@ Viewer = Annotated[Principal, Depends(require(Role.viewer))]
 Pipeline = Annotated[Principal, Depends(require(Role.pipeline))]
 Approver = Annotated[Principal, Depends(require(Role.approver))]
 Admin = Annotated[Principal, Depends(require(Role.admin))]
+
+
+def _required_role(route: APIRoute) -> Role | None:
+    for dependency in route.dependant.dependencies:
+        role = getattr(dependency.call, "required_role", None)
+        if isinstance(role, Role):
+            return role
+    return None
+
+
+def authenticate_before_body(route: APIRoute) -> None:
+    """Makes a route that takes a body and depends on `require(role)` check its caller
+    before the body is read. FastAPI parses the body before it resolves any dependency, so
+    a malformed body answered 400 to a caller without a key, telling it what the route
+    expects; now such a caller gets its 401 (or 403) whatever it sends. The caller found
+    here is the one the dependency answers with: one key lookup per request, as before.
+
+    Wraps the route's own ASGI app, which runs once the router has matched it, so nothing
+    else is matched twice and routes without a body (the readiness read) are untouched."""
+    role = _required_role(route)
+    if role is None or route.body_field is None or getattr(route, "_authenticates_first", False):
+        return
+    inner = route.app
+
+    async def authenticated_first(scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope)
+        credentials = await bearer(request)
+        principal = await identities_of(request).identify_async(
+            request, credentials, now=get_now(request)
+        )
+        check_role(principal, role)
+        scope[_PRINCIPAL_SCOPE_KEY] = principal
+        await inner(scope, receive, send)
+
+    route.app = authenticated_first
+    route._authenticates_first = True  # type: ignore[attr-defined]

@@ -51,7 +51,12 @@ class ApiKeyCreate(RequestModel):
             "examples": [
                 {"name": "training-pipeline", "role": "pipeline", "teams": ["claims-platform"]},
                 {"name": "ann-laptop", "role": "approver", "person": "ann@example.com"},
-            ]
+            ],
+            # The document states what `_scope` refuses, so a client or a generated test
+            # never takes a scoped admin key for valid: with role admin, teams is absent or
+            # null. (JSON Schema's if/then, which OpenAPI 3.1 has; the service still checks.)
+            "if": {"properties": {"role": {"const": Role.admin.value}}, "required": ["role"]},
+            "then": {"properties": {"teams": {"type": "null"}}},
         },
     )
 

@@ -43,6 +43,9 @@ class EventType(StrEnum):
     mlflow_alias_denied = "integration.mlflow.alias_denied"
     readiness_changed = "readiness.changed"
     system_drifted = "system.drifted"
+    webhook_created = "webhook.created"
+    webhook_deleted = "webhook.deleted"
+    webhook_redelivered = "webhook.redelivered"
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,14 @@ class EvidenceWrite(RequestModel):
 
     status: EvidenceStatus
     summary: str | None = Field(default=None, max_length=5000)
-    uri: str | None = Field(default=None, max_length=2000)
+    uri: str | None = Field(
+        default=None,
+        max_length=2000,
+        # http(s) only: clients render it as a link, where `javascript:` or `data:` would run
+        # or show content of the sender's choosing, and `file:` point into the reader's disk.
+        pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s]+$",
+        description="Where the evidence can be read: an `http` or `https` URL.",
+    )
     expires_at: UtcDateTime | None = Field(
         default=None, description="After this moment the evidence is stale."
     )

@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from app.lifecycle.stages import Stage
 from app.readiness.scoring import Level
 from app.readiness.tiers import ImpactArea, Oversight, Tier, TierRule
-from app.schemas import KeysByPattern, Release, RequestModel
+from app.schemas import KeysByPattern, Release, RequestModel, TeamName
 
 SYSTEM_KEY_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 LABEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$"
@@ -31,7 +31,7 @@ LabelFilter = Annotated[str, StringConstraints(pattern=r"^[^:\x00]+:[^\x00]*$", 
 class Owner(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    team: str = Field(min_length=1, max_length=100)
+    team: TeamName
     contact: str = Field(min_length=1, max_length=200)
 
 
@@ -78,7 +78,7 @@ class SystemCreate(RequestModel):
 class OwnerPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    team: str | None = Field(default=None, min_length=1, max_length=100)
+    team: TeamName | None = None
     contact: str | None = Field(default=None, min_length=1, max_length=200)
 
 

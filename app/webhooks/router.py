@@ -107,9 +107,11 @@ def list_webhooks(
     description="Deletes the subscription and its deliveries: those still pending are not sent.",
     responses=errors(401, 403, 404, 422),
 )
-def delete_webhook(_actor: Admin, webhook_id: IdPath, database: DatabaseDep) -> None:
+def delete_webhook(actor: Admin, webhook_id: IdPath, database: DatabaseDep, now: Now) -> None:
     with write_transaction(database) as session:
-        webhooks_service.delete_subscription(session, subscription_id=webhook_id)
+        webhooks_service.delete_subscription(
+            session, subscription_id=webhook_id, actor=actor, now=now
+        )
 
 
 @router.get(
@@ -148,11 +150,11 @@ def list_webhook_deliveries(
     responses=errors(401, 403, 404, 409, 422),
 )
 def redeliver_webhook_delivery(
-    _actor: Admin, webhook_id: IdPath, delivery_id: IdPath, database: DatabaseDep, now: Now
+    actor: Admin, webhook_id: IdPath, delivery_id: IdPath, database: DatabaseDep, now: Now
 ) -> DeliveryRead:
     with write_transaction(database) as session:
         delivery = webhooks_service.redeliver(
-            session, subscription_id=webhook_id, delivery_id=delivery_id, now=now
+            session, subscription_id=webhook_id, delivery_id=delivery_id, actor=actor, now=now
         )
     return _delivery(delivery)
 

@@ -4,11 +4,13 @@ import base64
 import secrets
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlmodel import Session, col
 
 from app.auth.roles import Principal
 from app.errors import Conflict, NotFound, WebhookUrlRefused
+from app.events import service as events
+from app.events.service import EventType
 from app.models import WebhookDelivery, WebhookSubscription
 from app.webhooks import ssrf
 from app.webhooks.outbox import FAILED, PENDING
@@ -57,6 +59,19 @@ def create_subscription(
     )
     session.add(subscription)
     session.flush()
+    # Never the secret: the event log is readable by every viewer.
+    events.append(
+        session,
+        type=EventType.webhook_created,
+        actor=actor,
+        now=now,
+        data={"id": subscription.id, "url": url, "event_types": event_types},
+    )
+    # A subscription receives what is committed after it: its own creation goes to the
+    # others that match, not to itself.
+    session.execute(
+        delete(WebhookDelivery).where(col(WebhookDelivery.subscription_id) == subscription.id)
+    )
     return subscription
 
 
@@ -76,11 +91,20 @@ def get_subscription(session: Session, subscription_id: int) -> WebhookSubscript
     return subscription
 
 
-def delete_subscription(session: Session, *, subscription_id: int) -> None:
+def delete_subscription(
+    session: Session, *, subscription_id: int, actor: Principal, now: datetime
+) -> None:
     """Deletes it and its deliveries (a cascade): those pending are never sent. One being sent
     at this moment may still arrive."""
     session.delete(get_subscription(session, subscription_id))
     session.flush()
+    events.append(
+        session,
+        type=EventType.webhook_deleted,
+        actor=actor,
+        now=now,
+        data={"id": subscription_id},
+    )
 
 
 def list_deliveries(
@@ -99,7 +123,7 @@ def list_deliveries(
 
 
 def redeliver(
-    session: Session, *, subscription_id: int, delivery_id: int, now: datetime
+    session: Session, *, subscription_id: int, delivery_id: int, actor: Principal, now: datetime
 ) -> WebhookDelivery:
     """Due again now, with a fresh retry window; its attempts go on counting. A claim held by
     a dispatcher sending it now is left alone, so it is never sent twice at once."""
@@ -117,6 +141,17 @@ def redeliver(
     delivery.retry_until = None
     session.add(delivery)
     session.flush()
+    events.append(
+        session,
+        type=EventType.webhook_redelivered,
+        actor=actor,
+        now=now,
+        data={
+            "webhook_id": subscription_id,
+            "delivery_id": delivery_id,
+            "event_id": delivery.event_id,
+        },
+    )
     return delivery
 
 

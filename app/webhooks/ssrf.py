@@ -26,10 +26,56 @@ class UnsafeAddress(ValueError):
     """The URL's host is, or resolves to, an address webhooks are not sent to."""
 
 
-def refusal(address: IPAddress) -> str | None:
-    """Why `address` is refused, or None for a public address."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+# IPv6 ranges whose addresses carry an IPv4 address a packet ends up at (RFC 3056, 6052,
+# 8215, 4380, 4291): a name may resolve to `2002:7f00:1::` to reach 127.0.0.1 through a
+# 6to4 relay, or a NAT64 gateway may translate `64:ff9b::a00:1` to 10.0.0.1. Such an address
+# is judged by the IPv4 addresses it embeds.
+SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+TEREDO = ipaddress.IPv6Network("2001::/32")
+IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+# Of those, the ranges whose addresses are taken once every embedded address is public:
+# 6to4, the well-known NAT64 prefix, Teredo and IPv4-mapped are how an IPv6 path reaches a
+# public IPv4 host. The local-use NAT64 prefix is translated by an operator's own gateway,
+# anywhere it likes, and IPv4-compatible addresses are deprecated: those stay refused.
+_JUDGED_BY_EMBEDDED = (SIX_TO_FOUR, NAT64, TEREDO, IPV4_MAPPED)
+
+
+def _low32(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+
+
+def embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address of a translation or tunnelling range carries."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return []
+    if address in IPV4_MAPPED:
+        return [_low32(address)]
+    if address in SIX_TO_FOUR:
+        return [ipaddress.IPv4Address((int(address) >> 80) & 0xFFFFFFFF)]
+    if address in TEREDO:
+        # Bits 32..63 are the Teredo server; the last 32, inverted, the client behind its NAT,
+        # where the relay sends the packet.
+        server = ipaddress.IPv4Address((int(address) >> 64) & 0xFFFFFFFF)
+        client = ipaddress.IPv4Address(~int(address) & 0xFFFFFFFF)
+        return [server, client]
+    if address in NAT64:
+        return [_low32(address)]
+    if address in NAT64_LOCAL:
+        # RFC 6052 places the IPv4 address of a /48 prefix in bits 48..63 and 72..87; an
+        # operator may also use a /96 inside it. Either reading counts.
+        value = int(address)
+        split = ((value >> 64) & 0xFFFF) << 16 | (value >> 40) & 0xFFFF
+        readings = [reading for reading in (value & 0xFFFFFFFF, split) if reading]
+        return [ipaddress.IPv4Address(reading) for reading in readings or [0]]
+    if address in IPV4_COMPATIBLE and int(address) > 1:  # :: and ::1 are IPv6's own
+        return [_low32(address)]
+    return []
+
+
+def _own_refusal(address: IPAddress) -> str | None:
     if address in METADATA:
         return "a cloud metadata address"
     for kind, refused in (
@@ -44,6 +90,19 @@ def refusal(address: IPAddress) -> str | None:
         if refused:
             return f"a {kind} address"
     return None
+
+
+def refusal(address: IPAddress) -> str | None:
+    """Why `address` is refused, or None for a public address. One that embeds an IPv4
+    address is refused when that address would be, whatever its IPv6 range."""
+    embedded = embedded_ipv4(address)
+    for inner in embedded:
+        reason = _own_refusal(inner)
+        if reason is not None:
+            return f"{reason} ({inner}, embedded)"
+    if embedded and any(address in network for network in _JUDGED_BY_EMBEDDED):
+        return None
+    return _own_refusal(address)
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ def test_the_document_offers_only_reads_of_events(app: FastAPI) -> None:
     for path in event_paths:
         assert set(paths[path]) == {"get"}, path
     # The only deletions anywhere are revocations, which append an event of their own
-    # (test_every_write_only_appends below), and webhook subscriptions, which are no part of
-    # the trail.
+    # (test_every_write_only_appends below), and webhook subscriptions, whose deletion
+    # appends `webhook.deleted` (tests/webhooks/test_events.py).
     deletions = sorted(path for path, operations in paths.items() if "delete" in operations)
     assert deletions == [
         "/v1/api-keys/{key_id}",

@@ -76,9 +76,14 @@ def verify(
         raise InvalidSignature(
             "The signature does not match this delivery and the configured secret."
         )
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    # ASCII digits only: str.isdigit also takes other scripts' digits and superscripts, which
+    # int() reads as a number or fails on (a 500); MLflow sends ASCII.
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
         raise InvalidSignature(f"{TIMESTAMP_HEADER} is not a Unix time in seconds.")
-    signed_at = datetime.fromtimestamp(int(timestamp), tz=now.tzinfo)
+    try:
+        signed_at = datetime.fromtimestamp(int(timestamp), tz=now.tzinfo)
+    except (OverflowError, OSError, ValueError) as exc:  # past the year 9999
+        raise InvalidSignature(f"{TIMESTAMP_HEADER} is not a Unix time in seconds.") from exc
     if abs(now - signed_at) > TOLERANCE:
         raise InvalidSignature(
             f"The delivery was signed at {signed_at.isoformat()}, more than"

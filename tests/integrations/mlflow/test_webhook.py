@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
+from app.integrations.mlflow import signature
 from tests.conftest import FakeClock
 from tests.factories import make_system, meet_every_control, problem, record_evidence
 from tests.integrations.mlflow.conftest import (
@@ -462,3 +463,48 @@ def test_every_linked_system_must_pass_or_none_moves(
     answer = send(data=alias_data("champion")).json()
     assert answer["outcome"] == "allowed"
     assert {stage(client, admin, key) for key in ("drafty", "drafty-eu")} == {"production"}
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "\u0661\u0667\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0660".encode(),  # Arabic-Indic
+        b"\xb2\xb9",  # Latin-1 superscripts: digits to str.isdigit, not to int()
+        b"999999999999",  # ASCII digits, but a year past what a date can hold
+    ],
+)
+def test_a_timestamp_that_is_not_ascii_seconds_is_an_invalid_signature(
+    client: TestClient, admin: Headers, clock: FakeClock, timestamp: bytes | str
+) -> None:
+    # Signed over the timestamp exactly as the service reads the header (Latin-1, as HTTP
+    # has it), so only the timestamp's meaning is in question, never the signature.
+    seen = timestamp.decode("latin-1")
+    made = delivery(now=clock.now, data=alias_data())
+    made.headers["X-MLflow-Signature"] = mlflow_signature(SECRET, made.delivery_id, seen, made.body)
+    headers = [
+        (name.encode(), value.encode())
+        for name, value in made.headers.items()
+        if name != "X-MLflow-Timestamp"
+    ]
+    headers.append((b"X-MLflow-Timestamp", timestamp))
+    problem(client.post(WEBHOOK, content=made.body, headers=headers), 401, "invalid-signature")
+    nothing_recorded(client, admin)
+
+
+def test_a_timestamp_in_other_scripts_digits_is_refused_even_when_it_names_now(
+    clock: FakeClock,
+) -> None:
+    # int() reads Arabic-Indic digits as a number; MLflow only ever sends ASCII ones, and a
+    # header the service reads another way than the sender wrote it is not one to trust.
+    now = str(int(clock.now.timestamp()))
+    arabic = now.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    body = b"{}"
+    with pytest.raises(signature.InvalidSignature, match="Unix time"):
+        signature.verify(
+            secret=SECRET,
+            delivery_id="d-1",
+            timestamp=arabic,
+            signature=signature.sign(SECRET, "d-1", arabic, body),
+            body=body,
+            now=clock.now,
+        )
