@@ -106,7 +106,8 @@ def _parsed(model: type[BaseModel], raw: bytes | dict[str, Any], *, at: tuple[st
         " by the actor `mlflow`, a service identity with the pipeline role); otherwise nothing"
         " moves and `integration.mlflow.alias_denied` is appended for each system denied."
         " With READINESS_MLFLOW_TRACKING_URI set, the service then tags the version"
-        " `readiness.gate=allowed` or `denied` in MLflow and removes a denied alias; a"
+        " `readiness.gate=allowed` or `denied` and `readiness.gate_check_id` in MLflow,"
+        " removes a denied alias and tags what blocked it (`readiness.blocking`); a"
         " failure to reach MLflow is logged and reported in `mlflow.errors`, and the answer"
         " is still 200. Other events, aliases mapped to no stage and models no system is"
         " linked to are answered `ignored`."
@@ -177,6 +178,8 @@ async def receive_mlflow_webhook(request: Request) -> MlflowWebhookResult:
             alias=alias.alias,
             version=alias.version,
             verdict=received.verdict,
+            gate_check_id=service.gate_check_ids(received),
+            blocking=service.blocking_codes(received),
         )
     return MlflowWebhookResult(
         delivery_id=signed.delivery_id,

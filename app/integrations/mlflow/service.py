@@ -64,6 +64,33 @@ class Received:
     verdict: str | None = None
 
 
+def gate_check_ids(received: Received) -> str | None:
+    """The `readiness.gate_check_id` tag: the gate check behind the verdict (of the systems
+    denied, when denied), comma-separated in the rare case of several."""
+    denied = received.verdict == DeliveryOutcome.denied.value
+    decisions = [one for one in received.systems if not (denied and one.allowed)]
+    return ",".join(str(one.gate_check_id) for one in decisions) or None
+
+
+def blocking_codes(received: Received) -> str:
+    """The `readiness.blocking` tag of a denial: each blocking item of the denied systems'
+    gate checks as `code:control`, or `code` for one about no control (`approvals_missing`,
+    `score_below_threshold`), comma-separated in the gate's order without repeats. A system
+    the lifecycle allows no such move (retired) adds `invalid_transition:<its stage>`."""
+    codes: list[str] = []
+    for one in received.systems:
+        if one.allowed:
+            continue
+        found = [
+            f"{item.code}:{item.control}" if item.control else str(item.code)
+            for item in one.blocking
+        ]
+        for code in found or [f"invalid_transition:{one.from_stage.value}"]:
+            if code not in codes:
+                codes.append(code)
+    return ",".join(codes)
+
+
 def take_delivery(session: Session, delivery_id: str, *, now: datetime) -> bool:
     """Remember a delivery id; False when it was taken before (by any process, committed or
     still committing: on PostgreSQL the insert waits for the other transaction's outcome)."""
