@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ALIAS_PATH = "/api/2.0/mlflow/registered-models/alias"
+REGISTERED_MODEL_PATH = "/api/2.0/mlflow/registered-models/get"
 SET_VERSION_TAG_PATH = "/api/2.0/mlflow/model-versions/set-tag"
 DELETE_VERSION_TAG_PATH = "/api/2.0/mlflow/model-versions/delete-tag"
 # What the service tells MLflow users on the version itself (docs/integrations/mlflow.md):
@@ -86,8 +87,9 @@ async def report(
     version loses the `readiness.blocking` of an earlier denial: it no longer holds."""
     import httpx
 
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with httpx.AsyncClient(base_url=tracking_uri, headers=headers, timeout=TIMEOUT) as client:
+    async with httpx.AsyncClient(
+        base_url=tracking_uri, headers=_headers(token), timeout=TIMEOUT
+    ) as client:
         calls = _Calls(client)
         removed = False
         if verdict == "denied":
@@ -133,3 +135,30 @@ async def report(
     return MlflowActions(
         alias_removed=removed, tag=verdict if tagged is not None else None, errors=calls.errors
     )
+
+
+def _headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+async def aliases(*, tracking_uri: str, token: str | None, model: str) -> dict[str, str] | None:
+    """The registered model's aliases in MLflow, {alias: version}: empty for a model MLflow
+    does not have (deleted, or never registered), None when MLflow could not be asked (the
+    failure logged)."""
+    import httpx
+
+    async with httpx.AsyncClient(
+        base_url=tracking_uri, headers=_headers(token), timeout=TIMEOUT
+    ) as client:
+        calls = _Calls(client)
+        found = await calls.send("GET", REGISTERED_MODEL_PATH, params={"name": model})
+    if found is None:
+        return None
+    if found.status_code in GONE:
+        return {}
+    try:
+        listed = found.json().get("registered_model", {}).get("aliases", [])
+        return {str(one["alias"]): str(one["version"]) for one in listed}
+    except (ValueError, AttributeError, KeyError, TypeError):
+        calls._failed(f"GET {REGISTERED_MODEL_PATH}: not a registered model: {found.text[:200]}")
+        return None

@@ -155,7 +155,7 @@ async def receive_mlflow_webhook(request: Request) -> MlflowWebhookResult:
 
     def unit_of_work() -> service.Received:
         with write_transaction(database) as session:
-            return service.receive(
+            received = service.receive(
                 session,
                 delivery_id=signed.delivery_id,
                 entity=delivery.entity,
@@ -164,6 +164,9 @@ async def receive_mlflow_webhook(request: Request) -> MlflowWebhookResult:
                 stages=stages,
                 now=now,
             )
+            if alias is not None:
+                service.remember(session, alias, received, now=now)
+            return received
 
     received = await run_in_threadpool(unit_of_work)
     # Committed: only now is MLflow told, so nothing waits on it inside the transaction.

@@ -17,7 +17,7 @@ from app.integrations.mlflow.schemas import AliasCreated, DeliveryOutcome, Syste
 from app.lifecycle import service as lifecycle_service
 from app.lifecycle.schemas import GateCheckCreate, Release, TransitionCreate
 from app.lifecycle.stages import GateStage, Stage, gate_for
-from app.models import GateCheck, MlflowDelivery, System
+from app.models import GateCheck, MlflowAlias, MlflowDelivery, System
 from app.readiness.schemas import BlockingItemRead
 from app.systems import service as system_service
 
@@ -89,6 +89,26 @@ def blocking_codes(received: Received) -> str:
             if code not in codes:
                 codes.append(code)
     return ",".join(codes)
+
+
+def remember(session: Session, alias: AliasCreated, received: Received, *, now: datetime) -> None:
+    """Record the decision a delivery made on its alias (nothing when it made none), in its
+    unit of work: reconciliation (app.integrations.mlflow.reconcile) gates an alias again
+    only when MLflow's differs from it. The linked systems are locked by then, so writers of
+    one alias take turns."""
+    if received.verdict is None:
+        return
+    checks = [one.gate_check_id for one in received.systems]
+    record = session.get(MlflowAlias, (alias.name, alias.alias))
+    if record is None:
+        record = MlflowAlias(
+            model=alias.name, alias=alias.alias, version="", allowed=False, decided_at=now
+        )
+    record.version = alias.version
+    record.allowed = received.verdict == DeliveryOutcome.allowed.value
+    record.gate_check_id = checks[0] if checks else None
+    record.decided_at = now
+    session.add(record)
 
 
 def take_delivery(session: Session, delivery_id: str, *, now: datetime) -> bool:
