@@ -174,3 +174,18 @@ def test_an_unreachable_mlflow_does_not_fail_the_answer(
         "/v1/events", params={"type": "integration.mlflow.alias_denied"}, headers=admin
     ).json()["items"]
     assert len(denied) == 1
+
+
+def test_a_version_denied_by_the_lifecycle_says_so_in_its_blocking_tag(
+    client: TestClient, admin: Headers, send: Send, httpserver: HTTPServer
+) -> None:
+    make_system(client, admin, key="drafty", tier="minimal", external_ref=REF)
+    meet_every_control(client, admin, key="drafty")
+    retire = {"to_stage": "retired", "reason": "replaced"}
+    retired = client.post("/v1/systems/drafty/transitions", json=retire, headers=admin)
+    assert retired.status_code == 201, retired.text
+    aliased(httpserver, "7")
+    answers_ok(httpserver)
+    answer = send(data=alias_data("champion", "7")).json()
+    assert answer["outcome"] == "denied"
+    assert tag("invalid_transition:retired", "7", key="readiness.blocking") in calls(httpserver)

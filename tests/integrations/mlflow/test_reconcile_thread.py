@@ -16,12 +16,16 @@ from tests.integrations.mlflow.test_reconcile import FakeMlflow
 
 
 @pytest.fixture
-def app_settings(httpserver: HTTPServer) -> dict[str, Any]:
+def reconcile_seconds() -> float:
+    return 3600  # long: only the round at start-up runs within a test
+
+
+@pytest.fixture
+def app_settings(httpserver: HTTPServer, reconcile_seconds: float) -> dict[str, Any]:
     return {
         "readiness_mlflow_webhook_secret": SECRET,
         "readiness_mlflow_tracking_uri": httpserver.url_for("/"),
-        # Long: only the round at start-up runs within the test.
-        "readiness_mlflow_reconcile_seconds": 3600,
+        "readiness_mlflow_reconcile_seconds": reconcile_seconds,
     }
 
 
@@ -40,3 +44,17 @@ def test_an_alias_set_while_stopped_is_gated_at_start_up(
             time.sleep(0.05)
     assert (MODEL, "champion") not in mlflow.aliases
     assert mlflow.tags[(MODEL, "7")]["readiness.gate"] == "denied"
+
+
+@pytest.mark.parametrize("reconcile_seconds", [0])
+def test_an_interval_of_zero_never_reconciles(app: FastAPI, httpserver: HTTPServer) -> None:
+    """READINESS_MLFLOW_RECONCILE_SECONDS=0 with a tracking server set: MLflow is never
+    asked, and an alias set unseen stays."""
+    mlflow = FakeMlflow(httpserver)
+    mlflow.set_alias("champion", "7")
+    with TestClient(app) as client:
+        make_system(client, auth(ADMIN_SECRET), key="drafty", tier="minimal", external_ref=REF)
+    with TestClient(app):
+        time.sleep(0.5)
+    assert mlflow.asked == []
+    assert (MODEL, "champion") in mlflow.aliases
