@@ -11,6 +11,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, make_url, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
@@ -175,6 +176,10 @@ def test_the_chain_is_filled_for_events_logged_before_it(empty_database_url: str
         engine.dispose()
 
 
+UNIQUE_EXTERNAL_REF = "fe9d6334faa0"
+BEFORE_UNIQUE_EXTERNAL_REF = f"{UNIQUE_EXTERNAL_REF}-1"
+
+
 def _insert_system(connection: Any, key: str, external_ref: str | None) -> None:
     connection.execute(
         text(
@@ -196,7 +201,7 @@ def test_systems_sharing_an_external_ref_stop_the_upgrade_until_one_keeps_it(
     config = alembic_config(empty_database_url)
     engine = create_engine(empty_database_url)
     try:
-        command.upgrade(config, "5c0a1f7e2b93")
+        command.upgrade(config, BEFORE_UNIQUE_EXTERNAL_REF)
         with engine.begin() as connection:
             _insert_system(connection, "claims-a", "mlflow:models/claims")
             _insert_system(connection, "claims-b", "mlflow:models/claims")
@@ -207,7 +212,10 @@ def test_systems_sharing_an_external_ref_stop_the_upgrade_until_one_keeps_it(
             command.upgrade(config, "head")
         with engine.connect() as connection:
             at = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert at == "5c0a1f7e2b93"
+        assert (
+            at
+            == ScriptDirectory.from_config(config).get_revision(UNIQUE_EXTERNAL_REF).down_revision
+        )
 
         with engine.begin() as connection:
             connection.execute(
@@ -220,6 +228,6 @@ def test_systems_sharing_an_external_ref_stop_the_upgrade_until_one_keeps_it(
                     "UPDATE systems SET external_ref = 'mlflow:models/claims' WHERE key = 'drafter'"
                 )
             )
-        command.downgrade(config, "5c0a1f7e2b93")
+        command.downgrade(config, BEFORE_UNIQUE_EXTERNAL_REF)
     finally:
         engine.dispose()

@@ -76,7 +76,8 @@ def blocking_codes(received: Received) -> str:
     """The `readiness.blocking` tag of a denial: each blocking item of the denied systems'
     gate checks as `code:control`, or `code` for one about no control (`approvals_missing`,
     `score_below_threshold`), comma-separated in the gate's order without repeats. A system
-    the lifecycle allows no such move (retired) adds `invalid_transition:<its stage>`."""
+    denied with no blocking item was refused by the lifecycle (a retired one whose gate
+    passes): `invalid_transition:<its stage>`."""
     codes: list[str] = []
     for one in received.systems:
         if one.allowed:
