@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     readiness_mlflow_tracking_uri: str | None = None
     # Sent to that server as `Authorization: Bearer` when set.
     readiness_mlflow_tracking_token: SecretStr | None = None
+    # With a tracking server set: at start-up and then every this many seconds, each worker
+    # compares the mapped aliases of every linked model with the decisions recorded here and
+    # gates the ones set while no delivery reached the service
+    # (app.integrations.mlflow.reconcile). 0: never.
+    readiness_mlflow_reconcile_seconds: float = Field(default=300.0, ge=0, le=86_400)
     # Base64 of the 32-byte Ed25519 seed that signs audit checkpoints (app.audit.signing);
     # unset, a key is made at first start and kept in the database (for trying out only).
     readiness_audit_signing_key: SecretStr | None = None

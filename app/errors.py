@@ -102,6 +102,11 @@ class AlreadyExists(Conflict):
     title = "Already exists"
 
 
+class ExternalRefTaken(Conflict):
+    type = "external-ref-taken"
+    title = "Another system has this external_ref"
+
+
 class GateDenied(Conflict):
     type = "gate-denied"
     title = "The gate to the target stage does not pass"

@@ -28,6 +28,7 @@ from app.evidence.router import router as evidence_router
 from app.health.router import router as health_router
 from app.idempotency.middleware import Idempotency
 from app.integrations.kubernetes.router import router as kubernetes_router
+from app.integrations.mlflow.reconcile import MlflowReconciler
 from app.integrations.mlflow.router import router as mlflow_router
 from app.lifecycle.router import router as lifecycle_router
 from app.metrics import http as http_metrics
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         clock=lambda: app.state.clock(),
         requests_answered=http_metrics.answered,
     )
+    reconciler = MlflowReconciler(database, settings=settings, clock=lambda: app.state.clock())
 
     secret = settings.readiness_bootstrap_admin_key
     bootstrap = (
@@ -137,8 +139,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         if settings.readiness_expiry_events:
             expiry.start()
         dispatcher.start()  # unless READINESS_WEBHOOK_DISPATCH is off
+        reconciler.start()  # with READINESS_MLFLOW_TRACKING_URI, unless its interval is 0
         yield
         # Before the engines go: no build may go on reading from a disposed pool.
+        reconciler.stop()
         dispatcher.stop()
         expiry.stop()
         reevaluation.stop()

@@ -145,14 +145,16 @@ def app(
         database_url=database_url,
         readiness_bootstrap_admin_key=ADMIN_SECRET,  # type: ignore[arg-type]
         readiness_mirror_warmup=mirror_warmup,
-        # The scheduler and the webhook dispatcher are off unless a test turns them on:
-        # tests move the clock, and a pass run meanwhile would append events, or read the
-        # outbox, where the test does not expect it (tests/readiness/test_expiry.py and
-        # tests/webhooks run their passes themselves).
+        # The scheduler, the webhook dispatcher and the MLflow reconciliation are off unless
+        # a test turns them on: tests move the clock, and a pass run meanwhile would append
+        # events, read the outbox or call MLflow where the test does not expect it
+        # (tests/readiness/test_expiry.py, tests/webhooks and
+        # tests/integrations/mlflow/test_reconcile.py run their passes themselves).
         **{
             "readiness_audit_signing_key": base64.b64encode(AUDIT_SEED).decode(),
             "readiness_expiry_events": False,
             "readiness_webhook_dispatch": False,
+            "readiness_mlflow_reconcile_seconds": 0,
             **app_settings,
         },
     )

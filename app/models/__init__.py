@@ -6,7 +6,7 @@ from app.models.base import UTCDateTime
 from app.models.event import Event
 from app.models.evidence import Evidence
 from app.models.idempotency import IdempotentRequest
-from app.models.integration import MlflowDelivery
+from app.models.integration import MlflowAlias, MlflowDelivery
 from app.models.lifecycle import (
     Approval,
     ClassificationConfirmation,
@@ -29,6 +29,7 @@ __all__ = [
     "Evidence",
     "GateCheck",
     "IdempotentRequest",
+    "MlflowAlias",
     "MlflowDelivery",
     "Pilot",
     "PilotResult",

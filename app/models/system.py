@@ -47,8 +47,10 @@ class System(SQLModel, table=True):
     risk_tier_rule: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     labels: dict[str, str] = Field(sa_column=Column(JSON, nullable=False))
     # Indexed: integrations find the systems linked to a thing of theirs by it
-    # (`mlflow:models/<name>`, app.integrations.mlflow).
-    external_ref: str | None = Field(default=None, max_length=500, index=True)
+    # (`mlflow:models/<name>`, app.integrations.mlflow). Unique: one thing outside links to
+    # one system, so one team's registry actions never decide another team's system (NULLs,
+    # the systems linked to nothing, are many).
+    external_ref: str | None = Field(default=None, max_length=500, index=True, unique=True)
     stage: str = Field(default="proposed", max_length=20, index=True)
     # The release the last transition named, so the one current in `stage` (null: it named
     # none). Kept with the stage so answers need no look at the transitions.

@@ -61,9 +61,17 @@ def to_read(system: System, readiness: Summary) -> SystemRead:
     description=(
         "Registers a system in stage `proposed`; its risk tier is derived at once. A"
         " team-scoped identity must name one of its teams as `owner.team` (403"
-        " `out-of-scope`)."
+        " `out-of-scope`). An `external_ref` links one system only (409"
+        " `external-ref-taken`)."
     ),
-    responses=errors(400, 401, 403, 409, 422),
+    responses={
+        **errors(400, 401, 403, 422),
+        409: {
+            **errors(409)[409],
+            "description": "A system with this `key` exists (`already-exists`), or another"
+            " system has this `external_ref` (`external-ref-taken`).",
+        },
+    },
     openapi_extra=TEAM_SCOPED,
 )
 def create_system(
@@ -150,9 +158,17 @@ def get_system(
         " patch only its teams' systems and move `owner.team` only to one of its teams"
         " (403 `out-of-scope`); a change that lowers the risk tier needs the approver role"
         " (403 `tier-lowering-needs-approver`), and every tier change appends"
-        " `system.tier_changed`."
+        " `system.tier_changed`. An `external_ref` another system has is refused (409"
+        " `external-ref-taken`)."
     ),
-    responses=errors(400, 401, 403, 404, 412, 422),
+    responses={
+        **errors(400, 401, 403, 404, 412, 422),
+        409: {
+            **errors(409)[409],
+            "description": "Another system has the `external_ref` this patch sets"
+            " (`external-ref-taken`).",
+        },
+    },
     openapi_extra=TEAM_SCOPED,
 )
 def patch_system(

@@ -53,6 +53,13 @@ _EXAMPLE: dict[str, Any] = {
 }
 
 
+EXTERNAL_REF_DESCRIPTION = (
+    "What links the system to a thing outside the service, such as `mlflow:models/<name>`"
+    " for an MLflow registered model. At most one system has each value: another system's"
+    " is refused (409 `external-ref-taken`)."
+)
+
+
 class SystemCreate(RequestModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_EXAMPLE]})
 
@@ -70,7 +77,9 @@ class SystemCreate(RequestModel):
     labels: Annotated[dict[LabelName, LabelValue], KeysByPattern] = Field(
         default_factory=dict, max_length=MAX_LABELS
     )
-    external_ref: Annotated[str, StringConstraints(max_length=500)] | None = None
+    external_ref: Annotated[str, StringConstraints(max_length=500)] | None = Field(
+        default=None, description=EXTERNAL_REF_DESCRIPTION
+    )
 
     _areas = field_validator("impact_areas")(_unique_areas)
 
@@ -103,7 +112,9 @@ class SystemPatch(RequestModel):
     labels: Annotated[dict[LabelName, LabelValue | None], KeysByPattern] | None = Field(
         default=None, max_length=MAX_LABELS
     )
-    external_ref: Annotated[str, StringConstraints(max_length=500)] | None = None
+    external_ref: Annotated[str, StringConstraints(max_length=500)] | None = Field(
+        default=None, description=EXTERNAL_REF_DESCRIPTION
+    )
 
     _areas = field_validator("impact_areas")(_unique_areas)
 

@@ -8,7 +8,13 @@ from sqlmodel import Session, col, select
 
 from app.auth import scope
 from app.auth.roles import Principal
-from app.errors import AlreadyExists, NotFound, PreconditionFailed, Unprocessable
+from app.errors import (
+    AlreadyExists,
+    ExternalRefTaken,
+    NotFound,
+    PreconditionFailed,
+    Unprocessable,
+)
 from app.events import service as events
 from app.events.service import EventType
 from app.models import System, SystemLabel
@@ -111,12 +117,44 @@ def _replace_labels(session: Session, system: System) -> None:
     )
 
 
+def external_ref_taken(external_ref: str) -> ExternalRefTaken:
+    return ExternalRefTaken(
+        f"Another system has the external_ref '{external_ref}'.", external_ref=external_ref
+    )
+
+
+def _ensure_external_ref_free(
+    session: Session, external_ref: str | None, *, system_id: int | None = None
+) -> None:
+    """409 when a system other than `system_id` has this external_ref. The unique index
+    refuses it anyway; this says so before the write, and `_unique_violation` tells the two
+    indexes apart when a concurrent write got there between this look and the insert."""
+    if external_ref is None:
+        return
+    query = select(col(System.id)).where(col(System.external_ref) == external_ref)
+    if system_id is not None:
+        query = query.where(col(System.id) != system_id)
+    with session.no_autoflush:  # a patched value is looked up, not written yet
+        taken = session.execute(query).first()
+    if taken:
+        raise external_ref_taken(external_ref)
+
+
+def _unique_violation(exc: IntegrityError, *, key: str, external_ref: str | None) -> Exception:
+    """The 409 for a unique index a concurrent write took first. SQLite names the column
+    (`systems.external_ref`), PostgreSQL the index (`ix_systems_external_ref`)."""
+    if external_ref is not None and "external_ref" in str(exc.orig):
+        return external_ref_taken(external_ref)
+    return AlreadyExists(f"A system with key '{key}' exists.")
+
+
 def create_system(
     session: Session, *, body: SystemCreate, actor: Principal, now: datetime
 ) -> System:
     scope.ensure_may_own(actor, team=body.owner.team if body.owner else None)
     if session.execute(select(col(System.id)).where(col(System.key) == body.key)).first():
         raise AlreadyExists(f"A system with key '{body.key}' exists.")
+    _ensure_external_ref_free(session, body.external_ref)
     system = System(
         key=body.key,
         name=body.name,
@@ -140,8 +178,8 @@ def create_system(
     session.add(system)
     try:
         session.flush()
-    except IntegrityError as exc:  # created by a concurrent request since the check above
-        raise AlreadyExists(f"A system with key '{body.key}' exists.") from exc
+    except IntegrityError as exc:  # created by a concurrent request since the checks above
+        raise _unique_violation(exc, key=body.key, external_ref=body.external_ref) from exc
     _replace_labels(session, system)
     readiness_service.refresh(session, system, now=now)
     events.append(
@@ -290,6 +328,16 @@ def patch_system(
 
     if not changes:
         return system
+    if "external_ref" in changes:
+        # First, before any query flushes the new value: a value another system has is a
+        # 409, and so is one a concurrent write took since this look (flushed here, not at
+        # the commit, where it would be a 500).
+        key, external_ref = system.key, system.external_ref  # a failed flush expires them
+        _ensure_external_ref_free(session, external_ref, system_id=system.id)
+        try:
+            session.flush()
+        except IntegrityError as exc:
+            raise _unique_violation(exc, key=key, external_ref=external_ref) from exc
     if "owner_team" in changes:
         scope.ensure_may_own(actor, team=system.owner_team)
     from_tier = system.risk_tier

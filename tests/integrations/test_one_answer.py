@@ -92,7 +92,13 @@ def prepare(http: httpx.Client, case: Case, key: str, model: str) -> None:
         assert moved.status_code == 201, moved.text
 
     body = system_body(key=key, tier=case.tier, external_ref=f"mlflow:models/{model}")
-    assert http.post("/v1/systems", json=body).status_code == 201
+    made = http.post("/v1/systems", json=body)
+    assert made.status_code == 201, made.text
+    # A person confirmed the tier (the admin key here): the production gate asks for it.
+    confirmed = http.post(
+        f"/v1/systems/{key}/classification", json={"tier": made.json()["risk_tier"]}
+    )
+    assert confirmed.status_code == 201, confirmed.text
     for control in EVIDENCE_CONTROLS:
         if control != "testing_evidence" or not case.tested:
             record(control, status="met")

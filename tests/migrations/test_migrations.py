@@ -5,12 +5,15 @@ import ast
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, make_url, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 from tests.conftest import alembic_config, project_path
@@ -254,5 +257,62 @@ def test_keys_of_before_people_keep_working_and_lose_only_their_person_on_downgr
             ]
         indexes = {index["name"] for index in inspect(engine).get_indexes("approvals")}
         assert "ix_approvals_approver_id" not in indexes
+    finally:
+        engine.dispose()
+
+
+UNIQUE_EXTERNAL_REF = "fe9d6334faa0"
+BEFORE_UNIQUE_EXTERNAL_REF = f"{UNIQUE_EXTERNAL_REF}-1"
+
+
+def _insert_system(connection: Any, key: str, external_ref: str | None) -> None:
+    connection.execute(
+        text(
+            "INSERT INTO systems (key, name, impact_areas, oversight, risk_tier, risk_tier_rule,"
+            " labels, stage, version, created_at, updated_at, score, level, pilot_ready,"
+            " production_ready, readiness_document, readiness_policy_version, external_ref)"
+            " VALUES (:key, :key, '[]', 'human_reviews_all', 'minimal', '{}', '{}', 'proposed',"
+            " 1, :at, :at, 0, 'not_ready', false, false, '{}', 1, :ref)"
+        ),
+        {"key": key, "at": "2026-12-01 09:00:00+00", "ref": external_ref},
+    )
+
+
+def test_systems_sharing_an_external_ref_stop_the_upgrade_until_one_keeps_it(
+    empty_database_url: str,
+) -> None:
+    """From fe9d6334faa0 one system per external_ref: an upgrade over systems that share one
+    refuses and names them; once they no longer do, it goes through."""
+    config = alembic_config(empty_database_url)
+    engine = create_engine(empty_database_url)
+    try:
+        command.upgrade(config, BEFORE_UNIQUE_EXTERNAL_REF)
+        with engine.begin() as connection:
+            _insert_system(connection, "claims-a", "mlflow:models/claims")
+            _insert_system(connection, "claims-b", "mlflow:models/claims")
+            _insert_system(connection, "drafter", "mlflow:models/drafter")
+            _insert_system(connection, "unlinked-a", None)
+            _insert_system(connection, "unlinked-b", None)
+        with pytest.raises(RuntimeError, match=r"'mlflow:models/claims': claims-a, claims-b\."):
+            command.upgrade(config, "head")
+        with engine.connect() as connection:
+            at = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        assert (
+            at
+            == ScriptDirectory.from_config(config).get_revision(UNIQUE_EXTERNAL_REF).down_revision
+        )
+
+        with engine.begin() as connection:
+            connection.execute(
+                text("UPDATE systems SET external_ref = NULL WHERE key = 'claims-b'")
+            )
+        command.upgrade(config, "head")
+        with engine.begin() as connection, pytest.raises(IntegrityError):
+            connection.execute(
+                text(
+                    "UPDATE systems SET external_ref = 'mlflow:models/claims' WHERE key = 'drafter'"
+                )
+            )
+        command.downgrade(config, BEFORE_UNIQUE_EXTERNAL_REF)
     finally:
         engine.dispose()

@@ -106,7 +106,8 @@ def _parsed(model: type[BaseModel], raw: bytes | dict[str, Any], *, at: tuple[st
         " by the actor `mlflow`, a service identity with the pipeline role); otherwise nothing"
         " moves and `integration.mlflow.alias_denied` is appended for each system denied."
         " With READINESS_MLFLOW_TRACKING_URI set, the service then tags the version"
-        " `readiness.gate=allowed` or `denied` in MLflow and removes a denied alias; a"
+        " `readiness.gate=allowed` or `denied` and `readiness.gate_check_id` in MLflow,"
+        " removes a denied alias and tags what blocked it (`readiness.blocking`); a"
         " failure to reach MLflow is logged and reported in `mlflow.errors`, and the answer"
         " is still 200. Other events, aliases mapped to no stage and models no system is"
         " linked to are answered `ignored`."
@@ -154,7 +155,7 @@ async def receive_mlflow_webhook(request: Request) -> MlflowWebhookResult:
 
     def unit_of_work() -> service.Received:
         with write_transaction(database) as session:
-            return service.receive(
+            received = service.receive(
                 session,
                 delivery_id=signed.delivery_id,
                 entity=delivery.entity,
@@ -163,6 +164,9 @@ async def receive_mlflow_webhook(request: Request) -> MlflowWebhookResult:
                 stages=stages,
                 now=now,
             )
+            if alias is not None:
+                service.remember(session, alias, received, now=now)
+            return received
 
     received = await run_in_threadpool(unit_of_work)
     # Committed: only now is MLflow told, so nothing waits on it inside the transaction.
@@ -177,6 +181,8 @@ async def receive_mlflow_webhook(request: Request) -> MlflowWebhookResult:
             alias=alias.alias,
             version=alias.version,
             verdict=received.verdict,
+            gate_check_id=service.gate_check_ids(received),
+            blocking=service.blocking_codes(received),
         )
     return MlflowWebhookResult(
         delivery_id=signed.delivery_id,

@@ -17,7 +17,7 @@ from app.integrations.mlflow.schemas import AliasCreated, DeliveryOutcome, Syste
 from app.lifecycle import service as lifecycle_service
 from app.lifecycle.schemas import GateCheckCreate, TransitionCreate
 from app.lifecycle.stages import GateStage, Stage, gate_for
-from app.models import GateCheck, MlflowDelivery, System
+from app.models import GateCheck, MlflowAlias, MlflowDelivery, System
 from app.readiness.schemas import BlockingItemRead
 from app.schemas import Release
 from app.systems import service as system_service
@@ -63,6 +63,54 @@ class Received:
     detail: str
     systems: list[SystemDecision] = field(default_factory=list)
     verdict: str | None = None
+
+
+def gate_check_ids(received: Received) -> str | None:
+    """The `readiness.gate_check_id` tag: the gate check behind the verdict (of the systems
+    denied, when denied), comma-separated in the rare case of several."""
+    denied = received.verdict == DeliveryOutcome.denied.value
+    decisions = [one for one in received.systems if not (denied and one.allowed)]
+    return ",".join(str(one.gate_check_id) for one in decisions) or None
+
+
+def blocking_codes(received: Received) -> str:
+    """The `readiness.blocking` tag of a denial: each blocking item of the denied systems'
+    gate checks as `code:control`, or `code` for one about no control (`approvals_missing`,
+    `score_below_threshold`), comma-separated in the gate's order without repeats. A system
+    denied with no blocking item was refused by the lifecycle (a retired one whose gate
+    passes): `invalid_transition:<its stage>`."""
+    codes: list[str] = []
+    for one in received.systems:
+        if one.allowed:
+            continue
+        found = [
+            f"{item.code}:{item.control}" if item.control else str(item.code)
+            for item in one.blocking
+        ]
+        for code in found or [f"invalid_transition:{one.from_stage.value}"]:
+            if code not in codes:
+                codes.append(code)
+    return ",".join(codes)
+
+
+def remember(session: Session, alias: AliasCreated, received: Received, *, now: datetime) -> None:
+    """Record the decision a delivery made on its alias (nothing when it made none), in its
+    unit of work: reconciliation (app.integrations.mlflow.reconcile) gates an alias again
+    only when MLflow's differs from it. The linked systems are locked by then, so writers of
+    one alias take turns."""
+    if received.verdict is None:
+        return
+    checks = [one.gate_check_id for one in received.systems]
+    record = session.get(MlflowAlias, (alias.name, alias.alias))
+    if record is None:
+        record = MlflowAlias(
+            model=alias.name, alias=alias.alias, version="", allowed=False, decided_at=now
+        )
+    record.version = alias.version
+    record.allowed = received.verdict == DeliveryOutcome.allowed.value
+    record.gate_check_id = checks[0] if checks else None
+    record.decided_at = now
+    session.add(record)
 
 
 def take_delivery(session: Session, delivery_id: str, *, now: datetime) -> bool:

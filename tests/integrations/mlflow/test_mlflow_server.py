@@ -29,6 +29,8 @@ from tests.serving import free_port, make_run_server
 MLFLOW_VERSION = "3.17.2"
 MLFLOW_BIN = PROJECT_ROOT / ".mlflow-venv" / "bin"
 MODEL = "claims-summariser"
+# The restarted service's interval: the denied alias must be gone within it.
+RECONCILE_SECONDS = 6
 T = TypeVar("T")
 
 # MLflow's own settings for a server that calls a webhook on this machine, in a test.
@@ -188,9 +190,13 @@ class Registry:
 
     def register(self, model: str) -> str:
         """A registered model with one version, from a run; the version's number."""
+        self.call("POST", "/registered-models/create", json={"name": model})
+        return self.new_version(model)
+
+    def new_version(self, model: str) -> str:
+        """Another version of the model, from a run of its own; its number."""
         run = self.call("POST", "/runs/create", json={"experiment_id": "0"})
         run_id = run["run"]["info"]["run_id"]
-        self.call("POST", "/registered-models/create", json={"name": model})
         created = self.call(
             "POST",
             "/model-versions/create",
@@ -213,6 +219,17 @@ class Registry:
         assert response.status_code == 200, response.text
         version: str = response.json()["model_version"]["version"]
         return version
+
+    def told(self, model: str, version: str, verdict: str) -> dict[str, str] | None:
+        """The version's tags once the service has set all of a verdict's (one call each:
+        the verdict may be there before the rest), else None."""
+        tags = self.tags(model, version)
+        expected = {"readiness.gate", "readiness.gate_check_id"}
+        if tags.get("readiness.gate") != verdict or not expected <= tags.keys():
+            return None
+        if ("readiness.blocking" in tags) != (verdict == "denied"):
+            return None
+        return tags
 
     def tags(self, model: str, version: str) -> dict[str, str]:
         found = self.call("GET", "/model-versions/get", params={"name": model, "version": version})
@@ -267,7 +284,8 @@ def test_an_alias_set_in_mlflow_is_gated_by_the_service(
                 items: list[dict[str, Any]] = answer.json()["items"]
                 return items
 
-            # Not ready: the alias is denied, taken back in MLflow, and the version tagged.
+            # Not ready: the alias is denied, taken back in MLflow, and the version tagged
+            # with the verdict, the gate check and what blocked it.
             registry.set_alias(MODEL, "champion", version)
             denied = eventually(lambda: events("integration.mlflow.alias_denied"))
             (checked,) = events("gate.checked")
@@ -278,7 +296,10 @@ def test_an_alias_set_in_mlflow_is_gated_by_the_service(
                 "uri": f"models:/{MODEL}/{version}",
             }
             assert denied[0]["data"]["blocking"] == checked["data"]["blocking"]
-            eventually(lambda: registry.tags(MODEL, version).get("readiness.gate") == "denied")
+            tags = eventually(lambda: registry.told(MODEL, version, "denied"))
+            assert tags["readiness.gate_check_id"] == str(denied[0]["data"]["gate_check_id"])
+            assert tags["readiness.blocking"] == blocking_tag(checked["data"]["blocking"])
+            assert "control_missing:" in tags["readiness.blocking"]
             assert registry.aliased(MODEL, "champion") is None
             assert api.get("/v1/systems/summariser").json()["stage"] == "proposed"
 
@@ -295,7 +316,64 @@ def test_an_alias_set_in_mlflow_is_gated_by_the_service(
                 "uri": f"models:/{MODEL}/{version}",
             }
             assert moved["actor"]["name"] == "mlflow"
-            eventually(lambda: registry.tags(MODEL, version).get("readiness.gate") == "allowed")
+            eventually(lambda: registry.told(MODEL, version, "allowed"))
             assert registry.aliased(MODEL, "champion") == version
             assert api.get("/v1/systems/summariser").json()["stage"] == "production"
+
+            # A control fails review; a new version comes.
+            failed = api.put(
+                "/v1/systems/summariser/evidence/data_rules",
+                json={"status": "not_met", "summary": "The retention rule was broken"},
+            )
+            assert failed.status_code == 200, failed.text
+            second = registry.new_version(MODEL)
+
+        # The service is stopped while the new version is made champion: no delivery reaches
+        # it (the webhook names the stopped one's port). Started again, its reconciliation
+        # finds the alias and gates it as the delivery would have.
+        registry.set_alias(MODEL, "champion", second)
+        assert registry.aliased(MODEL, "champion") == second
+        restarted_env = {**env, "READINESS_MLFLOW_RECONCILE_SECONDS": str(RECONCILE_SECONDS)}
+        with (
+            make_run_server(restarted_env, tmp_path) as service,
+            httpx.Client(base_url=service.base, headers=auth(ADMIN_SECRET), timeout=30) as api,
+        ):
+            restarted = time.monotonic()
+            eventually(
+                lambda: registry.aliased(MODEL, "champion") is None, within=RECONCILE_SECONDS
+            )
+            print(f"denied alias gone {time.monotonic() - restarted:.1f} s after the start")
+            tags = eventually(lambda: registry.told(MODEL, second, "denied"))
+            (denied,) = [
+                one
+                for one in events_of(api, "integration.mlflow.alias_denied")
+                if one["data"]["version"] == second
+            ]
+            assert denied["data"]["delivery_id"].startswith("reconcile:")
+            assert tags["readiness.gate_check_id"] == str(denied["data"]["gate_check_id"])
+            assert "control_not_met:data_rules" in tags["readiness.blocking"].split(",")
+            assert api.get("/v1/systems/summariser").json()["stage"] == "production"
+
+            # The rounds after it (one at least, in one and a half intervals) find nothing
+            # left to gate.
+            checks = len(events_of(api, "gate.checked"))
+            time.sleep(RECONCILE_SECONDS * 1.5)
+            assert len(events_of(api, "gate.checked")) == checks
     print(f"end to end in {time.monotonic() - started:.1f} s")
+
+
+def events_of(api: httpx.Client, kind: str) -> list[dict[str, Any]]:
+    answer = api.get("/v1/events", params={"type": kind, "system": "summariser", "limit": 200})
+    assert answer.status_code == 200, answer.text
+    items: list[dict[str, Any]] = answer.json()["items"]
+    return items
+
+
+def blocking_tag(blocking: list[dict[str, Any]]) -> str:
+    """`readiness.blocking` as docs/integrations/mlflow.md describes it."""
+    codes: list[str] = []
+    for item in blocking:
+        code = f"{item['code']}:{item['control']}" if item.get("control") else item["code"]
+        if code not in codes:
+            codes.append(code)
+    return ",".join(codes)

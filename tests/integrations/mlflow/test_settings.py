@@ -60,3 +60,17 @@ def test_a_tracking_uri_must_be_http_without_credentials(uri: str) -> None:
     with pytest.raises(ValidationError, match="http:// or https://") as refused:
         Settings(readiness_mlflow_tracking_uri=uri)
     assert "pw@" not in str(refused.value)
+
+
+def test_reconciliation_runs_every_five_minutes_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().readiness_mlflow_reconcile_seconds == 300
+    monkeypatch.setenv("READINESS_MLFLOW_RECONCILE_SECONDS", "0")
+    assert Settings().readiness_mlflow_reconcile_seconds == 0
+
+
+@pytest.mark.parametrize("seconds", [-1, 86_401])
+def test_a_reconcile_interval_out_of_range_is_refused(seconds: int) -> None:
+    with pytest.raises(ValidationError, match="readiness_mlflow_reconcile_seconds"):
+        Settings(readiness_mlflow_reconcile_seconds=seconds)

@@ -12,7 +12,13 @@ from sqlalchemy import Engine, text
 
 from app.integrations.mlflow import signature
 from tests.conftest import FakeClock
-from tests.factories import make_system, meet_every_control, problem, record_evidence
+from tests.factories import (
+    make_system,
+    meet_every_control,
+    problem,
+    record_evidence,
+    system_body,
+)
 from tests.integrations.mlflow.conftest import (
     MODEL,
     REF,
@@ -444,25 +450,24 @@ def test_a_retired_system_takes_no_version(client: TestClient, admin: Headers, s
     assert denied["data"]["refused_by"] == "lifecycle"
 
 
-def test_every_linked_system_must_pass_or_none_moves(
+def test_one_model_links_one_system_so_no_other_team_can_deny_its_alias(
     client: TestClient, admin: Headers, send: Send
 ) -> None:
     ready_system(client, admin, key="drafty")
-    make_system(client, admin, key="drafty-eu", tier="minimal", external_ref=REF)
-    answer = send(data=alias_data("champion")).json()
-    assert answer["outcome"] == "denied"
-    assert [(one["system_key"], one["allowed"]) for one in answer["systems"]] == [
-        ("drafty", True),
-        ("drafty-eu", False),
-    ]
-    assert stage(client, admin, "drafty") == "proposed"
-    (denied,) = events(client, admin, "integration.mlflow.alias_denied")
-    assert denied["system_key"] == "drafty-eu"
+    other_team = system_body(
+        key="drafty-eu",
+        tier="minimal",
+        external_ref=REF,
+        owner={"team": "eu-platform", "contact": "eu@example.com"},
+    )
+    taken = client.post("/v1/systems", json=other_team, headers=admin)
+    assert taken.status_code == 409, taken.text
+    assert taken.json()["type"].endswith("/external-ref-taken")
 
-    meet_every_control(client, admin, key="drafty-eu")
     answer = send(data=alias_data("champion")).json()
     assert answer["outcome"] == "allowed"
-    assert {stage(client, admin, key) for key in ("drafty", "drafty-eu")} == {"production"}
+    assert [(one["system_key"], one["allowed"]) for one in answer["systems"]] == [("drafty", True)]
+    assert stage(client, admin, "drafty") == "production"
 
 
 @pytest.mark.parametrize(
