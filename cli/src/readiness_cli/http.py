@@ -1,6 +1,6 @@
 """The CLI's HTTP client: bearer token, bounded retries with exponential backoff, and an
 `Idempotency-Key` on every POST so that a retried POST is replayed by the service instead of
-recorded twice (app/idempotency)."""
+recorded twice (the service replays it by that key)."""
 
 import random
 import time
@@ -80,7 +80,7 @@ def new_idempotency_key() -> str:
 
 def _user_agent() -> str:
     try:
-        return f"readiness-cli/{version('readiness')}"
+        return f"readiness-cli/{version('readiness-cli')}"
     except PackageNotFoundError:
         return "readiness-cli"
 
