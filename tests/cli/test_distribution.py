@@ -6,6 +6,7 @@ import ast
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import httpx
@@ -73,9 +74,10 @@ def test_the_tool_installs_on_its_own(tmp_path: Path) -> None:
     assert installed.returncode == 0, installed.stdout + installed.stderr
 
     env = {name: value for name, value in os.environ.items() if not name.startswith("READINESS_")}
-    shown = run(venv / "bin" / "readiness", "--help", cwd=tmp_path, env=env)
+    shown = run(venv / "bin" / "readiness", "--version", cwd=tmp_path, env=env)
     assert shown.returncode == 0, shown.stderr
-    assert "gate" in shown.stdout
+    version = tomllib.loads((CLI_DIR / "pyproject.toml").read_text())["project"]["version"]
+    assert shown.stdout == f"readiness {version}\n"
 
     # Only the tool's own dependencies: none of the service's.
     for module in ("sqlalchemy", "fastapi", "sqlmodel", "app"):

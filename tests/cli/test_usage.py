@@ -2,6 +2,7 @@
 port where nothing listens: a run that sent a request would exit 3), never a traceback."""
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,14 @@ def test_bad_metrics_files_exit_2(
 def test_metrics_on_standard_input_are_checked_too(offline: CliRunner) -> None:
     run = offline("pilot", "result", "1", "--metrics-file", "-", stdin='["x"]')
     _usage(run, "readiness: standard input must hold a JSON object")
+
+
+@pytest.mark.slow
+def test_version_prints_the_installed_version(offline: CliRunner) -> None:
+    pyproject = tomllib.loads(project_path("cli", "pyproject.toml").read_text())
+    run = offline("--version")
+    assert (run.code, run.stderr) == (0, "")
+    assert run.stdout == f"readiness {pyproject['project']['version']}\n"
 
 
 @pytest.mark.slow

@@ -78,11 +78,18 @@ def new_idempotency_key() -> str:
     return f"readiness-cli-{uuid.uuid4()}"
 
 
-def _user_agent() -> str:
+def tool_version() -> str | None:
+    """The installed distribution's version (its metadata, so there is one place to bump it);
+    None when run from source without installing it."""
     try:
-        return f"readiness-cli/{version('readiness-cli')}"
+        return version("readiness-cli")
     except PackageNotFoundError:
-        return "readiness-cli"
+        return None
+
+
+def _user_agent() -> str:
+    installed = tool_version()
+    return f"readiness-cli/{installed}" if installed else "readiness-cli"
 
 
 def _not_sent(error: httpx.TransportError) -> bool:

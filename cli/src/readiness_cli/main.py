@@ -20,7 +20,14 @@ import httpx
 import typer
 
 from readiness_cli import output
-from readiness_cli.http import Client, CliError, RetryPolicy, UsageError, new_idempotency_key
+from readiness_cli.http import (
+    Client,
+    CliError,
+    RetryPolicy,
+    UsageError,
+    new_idempotency_key,
+    tool_version,
+)
 
 OK, DENIED, USAGE, UNREACHABLE, REFUSED, REJECTED = 0, 1, 2, 3, 4, 5
 
@@ -64,6 +71,29 @@ evidence_app = typer.Typer(help="Record evidence for a control.")
 pilot_app = typer.Typer(help="Post pilot results.")
 app.add_typer(evidence_app, name="evidence")
 app.add_typer(pilot_app, name="pilot")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"readiness {tool_version() or 'unknown (not installed)'}")
+        raise typer.Exit(OK)
+
+
+@app.callback()
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the tool's version and exit.",
+            is_eager=True,
+            callback=_show_version,
+        ),
+    ] = False,
+) -> None:
+    # Options given before the command; the help text is the Typer app's.
+    pass
+
 
 SystemKey = Annotated[
     str, typer.Argument(help="The system's key.", metavar="SYSTEM", show_default=False)
