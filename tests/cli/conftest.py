@@ -50,12 +50,15 @@ class Service:
             response = http.post("/v1/systems", json=system_body(key=key, tier=tier))
         assert response.status_code == 201, response.text
 
-    def move(self, key: str, to: str) -> None:
+    def move(self, key: str, to: str, release: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"to_stage": to, "reason": "by the test"}
+        if release is not None:
+            body["release"] = {"version": release, "uri": f"models:/{key}/{release}"}
         with self.http() as http:
-            response = http.post(
-                f"/v1/systems/{key}/transitions", json={"to_stage": to, "reason": "by the test"}
-            )
+            response = http.post(f"/v1/systems/{key}/transitions", json=body)
         assert response.status_code == 201, response.text
+        moved: dict[str, Any] = response.json()
+        return moved
 
     def get(self, path: str, **params: Any) -> Any:
         with self.http() as http:
@@ -165,7 +168,8 @@ def offline(tmp_path: Path) -> CliRunner:
 @dataclass
 class Proxy:
     """A pytest-httpserver in front of the live server: it forwards every request as it came
-    and keeps what it saw; `before` and `after` hooks let a test act around one forward."""
+    and keeps what it saw; `rewrites` change the path and query it forwards, and `hooks` let a
+    test act after one forward or replace its answer."""
 
     server: HTTPServer
     upstream: str
@@ -173,6 +177,7 @@ class Proxy:
     hooks: list[Callable[[Request, httpx.Response | None], Response | None]] = field(
         default_factory=list
     )
+    rewrites: list[Callable[[str], str]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -185,10 +190,13 @@ class Proxy:
             for name, value in request.headers.items()
             if name.lower() not in ("host", "content-length", "connection")
         }
+        target = request.full_path.rstrip("?")
+        for rewrite in self.rewrites:
+            target = rewrite(target)
         with httpx.Client(base_url=self.upstream, timeout=60) as http:
             answer = http.request(
                 request.method,
-                request.full_path.rstrip("?"),
+                target,
                 content=request.get_data(),
                 headers=headers,
             )

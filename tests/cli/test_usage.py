@@ -32,6 +32,9 @@ def _usage(run: Run, reason: str) -> None:
         (["gate", "s", "--stage", "pilot", "--reason", "why"], "--reason needs --record"),
         (["gate", "s", "--stage", "pilot", "--release-uri", "u"], "--release-uri needs --release"),
         (["status"], "Missing argument 'SYSTEM'"),
+        (["releases"], "Missing argument 'SYSTEM'"),
+        (["releases", "s", "--limit", "0"], "Invalid value for '--limit'"),
+        (["releases", "s", "--format", "github"], "'github' is not one of 'text', 'json'"),
         (["evidence", "put", "s", "c"], "Missing option '--status'"),
         (["evidence", "put", "s", "c", "--status", "great"], "'great' is not one of 'met'"),
         (

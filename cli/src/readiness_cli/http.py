@@ -157,6 +157,7 @@ class Client:
         path: str,
         *,
         json: Mapping[str, Any] | None = None,
+        params: Mapping[str, str | int] | None = None,
         idempotency_key: str | None = None,
     ) -> httpx.Response:
         if method == "POST" and idempotency_key is None:
@@ -170,7 +171,9 @@ class Client:
         for attempt in range(attempts):
             retry_after: float | None = None
             try:
-                response = self._http.request(method, path, json=json, headers=headers)
+                response = self._http.request(
+                    method, path, json=json, params=params, headers=headers
+                )
             except httpx.TransportError as error:
                 last = _describe(error)
                 if not (replayable or _not_sent(error)):

@@ -331,6 +331,43 @@ def status(
         output.print_readiness(answer)
 
 
+# The service's largest page (`limit` on its list operations).
+MAX_PAGE = 200
+
+
+@app.command()
+def releases(
+    system: SystemKey,
+    limit: Annotated[
+        int,
+        typer.Option("--limit", min=1, metavar="N", help="Show at most N, newest first."),
+    ] = 20,
+    form: TextFormat = Format.text,
+) -> None:
+    """SYSTEM's releases, newest first: one line per period a release spent in a stage."""
+    path = f"/v1/systems/{_segment(system)}/releases"
+    items: list[Any] = []
+    cursor: str | None = None
+    with _client() as client:
+        while len(items) < limit:
+            params: dict[str, str | int] = {"limit": min(limit - len(items), MAX_PAGE)}
+            if cursor:
+                params["cursor"] = cursor
+            page = _answer(client.request("GET", path, params=params))
+            found = page.get("items")
+            if not isinstance(found, list):
+                raise CliError(f"GET {path} did not answer a page of items", UNREACHABLE)
+            items += found[: limit - len(items)]
+            cursor = page.get("next_cursor") or None
+            if not cursor or not found:
+                break
+    if form is Format.json:
+        # The service's page shape: next_cursor says there are more than --limit showed.
+        output.print_json({"items": items, "next_cursor": cursor})
+    else:
+        output.print_releases(system, items, more=cursor is not None)
+
+
 def _moment(value: str | None, option: str) -> str | None:
     if value is None:
         return None

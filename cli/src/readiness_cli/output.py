@@ -203,6 +203,31 @@ def print_readiness(answer: Answer, file: TextIO | None = None) -> None:
             out.print(f"open findings: {named}")
 
 
+def print_releases(
+    system: str, items: Iterable[Answer], *, more: bool = False, file: TextIO | None = None
+) -> None:
+    rows = list(items)
+    with console(file) as out:
+        if not rows:
+            out.print(f"{system}: no release recorded yet")
+            return
+        table = Table(show_edge=False, pad_edge=False)
+        for column in ("version", "stage", "entered", "left", "transition"):
+            table.add_column(column, no_wrap=column != "version", overflow="fold")
+        for item in rows:
+            table.add_row(
+                Text(str(item.get("version"))),
+                Text(str(item.get("stage"))),
+                Text(str(item.get("entered_at"))),
+                # No left_at: the release is in that stage now.
+                Text(str(item.get("left_at") or "current")),
+                Text(str(item.get("transition_id"))),
+            )
+        out.print(table)
+        if more:
+            out.print(f"older releases not shown: raise --limit (now {len(rows)})")
+
+
 def print_evidence(answer: Answer, file: TextIO | None = None) -> None:
     stale = ", stale" if answer.get("stale") else ""
     with console(file) as out:
