@@ -17,6 +17,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from app.controls.catalogue import EVIDENCE_CONTROLS
 from tests.conftest import ADMIN_SECRET, auth
 from tests.factories import system_body
 from tests.serving import free_port
@@ -49,6 +50,18 @@ class Service:
         with self.http() as http:
             response = http.post("/v1/systems", json=system_body(key=key, tier=tier))
         assert response.status_code == 201, response.text
+
+    def make_production_ready(self, key: str) -> None:
+        """A limited-tier system every control of which is met: its production gate passes
+        with no approval and no pilot, for every release."""
+        self.make_system(key, tier="limited")
+        with self.http() as http:
+            for control in EVIDENCE_CONTROLS:
+                response = http.put(
+                    f"/v1/systems/{key}/evidence/{control}",
+                    json={"status": "met", "summary": "by the test"},
+                )
+                assert response.status_code == 200, response.text
 
     def move(self, key: str, to: str, release: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"to_stage": to, "reason": "by the test"}

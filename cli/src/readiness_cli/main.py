@@ -271,6 +271,7 @@ def gate(
             _show_denied(check, form)
             _done(DENIED)
         transition = None
+        already = False
         if record:
             move: dict[str, Any] = {
                 "to_stage": stage.value,
@@ -283,12 +284,17 @@ def gate(
                 "POST", f"{path}/transitions", json=move, idempotency_key=f"{key}:transition"
             )
             transition = _moved(response, check, form)
+            # The service answers 200, not 201, when the release named is the one current in
+            # that stage already: the transition that recorded it, nothing recorded anew. A
+            # re-run of the same deploy job is done, not refused.
+            already = response.status_code == 200
     if form is GateFormat.json:
-        output.print_json({**check, "transition": transition} if record else check)
+        recorded = {"transition": transition, "already_recorded": already}
+        output.print_json({**check, **recorded} if record else check)
     elif form is GateFormat.github:
-        output.print_github_gate(check, transition)
+        output.print_github_gate(check, transition, already=already)
     else:
-        output.print_gate(check, transition)
+        output.print_gate(check, transition, already=already)
 
 
 def _default_reason(stage: GateStage, release: str | None) -> str:

@@ -77,6 +77,13 @@ def blocking_table(items: Iterable[Answer], title: str | None = None) -> Table:
 
 def gate_headline(check: Answer) -> str:
     key, target, current = check["system_key"], check["target_stage"], check["current_stage"]
+    release = _release(check)
+    if check.get("release_move") and release:
+        # The system is in that stage already: what enters it is the release.
+        subject = f"release {release} of {key}"
+        if check["allowed"]:
+            return f"ALLOWED: {subject} may enter {target}, the stage {key} is in"
+        return f"DENIED: {subject} may not enter {target} yet, the stage {key} is in"
     if check["allowed"]:
         return f"ALLOWED: {key} may enter {target} (now {current})"
     if not check.get("move_valid", True):
@@ -96,7 +103,31 @@ def gate_facts(check: Answer) -> str:
     return ", ".join(facts)
 
 
-def print_gate(check: Answer, transition: Answer | None = None, file: TextIO | None = None) -> None:
+def recorded_line(transition: Answer, *, already: bool = False) -> str:
+    """What --record did: a move between stages, a release entering the stage the system is
+    in, or nothing, the release named being the one current there already."""
+    release = _release(transition)
+    stage, number = transition["to_stage"], transition["id"]
+    if already:
+        return f"release {release} was already recorded in {stage} (transition {number})"
+    if transition["from_stage"] == stage and release:
+        return (
+            f"RECORDED: release {release} of {transition['system_key']} entered {stage}"
+            f" (transition {number})"
+        )
+    return (
+        f"RECORDED: {transition['system_key']} moved {transition['from_stage']} -> {stage}"
+        f" (transition {number})"
+    )
+
+
+def print_gate(
+    check: Answer,
+    transition: Answer | None = None,
+    file: TextIO | None = None,
+    *,
+    already: bool = False,
+) -> None:
     with console(file) as out:
         out.print(gate_headline(check))
         out.print(gate_facts(check))
@@ -105,10 +136,7 @@ def print_gate(check: Answer, transition: Answer | None = None, file: TextIO | N
             out.print()
             out.print(blocking_table(blocking, title=f"Blocking items ({len(blocking)})"))
         if transition is not None:
-            out.print(
-                f"RECORDED: {transition['system_key']} moved {transition['from_stage']} ->"
-                f" {transition['to_stage']} (transition {transition['id']})"
-            )
+            out.print(recorded_line(transition, already=already))
 
 
 def _escape_data(value: str) -> str:
@@ -132,7 +160,7 @@ def _cell(value: Any) -> str:
     return text or "-"
 
 
-def gate_summary(check: Answer, transition: Answer | None = None) -> str:
+def gate_summary(check: Answer, transition: Answer | None = None, *, already: bool = False) -> str:
     """The gate check as Markdown for the job summary."""
     verdict = "allowed" if check["allowed"] else "denied"
     lines = [
@@ -151,20 +179,23 @@ def gate_summary(check: Answer, transition: Answer | None = None) -> str:
         ]
         lines.append("")
     if transition is not None:
-        lines += [
-            f"Recorded: {transition['from_stage']} -> {transition['to_stage']}"
-            f" (transition {transition['id']}).",
-            "",
-        ]
+        line = recorded_line(transition, already=already).removeprefix("RECORDED: ")
+        lines += [f"Recorded: {_cell(line)}.", ""]
     return "\n".join(lines) + "\n"
 
 
 def print_github_gate(
-    check: Answer, transition: Answer | None = None, file: TextIO | None = None
+    check: Answer,
+    transition: Answer | None = None,
+    file: TextIO | None = None,
+    *,
+    already: bool = False,
 ) -> None:
-    print_gate(check, transition, file)
+    print_gate(check, transition, file, already=already)
     out = file or sys.stdout
     title = f"Readiness gate: {check['system_key']} to {check['target_stage']}"
+    if transition is not None and already:
+        print(workflow_command("notice", recorded_line(transition, already=True), title), file=out)
     if not check["allowed"] and not check.get("blocking"):
         print(workflow_command("error", gate_headline(check), title), file=out)
     for item in check.get("blocking") or []:
@@ -172,7 +203,7 @@ def print_github_gate(
         message = f"{item.get('code')}{control}: {item.get('detail', '')}"
         print(workflow_command("error", message, title), file=out)
     out.flush()
-    append_step_summary(gate_summary(check, transition))
+    append_step_summary(gate_summary(check, transition, already=already))
 
 
 def append_step_summary(markdown: str) -> None:
