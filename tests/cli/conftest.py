@@ -98,6 +98,17 @@ def service(live_server: str) -> Service:
 CliRunner = Callable[..., Run]
 
 
+def registry_reachable() -> bool:
+    """Whether pip's package index answers: the tests that install the tool into a fresh
+    environment need it, and are skipped on a machine without one."""
+    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple/")
+    try:
+        httpx.head(index, timeout=10, follow_redirects=True)
+    except httpx.TransportError:
+        return False
+    return True
+
+
 def base_env(tmp_path: Path) -> dict[str, str]:
     """This environment without any READINESS_ or GITHUB_ setting of the machine running the
     tests; quick retries, so the tests of exit 3 take a moment."""

@@ -9,13 +9,12 @@ import sys
 import tomllib
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests.cli.conftest import registry_reachable
 from tests.conftest import project_path
 
 CLI_DIR = project_path("cli")
-INDEX = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple/")
 
 
 def test_the_tool_imports_nothing_of_the_service() -> None:
@@ -28,14 +27,6 @@ def test_the_tool_imports_nothing_of_the_service() -> None:
                 imported.add(node.module.split(".")[0])
     assert "app" not in imported
     assert {"httpx", "typer", "rich", "readiness_cli"} <= imported
-
-
-def _registry_reachable() -> bool:
-    try:
-        httpx.head(INDEX, timeout=10, follow_redirects=True)
-    except httpx.TransportError:
-        return False
-    return True
 
 
 def run(
@@ -55,8 +46,8 @@ def run(
 
 @pytest.mark.slow
 def test_the_tool_installs_on_its_own(tmp_path: Path) -> None:
-    if not _registry_reachable():
-        pytest.skip(f"no package registry at {INDEX}")
+    if not registry_reachable():
+        pytest.skip("no package registry to install the dependencies from")
     venv = tmp_path / "venv"
     made = run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
     assert made.returncode == 0, made.stderr

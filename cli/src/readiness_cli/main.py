@@ -248,6 +248,17 @@ def gate(
         GateFormat,
         typer.Option("--format", metavar="text|json|github", help="How to print the answer."),
     ] = GateFormat.text,
+    github_output: Annotated[
+        str | None,
+        typer.Option(
+            "--github-output",
+            metavar="FILE",
+            help=(
+                "Append the answer as step outputs to FILE (GitHub's $GITHUB_OUTPUT): allowed,"
+                " score, gate-check-id, transition-id, already-recorded."
+            ),
+        ),
+    ] = None,
 ) -> None:
     """May SYSTEM enter STAGE now? Exit 0 when allowed, 1 when denied (every blocking item
     printed)."""
@@ -268,6 +279,7 @@ def gate(
             )
         )
         if not check.get("allowed"):
+            _write_outputs(github_output, check)
             _show_denied(check, form)
             _done(DENIED)
         transition = None
@@ -283,11 +295,12 @@ def gate(
             response = client.request(
                 "POST", f"{path}/transitions", json=move, idempotency_key=f"{key}:transition"
             )
-            transition = _moved(response, check, form)
+            transition = _moved(response, check, form, github_output)
             # The service answers 200, not 201, when the release named is the one current in
             # that stage already: the transition that recorded it, nothing recorded anew. A
             # re-run of the same deploy job is done, not refused.
             already = response.status_code == 200
+    _write_outputs(github_output, check, transition, already=already)
     if form is GateFormat.json:
         recorded = {"transition": transition, "already_recorded": already}
         output.print_json({**check, **recorded} if record else check)
@@ -302,7 +315,36 @@ def _default_reason(stage: GateStage, release: str | None) -> str:
     return f"Gate to {stage.value} passed{named} (readiness gate --record)"
 
 
-def _moved(response: httpx.Response, check: Mapping[str, Any], form: GateFormat) -> dict[str, Any]:
+def _write_outputs(
+    target: str | None,
+    check: Mapping[str, Any],
+    transition: Mapping[str, Any] | None = None,
+    *,
+    already: bool = False,
+) -> None:
+    if target is None:
+        return
+    values = {
+        "allowed": "true" if check.get("allowed") else "false",
+        "score": output.number(check.get("score")),
+        "gate-check-id": str(check.get("id", "")),
+        "transition-id": str(transition["id"]) if transition else "",
+        "already-recorded": "true" if already else "false",
+    }
+    try:
+        output.write_step_outputs(target, values)
+    except OSError as error:
+        raise UsageError(
+            f"--github-output {target}: cannot be written ({error.strerror})"
+        ) from None
+
+
+def _moved(
+    response: httpx.Response,
+    check: Mapping[str, Any],
+    form: GateFormat,
+    github_output: str | None,
+) -> dict[str, Any]:
     """The recorded transition. The transition re-checks the gate in its own transaction:
     a gate that closed since the check is a denial (exit 1), shown with its blocking items."""
     try:
@@ -319,6 +361,7 @@ def _moved(response: httpx.Response, check: Mapping[str, Any], form: GateFormat)
             else:
                 closed = {**check, "allowed": False, "blocking": problem.get("blocking") or []}
                 _show_denied(closed, form)
+            _write_outputs(github_output, {**check, "allowed": False})
             _done(DENIED)
         raise
 

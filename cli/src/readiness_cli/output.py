@@ -50,7 +50,7 @@ def print_json(answer: Any, file: TextIO | None = None) -> None:
     print(json.dumps(answer, indent=2, ensure_ascii=False), file=file or sys.stdout)
 
 
-def _number(value: Any) -> str:
+def number(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return "-" if value is None else str(value)
@@ -95,7 +95,7 @@ def gate_headline(check: Answer) -> str:
 
 def gate_facts(check: Answer) -> str:
     facts = [
-        f"score {_number(check.get('score'))}, needs {_number(check.get('required_score'))}",
+        f"score {number(check.get('score'))}, needs {number(check.get('required_score'))}",
         f"policy v{check.get('policy_version')}",
     ]
     if release := _release(check):
@@ -206,6 +206,14 @@ def print_github_gate(
     append_step_summary(gate_summary(check, transition, already=already))
 
 
+def write_step_outputs(target: str, values: Mapping[str, str]) -> None:
+    """Append `name=value` lines to GitHub's step outputs file. Each value is one line (the
+    runner would read a line break as the start of another output)."""
+    with Path(target).open("a", encoding="utf-8") as outputs:
+        for name, value in values.items():
+            outputs.write(f"{name}={' '.join(value.split())}\n")
+
+
 def append_step_summary(markdown: str) -> None:
     target = os.environ.get(STEP_SUMMARY)
     if target:
@@ -217,7 +225,7 @@ def print_readiness(answer: Answer, file: TextIO | None = None) -> None:
     with console(file) as out:
         out.print(
             f"{answer['system_key']}: stage {answer['stage']}, risk tier {answer['risk_tier']},"
-            f" score {_number(answer['score'])} ({answer['level']}), policy"
+            f" score {number(answer['score'])} ({answer['level']}), policy"
             f" v{answer['policy_version']}"
         )
         for name, gate in (answer.get("gates") or {}).items():
@@ -275,8 +283,8 @@ def _criteria_table(criteria: Iterable[Answer]) -> Table:
     for criterion in criteria:
         table.add_row(
             Text(str(criterion["metric"])),
-            Text(f"{criterion['op']} {_number(criterion['target'])}"),
-            Text(_number(criterion.get("value"))),
+            Text(f"{criterion['op']} {number(criterion['target'])}"),
+            Text(number(criterion.get("value"))),
             Text(str(criterion.get("result"))),
         )
     return table
@@ -288,7 +296,7 @@ def print_pilot_result(answer: Answer, file: TextIO | None = None) -> None:
     with console(file) as out:
         out.print(
             f"Recorded result {result['id']} of pilot {result['pilot_id']}: pilot score"
-            f" {_number(evaluation.get('score'))}, outcome {outcome}"
+            f" {number(evaluation.get('score'))}, outcome {outcome}"
         )
         if evaluation.get("criteria"):
             out.print(_criteria_table(evaluation["criteria"]))
