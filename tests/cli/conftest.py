@@ -17,6 +17,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from app.controls.catalogue import EVIDENCE_CONTROLS
 from tests.conftest import ADMIN_SECRET, auth
 from tests.factories import system_body
 from tests.serving import free_port
@@ -50,12 +51,30 @@ class Service:
             response = http.post("/v1/systems", json=system_body(key=key, tier=tier))
         assert response.status_code == 201, response.text
 
-    def move(self, key: str, to: str) -> None:
+    def make_production_ready(self, key: str) -> None:
+        """A limited-tier system every control of which is met and whose tier a person
+        confirmed: its production gate passes with no approval and no pilot, for every
+        release."""
+        self.make_system(key, tier="limited")
         with self.http() as http:
-            response = http.post(
-                f"/v1/systems/{key}/transitions", json={"to_stage": to, "reason": "by the test"}
-            )
+            confirmed = http.post(f"/v1/systems/{key}/classification", json={"tier": "limited"})
+            assert confirmed.status_code == 201, confirmed.text
+            for control in EVIDENCE_CONTROLS:
+                response = http.put(
+                    f"/v1/systems/{key}/evidence/{control}",
+                    json={"status": "met", "summary": "by the test"},
+                )
+                assert response.status_code == 200, response.text
+
+    def move(self, key: str, to: str, release: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"to_stage": to, "reason": "by the test"}
+        if release is not None:
+            body["release"] = {"version": release, "uri": f"models:/{key}/{release}"}
+        with self.http() as http:
+            response = http.post(f"/v1/systems/{key}/transitions", json=body)
         assert response.status_code == 201, response.text
+        moved: dict[str, Any] = response.json()
+        return moved
 
     def get(self, path: str, **params: Any) -> Any:
         with self.http() as http:
@@ -80,6 +99,17 @@ def service(live_server: str) -> Service:
 
 
 CliRunner = Callable[..., Run]
+
+
+def registry_reachable() -> bool:
+    """Whether pip's package index answers: the tests that install the tool into a fresh
+    environment need it, and are skipped on a machine without one."""
+    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple/")
+    try:
+        httpx.head(index, timeout=10, follow_redirects=True)
+    except httpx.TransportError:
+        return False
+    return True
 
 
 def base_env(tmp_path: Path) -> dict[str, str]:
@@ -165,7 +195,8 @@ def offline(tmp_path: Path) -> CliRunner:
 @dataclass
 class Proxy:
     """A pytest-httpserver in front of the live server: it forwards every request as it came
-    and keeps what it saw; `before` and `after` hooks let a test act around one forward."""
+    and keeps what it saw; `rewrites` change the path and query it forwards, and `hooks` let a
+    test act after one forward or replace its answer."""
 
     server: HTTPServer
     upstream: str
@@ -173,6 +204,7 @@ class Proxy:
     hooks: list[Callable[[Request, httpx.Response | None], Response | None]] = field(
         default_factory=list
     )
+    rewrites: list[Callable[[str], str]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -185,10 +217,13 @@ class Proxy:
             for name, value in request.headers.items()
             if name.lower() not in ("host", "content-length", "connection")
         }
+        target = request.full_path.rstrip("?")
+        for rewrite in self.rewrites:
+            target = rewrite(target)
         with httpx.Client(base_url=self.upstream, timeout=60) as http:
             answer = http.request(
                 request.method,
-                request.full_path.rstrip("?"),
+                target,
                 content=request.get_data(),
                 headers=headers,
             )

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from werkzeug import Request, Response
 
-from app.cli.output import workflow_command
+from readiness_cli.output import workflow_command
 from tests.cli.conftest import CliRunner, Proxy, Service
 
 
@@ -85,6 +85,74 @@ def test_record_text_says_what_was_recorded(service: Service, cli: CliRunner) ->
     assert "RECORDED: drafter moved proposed -> pilot (transition" in run.stdout
     (move,) = service.get("/v1/systems/drafter/transitions")["items"]
     assert move["reason"] == "Gate to pilot passed (readiness gate --record)"
+
+
+@pytest.mark.slow
+def test_record_of_a_later_release_is_a_release_move(service: Service, cli: CliRunner) -> None:
+    """The system in production, the next release entering production is judged by the
+    production gate and recorded as a transition within the stage."""
+    service.make_production_ready("drafter")
+    first = cli("gate", "drafter", "--stage", "production", "--release", "1.0.0", "--record")
+    assert first.code == 0, first.stderr
+    assert "RECORDED: drafter moved proposed -> production (transition" in first.stdout
+
+    run = cli("gate", "drafter", "--stage", "production", "--release", "1.0.1", "--record")
+    assert run.code == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == (
+        "ALLOWED: release 1.0.1 of drafter may enter production, the stage drafter is in"
+    )
+    latest = service.get("/v1/systems/drafter/transitions")["items"][0]
+    assert (latest["from_stage"], latest["to_stage"], latest["release"]["version"]) == (
+        "production",
+        "production",
+        "1.0.1",
+    )
+    assert lines[-1] == (
+        f"RECORDED: release 1.0.1 of drafter entered production (transition {latest['id']})"
+    )
+
+
+@pytest.mark.slow
+def test_re_recording_the_current_release_is_done_and_says_so(
+    service: Service, cli: CliRunner, tmp_path: Path
+) -> None:
+    """A deploy job run again for the release already in the stage: the service records
+    nothing anew (200 with the transition that recorded it) and the tool exits 0."""
+    service.make_production_ready("drafter")
+    args = ("gate", "drafter", "--stage", "production", "--release", "1.0.1", "--record")
+    first = cli(*args, "--format", "json")
+    assert first.code == 0, first.stderr
+    assert first.json()["already_recorded"] is False
+    recorded = first.json()["transition"]
+
+    again = cli(*args)
+    assert again.code == 0, again.stderr
+    assert again.stdout.splitlines()[-1] == (
+        f"release 1.0.1 was already recorded in production (transition {recorded['id']})"
+    )
+
+    as_json = cli(*args, "--format", "json")
+    assert as_json.code == 0, as_json.stderr
+    answer = as_json.json()
+    assert answer["allowed"] is True
+    assert answer["already_recorded"] is True
+    assert answer["transition"] == recorded
+
+    summary = tmp_path / "summary.md"
+    for_github = cli(*args, "--format", "github", GITHUB_STEP_SUMMARY=str(summary))
+    assert for_github.code == 0, for_github.stderr
+    assert (
+        "::notice title=Readiness gate%3A drafter to production::release 1.0.1 was already"
+        f" recorded in production (transition {recorded['id']})"
+    ) in for_github.stdout.splitlines()
+    assert "::error" not in for_github.stdout
+    assert (
+        f"Recorded: release 1.0.1 was already recorded in production (transition"
+        f" {recorded['id']})." in summary.read_text()
+    )
+    # Four runs, one transition.
+    assert len(service.get("/v1/systems/drafter/transitions")["items"]) == 1
 
 
 def _blocking(service: Service, key: str, gate: str) -> list[dict[str, str]]:

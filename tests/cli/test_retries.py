@@ -12,7 +12,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from app.cli.http import Client, RetryPolicy, Unreachable, retry_after_seconds
+from readiness_cli.http import Client, RetryPolicy, Unreachable, retry_after_seconds
 from tests.cli.conftest import CliRunner, Proxy, Service
 
 

@@ -2,11 +2,12 @@
 port where nothing listens: a run that sent a request would exit 3), never a traceback."""
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from app.cli.main import EvidenceStatus, GateStage
+from readiness_cli.main import EvidenceStatus, GateStage
 from tests.cli.conftest import CliRunner, Run
 from tests.conftest import project_path
 
@@ -31,6 +32,9 @@ def _usage(run: Run, reason: str) -> None:
         (["gate", "s", "--stage", "pilot", "--reason", "why"], "--reason needs --record"),
         (["gate", "s", "--stage", "pilot", "--release-uri", "u"], "--release-uri needs --release"),
         (["status"], "Missing argument 'SYSTEM'"),
+        (["releases"], "Missing argument 'SYSTEM'"),
+        (["releases", "s", "--limit", "0"], "Invalid value for '--limit'"),
+        (["releases", "s", "--format", "github"], "'github' is not one of 'text', 'json'"),
         (["evidence", "put", "s", "c"], "Missing option '--status'"),
         (["evidence", "put", "s", "c", "--status", "great"], "'great' is not one of 'met'"),
         (
@@ -101,6 +105,14 @@ def test_bad_metrics_files_exit_2(
 def test_metrics_on_standard_input_are_checked_too(offline: CliRunner) -> None:
     run = offline("pilot", "result", "1", "--metrics-file", "-", stdin='["x"]')
     _usage(run, "readiness: standard input must hold a JSON object")
+
+
+@pytest.mark.slow
+def test_version_prints_the_installed_version(offline: CliRunner) -> None:
+    pyproject = tomllib.loads(project_path("cli", "pyproject.toml").read_text())
+    run = offline("--version")
+    assert (run.code, run.stderr) == (0, "")
+    assert run.stdout == f"readiness {pyproject['project']['version']}\n"
 
 
 @pytest.mark.slow

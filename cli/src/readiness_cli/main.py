@@ -19,8 +19,15 @@ from urllib.parse import quote, urlsplit
 import httpx
 import typer
 
-from app.cli import output
-from app.cli.http import Client, CliError, RetryPolicy, UsageError, new_idempotency_key
+from readiness_cli import output
+from readiness_cli.http import (
+    Client,
+    CliError,
+    RetryPolicy,
+    UsageError,
+    new_idempotency_key,
+    tool_version,
+)
 
 OK, DENIED, USAGE, UNREACHABLE, REFUSED, REJECTED = 0, 1, 2, 3, 4, 5
 
@@ -64,6 +71,29 @@ evidence_app = typer.Typer(help="Record evidence for a control.")
 pilot_app = typer.Typer(help="Post pilot results.")
 app.add_typer(evidence_app, name="evidence")
 app.add_typer(pilot_app, name="pilot")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"readiness {tool_version() or 'unknown (not installed)'}")
+        raise typer.Exit(OK)
+
+
+@app.callback()
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the tool's version and exit.",
+            is_eager=True,
+            callback=_show_version,
+        ),
+    ] = False,
+) -> None:
+    # Options given before the command; the help text is the Typer app's.
+    pass
+
 
 SystemKey = Annotated[
     str, typer.Argument(help="The system's key.", metavar="SYSTEM", show_default=False)
@@ -218,6 +248,17 @@ def gate(
         GateFormat,
         typer.Option("--format", metavar="text|json|github", help="How to print the answer."),
     ] = GateFormat.text,
+    github_output: Annotated[
+        str | None,
+        typer.Option(
+            "--github-output",
+            metavar="FILE",
+            help=(
+                "Append the answer as step outputs to FILE (GitHub's $GITHUB_OUTPUT): allowed,"
+                " score, gate-check-id, transition-id, already-recorded."
+            ),
+        ),
+    ] = None,
 ) -> None:
     """May SYSTEM enter STAGE now? Exit 0 when allowed, 1 when denied (every blocking item
     printed)."""
@@ -238,9 +279,11 @@ def gate(
             )
         )
         if not check.get("allowed"):
+            _write_outputs(github_output, check)
             _show_denied(check, form)
             _done(DENIED)
         transition = None
+        already = False
         if record:
             move: dict[str, Any] = {
                 "to_stage": stage.value,
@@ -252,13 +295,19 @@ def gate(
             response = client.request(
                 "POST", f"{path}/transitions", json=move, idempotency_key=f"{key}:transition"
             )
-            transition = _moved(response, check, form)
+            transition = _moved(response, check, form, github_output)
+            # The service answers 200, not 201, when the release named is the one current in
+            # that stage already: the transition that recorded it, nothing recorded anew. A
+            # re-run of the same deploy job is done, not refused.
+            already = response.status_code == 200
+    _write_outputs(github_output, check, transition, already=already)
     if form is GateFormat.json:
-        output.print_json({**check, "transition": transition} if record else check)
+        recorded = {"transition": transition, "already_recorded": already}
+        output.print_json({**check, **recorded} if record else check)
     elif form is GateFormat.github:
-        output.print_github_gate(check, transition)
+        output.print_github_gate(check, transition, already=already)
     else:
-        output.print_gate(check, transition)
+        output.print_gate(check, transition, already=already)
 
 
 def _default_reason(stage: GateStage, release: str | None) -> str:
@@ -266,7 +315,36 @@ def _default_reason(stage: GateStage, release: str | None) -> str:
     return f"Gate to {stage.value} passed{named} (readiness gate --record)"
 
 
-def _moved(response: httpx.Response, check: Mapping[str, Any], form: GateFormat) -> dict[str, Any]:
+def _write_outputs(
+    target: str | None,
+    check: Mapping[str, Any],
+    transition: Mapping[str, Any] | None = None,
+    *,
+    already: bool = False,
+) -> None:
+    if target is None:
+        return
+    values = {
+        "allowed": "true" if check.get("allowed") else "false",
+        "score": output.number(check.get("score")),
+        "gate-check-id": str(check.get("id", "")),
+        "transition-id": str(transition["id"]) if transition else "",
+        "already-recorded": "true" if already else "false",
+    }
+    try:
+        output.write_step_outputs(target, values)
+    except OSError as error:
+        raise UsageError(
+            f"--github-output {target}: cannot be written ({error.strerror})"
+        ) from None
+
+
+def _moved(
+    response: httpx.Response,
+    check: Mapping[str, Any],
+    form: GateFormat,
+    github_output: str | None,
+) -> dict[str, Any]:
     """The recorded transition. The transition re-checks the gate in its own transaction:
     a gate that closed since the check is a denial (exit 1), shown with its blocking items."""
     try:
@@ -283,6 +361,7 @@ def _moved(response: httpx.Response, check: Mapping[str, Any], form: GateFormat)
             else:
                 closed = {**check, "allowed": False, "blocking": problem.get("blocking") or []}
                 _show_denied(closed, form)
+            _write_outputs(github_output, {**check, "allowed": False})
             _done(DENIED)
         raise
 
@@ -299,6 +378,43 @@ def status(
         output.print_json(answer)
     else:
         output.print_readiness(answer)
+
+
+# The service's largest page (`limit` on its list operations).
+MAX_PAGE = 200
+
+
+@app.command()
+def releases(
+    system: SystemKey,
+    limit: Annotated[
+        int,
+        typer.Option("--limit", min=1, metavar="N", help="Show at most N, newest first."),
+    ] = 20,
+    form: TextFormat = Format.text,
+) -> None:
+    """SYSTEM's releases, newest first: one line per period a release spent in a stage."""
+    path = f"/v1/systems/{_segment(system)}/releases"
+    items: list[Any] = []
+    cursor: str | None = None
+    with _client() as client:
+        while len(items) < limit:
+            params: dict[str, str | int] = {"limit": min(limit - len(items), MAX_PAGE)}
+            if cursor:
+                params["cursor"] = cursor
+            page = _answer(client.request("GET", path, params=params))
+            found = page.get("items")
+            if not isinstance(found, list):
+                raise CliError(f"GET {path} did not answer a page of items", UNREACHABLE)
+            items += found[: limit - len(items)]
+            cursor = page.get("next_cursor") or None
+            if not cursor or not found:
+                break
+    if form is Format.json:
+        # The service's page shape: next_cursor says there are more than --limit showed.
+        output.print_json({"items": items, "next_cursor": cursor})
+    else:
+        output.print_releases(system, items, more=cursor is not None)
 
 
 def _moment(value: str | None, option: str) -> str | None:

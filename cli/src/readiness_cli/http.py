@@ -1,6 +1,6 @@
 """The CLI's HTTP client: bearer token, bounded retries with exponential backoff, and an
 `Idempotency-Key` on every POST so that a retried POST is replayed by the service instead of
-recorded twice (app/idempotency)."""
+recorded twice (the service replays it by that key)."""
 
 import random
 import time
@@ -78,11 +78,18 @@ def new_idempotency_key() -> str:
     return f"readiness-cli-{uuid.uuid4()}"
 
 
-def _user_agent() -> str:
+def tool_version() -> str | None:
+    """The installed distribution's version (its metadata, so there is one place to bump it);
+    None when run from source without installing it."""
     try:
-        return f"readiness-cli/{version('readiness')}"
+        return version("readiness-cli")
     except PackageNotFoundError:
-        return "readiness-cli"
+        return None
+
+
+def _user_agent() -> str:
+    installed = tool_version()
+    return f"readiness-cli/{installed}" if installed else "readiness-cli"
 
 
 def _not_sent(error: httpx.TransportError) -> bool:
@@ -150,6 +157,7 @@ class Client:
         path: str,
         *,
         json: Mapping[str, Any] | None = None,
+        params: Mapping[str, str | int] | None = None,
         idempotency_key: str | None = None,
     ) -> httpx.Response:
         if method == "POST" and idempotency_key is None:
@@ -163,7 +171,9 @@ class Client:
         for attempt in range(attempts):
             retry_after: float | None = None
             try:
-                response = self._http.request(method, path, json=json, headers=headers)
+                response = self._http.request(
+                    method, path, json=json, params=params, headers=headers
+                )
             except httpx.TransportError as error:
                 last = _describe(error)
                 if not (replayable or _not_sent(error)):

@@ -50,7 +50,7 @@ def print_json(answer: Any, file: TextIO | None = None) -> None:
     print(json.dumps(answer, indent=2, ensure_ascii=False), file=file or sys.stdout)
 
 
-def _number(value: Any) -> str:
+def number(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return "-" if value is None else str(value)
@@ -77,6 +77,13 @@ def blocking_table(items: Iterable[Answer], title: str | None = None) -> Table:
 
 def gate_headline(check: Answer) -> str:
     key, target, current = check["system_key"], check["target_stage"], check["current_stage"]
+    release = _release(check)
+    if check.get("release_move") and release:
+        # The system is in that stage already: what enters it is the release.
+        subject = f"release {release} of {key}"
+        if check["allowed"]:
+            return f"ALLOWED: {subject} may enter {target}, the stage {key} is in"
+        return f"DENIED: {subject} may not enter {target} yet, the stage {key} is in"
     if check["allowed"]:
         return f"ALLOWED: {key} may enter {target} (now {current})"
     if not check.get("move_valid", True):
@@ -88,7 +95,7 @@ def gate_headline(check: Answer) -> str:
 
 def gate_facts(check: Answer) -> str:
     facts = [
-        f"score {_number(check.get('score'))}, needs {_number(check.get('required_score'))}",
+        f"score {number(check.get('score'))}, needs {number(check.get('required_score'))}",
         f"policy v{check.get('policy_version')}",
     ]
     if release := _release(check):
@@ -96,7 +103,31 @@ def gate_facts(check: Answer) -> str:
     return ", ".join(facts)
 
 
-def print_gate(check: Answer, transition: Answer | None = None, file: TextIO | None = None) -> None:
+def recorded_line(transition: Answer, *, already: bool = False) -> str:
+    """What --record did: a move between stages, a release entering the stage the system is
+    in, or nothing, the release named being the one current there already."""
+    release = _release(transition)
+    stage, number = transition["to_stage"], transition["id"]
+    if already:
+        return f"release {release} was already recorded in {stage} (transition {number})"
+    if transition["from_stage"] == stage and release:
+        return (
+            f"RECORDED: release {release} of {transition['system_key']} entered {stage}"
+            f" (transition {number})"
+        )
+    return (
+        f"RECORDED: {transition['system_key']} moved {transition['from_stage']} -> {stage}"
+        f" (transition {number})"
+    )
+
+
+def print_gate(
+    check: Answer,
+    transition: Answer | None = None,
+    file: TextIO | None = None,
+    *,
+    already: bool = False,
+) -> None:
     with console(file) as out:
         out.print(gate_headline(check))
         out.print(gate_facts(check))
@@ -105,10 +136,7 @@ def print_gate(check: Answer, transition: Answer | None = None, file: TextIO | N
             out.print()
             out.print(blocking_table(blocking, title=f"Blocking items ({len(blocking)})"))
         if transition is not None:
-            out.print(
-                f"RECORDED: {transition['system_key']} moved {transition['from_stage']} ->"
-                f" {transition['to_stage']} (transition {transition['id']})"
-            )
+            out.print(recorded_line(transition, already=already))
 
 
 def _escape_data(value: str) -> str:
@@ -132,7 +160,7 @@ def _cell(value: Any) -> str:
     return text or "-"
 
 
-def gate_summary(check: Answer, transition: Answer | None = None) -> str:
+def gate_summary(check: Answer, transition: Answer | None = None, *, already: bool = False) -> str:
     """The gate check as Markdown for the job summary."""
     verdict = "allowed" if check["allowed"] else "denied"
     lines = [
@@ -151,20 +179,23 @@ def gate_summary(check: Answer, transition: Answer | None = None) -> str:
         ]
         lines.append("")
     if transition is not None:
-        lines += [
-            f"Recorded: {transition['from_stage']} -> {transition['to_stage']}"
-            f" (transition {transition['id']}).",
-            "",
-        ]
+        line = recorded_line(transition, already=already).removeprefix("RECORDED: ")
+        lines += [f"Recorded: {_cell(line)}.", ""]
     return "\n".join(lines) + "\n"
 
 
 def print_github_gate(
-    check: Answer, transition: Answer | None = None, file: TextIO | None = None
+    check: Answer,
+    transition: Answer | None = None,
+    file: TextIO | None = None,
+    *,
+    already: bool = False,
 ) -> None:
-    print_gate(check, transition, file)
+    print_gate(check, transition, file, already=already)
     out = file or sys.stdout
     title = f"Readiness gate: {check['system_key']} to {check['target_stage']}"
+    if transition is not None and already:
+        print(workflow_command("notice", recorded_line(transition, already=True), title), file=out)
     if not check["allowed"] and not check.get("blocking"):
         print(workflow_command("error", gate_headline(check), title), file=out)
     for item in check.get("blocking") or []:
@@ -172,7 +203,15 @@ def print_github_gate(
         message = f"{item.get('code')}{control}: {item.get('detail', '')}"
         print(workflow_command("error", message, title), file=out)
     out.flush()
-    append_step_summary(gate_summary(check, transition))
+    append_step_summary(gate_summary(check, transition, already=already))
+
+
+def write_step_outputs(target: str, values: Mapping[str, str]) -> None:
+    """Append `name=value` lines to GitHub's step outputs file. Each value is one line (the
+    runner would read a line break as the start of another output)."""
+    with Path(target).open("a", encoding="utf-8") as outputs:
+        for name, value in values.items():
+            outputs.write(f"{name}={' '.join(value.split())}\n")
 
 
 def append_step_summary(markdown: str) -> None:
@@ -186,7 +225,7 @@ def print_readiness(answer: Answer, file: TextIO | None = None) -> None:
     with console(file) as out:
         out.print(
             f"{answer['system_key']}: stage {answer['stage']}, risk tier {answer['risk_tier']},"
-            f" score {_number(answer['score'])} ({answer['level']}), policy"
+            f" score {number(answer['score'])} ({answer['level']}), policy"
             f" v{answer['policy_version']}"
         )
         for name, gate in (answer.get("gates") or {}).items():
@@ -201,6 +240,31 @@ def print_readiness(answer: Answer, file: TextIO | None = None) -> None:
         if findings:
             named = ", ".join(f"{f['finding']} ({f['control']})" for f in findings)
             out.print(f"open findings: {named}")
+
+
+def print_releases(
+    system: str, items: Iterable[Answer], *, more: bool = False, file: TextIO | None = None
+) -> None:
+    rows = list(items)
+    with console(file) as out:
+        if not rows:
+            out.print(f"{system}: no release recorded yet")
+            return
+        table = Table(show_edge=False, pad_edge=False)
+        for column in ("version", "stage", "entered", "left", "transition"):
+            table.add_column(column, no_wrap=column != "version", overflow="fold")
+        for item in rows:
+            table.add_row(
+                Text(str(item.get("version"))),
+                Text(str(item.get("stage"))),
+                Text(str(item.get("entered_at"))),
+                # No left_at: the release is in that stage now.
+                Text(str(item.get("left_at") or "current")),
+                Text(str(item.get("transition_id"))),
+            )
+        out.print(table)
+        if more:
+            out.print(f"older releases not shown: raise --limit (now {len(rows)})")
 
 
 def print_evidence(answer: Answer, file: TextIO | None = None) -> None:
@@ -219,8 +283,8 @@ def _criteria_table(criteria: Iterable[Answer]) -> Table:
     for criterion in criteria:
         table.add_row(
             Text(str(criterion["metric"])),
-            Text(f"{criterion['op']} {_number(criterion['target'])}"),
-            Text(_number(criterion.get("value"))),
+            Text(f"{criterion['op']} {number(criterion['target'])}"),
+            Text(number(criterion.get("value"))),
             Text(str(criterion.get("result"))),
         )
     return table
@@ -232,7 +296,7 @@ def print_pilot_result(answer: Answer, file: TextIO | None = None) -> None:
     with console(file) as out:
         out.print(
             f"Recorded result {result['id']} of pilot {result['pilot_id']}: pilot score"
-            f" {_number(evaluation.get('score'))}, outcome {outcome}"
+            f" {number(evaluation.get('score'))}, outcome {outcome}"
         )
         if evaluation.get("criteria"):
             out.print(_criteria_table(evaluation["criteria"]))
