@@ -1,9 +1,11 @@
 import re
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.audit.keyfile import default_path as default_key_file
 from app.audit.seed import decode_seed
 from app.vocabulary import GateStage
 
@@ -104,8 +106,12 @@ class Settings(BaseSettings):
     # (app.integrations.mlflow.reconcile). 0: never.
     readiness_mlflow_reconcile_seconds: float = Field(default=300.0, ge=0, le=86_400)
     # Base64 of the 32-byte Ed25519 seed that signs audit checkpoints (app.audit.signing);
-    # unset, a key is made at first start and kept in the database (for trying out only).
+    # unset, a key is made at first start and kept in the key file below (for trying out
+    # only: never in the database, where whoever can rewrite the log could read it).
     readiness_audit_signing_key: SecretStr | None = None
+    # Where that generated key is kept (mode 0600). Unset: `readiness-audit.key` beside the
+    # SQLite file, or in the working directory on PostgreSQL (app.audit.keyfile).
+    readiness_audit_signing_key_file: str | None = Field(default=None, min_length=1)
     # Outbound webhooks (app.webhooks, docs/webhooks.md). Whether this process sends the
     # deliveries due; off, they wait in the database for a process that does.
     readiness_webhook_dispatch: bool = True
@@ -150,6 +156,11 @@ class Settings(BaseSettings):
     def audit_signing_seed(self) -> bytes | None:
         key = self.readiness_audit_signing_key
         return decode_seed(key.get_secret_value()) if key is not None else None
+
+    def audit_signing_key_file(self) -> Path:
+        if self.readiness_audit_signing_key_file is not None:
+            return Path(self.readiness_audit_signing_key_file).absolute()
+        return default_key_file(self.database_url)
 
     @field_validator("readiness_mlflow_alias_stages")
     @classmethod

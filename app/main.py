@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
+from app.audit.keyfile import KeyFileError
 from app.audit.router import router as audit_router
 from app.audit.signing import SigningKey
 from app.auth.bootstrap import START_WAIT as BOOTSTRAP_START_WAIT
@@ -118,6 +119,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads()
+        # At start-up, not at the first checkpoint: a key file the service refuses (looser
+        # permissions, no key in it, none can be made) stops the process before it serves.
+        try:
+            signing_key.load()
+        except KeyFileError as exc:
+            logger.error("cannot start: %s", exc)
+            raise
         if bootstrap is not None:
             # With a healthy database the key exists before the first request. One that is
             # down or not migrated yet delays start-up by this wait at most: the process
@@ -178,9 +186,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.state.identities = identities
     app.state.clock = clock
     app.state.mirror_warmup = warmup
-    app.state.audit_signing_key = SigningKey(
-        database, seed=settings.audit_signing_seed(), clock=lambda: app.state.clock()
+    signing_key = SigningKey(
+        database,
+        seed=settings.audit_signing_seed(),
+        key_file=settings.audit_signing_key_file(),
+        clock=lambda: app.state.clock(),
     )
+    app.state.audit_signing_key = signing_key
     app.state.webhook_dispatcher = dispatcher
 
     install_error_handlers(app)

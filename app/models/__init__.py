@@ -1,7 +1,7 @@
 """Every table model, imported here so metadata (and Alembic) sees them all."""
 
 from app.models.api_key import ApiKey
-from app.models.audit import AuditSigningKey
+from app.models.audit import AuditPublicKey
 from app.models.base import UTCDateTime
 from app.models.event import Event
 from app.models.evidence import Evidence
@@ -23,7 +23,7 @@ from app.models.webhook import WebhookDelivery, WebhookSubscription
 __all__ = [
     "ApiKey",
     "Approval",
-    "AuditSigningKey",
+    "AuditPublicKey",
     "ClassificationConfirmation",
     "Event",
     "Evidence",

@@ -2,6 +2,7 @@
 stays up, requests that need the database answer 503 with Retry-After (a retry later works),
 /readyz answers 503, and the bootstrap admin key appears once the database takes it."""
 
+import base64
 import logging
 import os
 import shutil
@@ -20,7 +21,7 @@ from sqlalchemy import create_engine, make_url
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import ADMIN_SECRET, FakeClock, alembic_config, auth
+from tests.conftest import ADMIN_SECRET, AUDIT_SEED, FakeClock, alembic_config, auth
 from tests.factories import system_body
 from tests.serving import free_port, make_run_server
 
@@ -99,8 +100,13 @@ def test_a_database_out_of_reach_answers_503_and_the_process_stays_up(
         shutil.rmtree(directory)
     else:
         url = unreachable_postgresql()
+    # The signing key configured, as in production: a generated one would have nowhere to go.
     app = create_app(
-        Settings(database_url=url, readiness_bootstrap_admin_key=ADMIN_SECRET)  # type: ignore[arg-type]
+        Settings(
+            database_url=url,
+            readiness_bootstrap_admin_key=ADMIN_SECRET,  # type: ignore[arg-type]
+            readiness_audit_signing_key=base64.b64encode(AUDIT_SEED).decode(),  # type: ignore[arg-type]
+        )
     )
     caplog.set_level(logging.INFO)
     with TestClient(app, raise_server_exceptions=False) as client:

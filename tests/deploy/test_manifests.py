@@ -157,8 +157,10 @@ def test_environment_names_are_settings_the_app_reads() -> None:
             assert reference["name"] == secret["metadata"]["name"]
             assert reference["key"] in secret["stringData"]
 
-    # The secrets come from the Secret, never from the ConfigMap.
-    secrets = {"DATABASE_URL", "READINESS_BOOTSTRAP_ADMIN_KEY"}
+    # The secrets come from the Secret, never from the ConfigMap. The audit signing key is
+    # one of them: on a read-only root no key file could be made, and replicas generating
+    # their own would each sign with another key.
+    secrets = {"DATABASE_URL", "READINESS_BOOTSTRAP_ADMIN_KEY", "READINESS_AUDIT_SIGNING_KEY"}
     assert not secrets & set(config_map["data"])
     deployment_env = {var["name"] for var in only_container(one("Deployment"))["env"]}
     assert deployment_env == secrets

@@ -316,3 +316,87 @@ def test_systems_sharing_an_external_ref_stop_the_upgrade_until_one_keeps_it(
         command.downgrade(config, BEFORE_UNIQUE_EXTERNAL_REF)
     finally:
         engine.dispose()
+
+
+def test_a_stored_seed_is_dropped_and_its_public_key_kept(empty_database_url: str) -> None:
+    """The key a process of the release before generated into the database: after the
+    upgrade no seed is left anywhere in it, and the checkpoints it signed still verify by
+    their key_id."""
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    from fastapi.testclient import TestClient
+
+    from app.config import Settings
+    from app.main import create_app
+    from tests.conftest import ADMIN_SECRET, auth
+
+    seed = bytes(range(200, 232))
+    public = (
+        Ed25519PrivateKey.from_private_bytes(seed)
+        .public_key()
+        .public_bytes(Encoding.Raw, PublicFormat.Raw)
+    )
+    key_id = hashlib.sha256(public).hexdigest()[:16]
+    config = alembic_config(empty_database_url)
+    engine = create_engine(empty_database_url)
+    try:
+        command.upgrade(config, "e7a1c3d5f902")
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO audit_signing_keys (id, seed, created_at)"
+                    " VALUES (1, :seed, '2026-12-07 02:00:00')"
+                ),
+                {"seed": base64.b64encode(seed).decode()},
+            )
+        command.upgrade(config, "head")
+        assert "audit_signing_keys" not in inspect(engine).get_table_names()
+        with engine.connect() as connection:
+            kept = connection.execute(
+                text("SELECT key_id, algorithm, public_key FROM audit_public_keys")
+            ).all()
+        assert [tuple(row) for row in kept] == [
+            (key_id, "Ed25519", base64.b64encode(public).decode())
+        ]
+
+        # A checkpoint that key signed before the upgrade, verified by a service that now
+        # signs with another key.
+        signed_at = "2026-12-07T03:00:00Z"
+        message = f"0:{'0' * 64}:{signed_at}"
+        checkpoint = {
+            "event_id": 0,
+            "hash": "0" * 64,
+            "signed_at": signed_at,
+            "signature": base64.b64encode(
+                Ed25519PrivateKey.from_private_bytes(seed).sign(message.encode())
+            ).decode(),
+            "key_id": key_id,
+        }
+        settings = Settings(
+            database_url=empty_database_url,
+            readiness_bootstrap_admin_key=ADMIN_SECRET,  # type: ignore[arg-type]
+            readiness_audit_signing_key=base64.b64encode(bytes(32)).decode(),  # type: ignore[arg-type]
+            readiness_mirror_warmup=False,
+            readiness_reevaluate_on_start=False,
+            readiness_expiry_events=False,
+            readiness_webhook_dispatch=False,
+        )
+        app = create_app(settings)
+        with TestClient(app) as client:
+            response = client.post("/v1/audit/verify", json=checkpoint, headers=auth(ADMIN_SECRET))
+        app.state.database.dispose()
+        assert response.status_code == 200, response.text
+        assert response.json()["ok"] is True
+
+        command.downgrade(config, "e7a1c3d5f902")
+        tables = set(inspect(engine).get_table_names())
+        assert "audit_signing_keys" in tables
+        assert "audit_public_keys" not in tables
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM audit_signing_keys")).scalar() == 0
+        command.upgrade(config, "head")
+    finally:
+        engine.dispose()

@@ -368,7 +368,8 @@ def test_forged_cursors_are_client_errors(
 
 @pytest.mark.slow
 def test_cursors_of_another_kind_of_list_are_400(client: TestClient, admin: dict[str, str]) -> None:
-    # Evidence pages by control name, every other list by a number: each kind's cursor is
+    # Evidence pages by control name, the audit's public keys by key id, every other list by
+    # a number: each kind's cursor is
     # refused by the other, and a cursor with a character changed never fails the server.
     prepare(client, admin)
     for control in ("training", "monitoring"):
@@ -380,7 +381,8 @@ def test_cursors_of_another_kind_of_list_are_400(client: TestClient, admin: dict
     assert name_cursor
     assert number_cursor
     for path, cursor_name in (case.values for case in LISTS):
-        foreign = number_cursor if path.endswith("/evidence") else name_cursor
+        by_name = path.endswith(("/evidence", "/public-keys"))
+        foreign = number_cursor if by_name else name_cursor
         response = client.get(url(path), params={cursor_name: foreign}, headers=admin)
         assert response.status_code == 400, (path, response.text)
         assert response.json()["type"] == "/problems/invalid-cursor"
