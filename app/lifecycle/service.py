@@ -367,17 +367,23 @@ def stage_at(session: Session, *, system: System, at: datetime) -> tuple[str, Tr
     return (last.to_stage if last else Stage.proposed.value), last
 
 
-def record_approval(
-    session: Session, *, system: System, body: ApprovalCreate, actor: Principal, now: datetime
-) -> Approval:
-    """Approvals are not team-scoped (independence needs outsiders), but a tier whose policy
-    asks for independent approval refuses an approver scoped to the owner team."""
+def _ensure_independent(session: Session, system: System, actor: Principal) -> None:
+    """A person's decision on the system's tier (an approval, a confirmation of the tier):
+    where the tier's policy asks for independence, not from an approver of the owner team."""
     scope.ensure_independent(
         actor,
         owner_team=system.owner_team,
         tier=system.risk_tier,
         rules=policy_service.active_rules(session).rules,
     )
+
+
+def record_approval(
+    session: Session, *, system: System, body: ApprovalCreate, actor: Principal, now: datetime
+) -> Approval:
+    """Approvals are not team-scoped (independence needs outsiders), but a tier whose policy
+    asks for independent approval refuses an approver scoped to the owner team."""
+    _ensure_independent(session, system, actor)
     assert system.id is not None
     approval = Approval(
         system_id=system.id,
@@ -428,12 +434,7 @@ def confirm_classification(
             " tier it has, or change what it touches first.",
             current_tier=system.risk_tier,
         )
-    scope.ensure_independent(
-        actor,
-        owner_team=system.owner_team,
-        tier=system.risk_tier,
-        rules=policy_service.active_rules(session).rules,
-    )
+    _ensure_independent(session, system, actor)
     assert system.id is not None
     confirmation = ClassificationConfirmation(
         system_id=system.id,
