@@ -292,6 +292,16 @@ def reevaluate_batch(
     systems = list(session.execute(locked).scalars())
     if not systems:
         return []
+    _evaluate_and_store(session, systems, active, now)
+    session.flush()
+    return [system.id for system in systems if system.id is not None]
+
+
+def _evaluate_and_store(
+    session: Session, systems: list[System], active: ActiveRules, now: datetime
+) -> None:
+    """Evaluate these systems from one load of their inputs, and store each answer with a
+    history snapshot."""
     inputs = load_inputs(session, systems, active, now)
     answers: list[Answer] = []
     snapshots = []
@@ -301,8 +311,6 @@ def reevaluate_batch(
         answers.append((system, evaluation, readiness))
         snapshots.append(_snapshot(system.id, evaluation, readiness))
     _store(session, answers, snapshots)
-    session.flush()
-    return [system.id for system in systems if system.id is not None]
 
 
 def lock_granted_by_key(session: Session, *, key_id: int, now: datetime) -> list[System]:
@@ -323,16 +331,7 @@ def store_anew(session: Session, systems: list[System], *, now: datetime) -> Non
     at a time."""
     active = policy_service.active_rules(session)
     for start in range(0, len(systems), REEVALUATE_BATCH):
-        batch = systems[start : start + REEVALUATE_BATCH]
-        inputs = load_inputs(session, batch, active, now)
-        answers: list[Answer] = []
-        snapshots = []
-        for system in batch:
-            assert system.id is not None
-            evaluation, readiness = _evaluate(system, inputs[system.id], active, now)
-            answers.append((system, evaluation, readiness))
-            snapshots.append(_snapshot(system.id, evaluation, readiness))
-        _store(session, answers, snapshots)
+        _evaluate_and_store(session, systems[start : start + REEVALUATE_BATCH], active, now)
     session.flush()
 
 
